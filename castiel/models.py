@@ -1,0 +1,382 @@
+"""Pydantic models on the wire (queue bodies) and in storage (documents), DESIGN §4.
+
+Field names are camelCase on the wire and in documents, snake_case in Python. Documents carry the store's
+``_etag`` and ``_ts`` when read back; writes never send them as data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class WireModel(BaseModel):
+    """camelCase JSON in and out; unknown fields ignored so older workers read newer messages."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_json_bytes(self) -> bytes:
+        """The wire form: camelCase JSON, no nulls."""
+        return orjson.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+    @classmethod
+    def from_json_bytes(cls, body: bytes | str) -> Self:
+        """Parse and validate the wire form (raises ``pydantic.ValidationError``)."""
+        return cls.model_validate_json(body)
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic id from its parts: the same inputs always give the same id (duplicate detection)."""
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()
+    return digest[:32]
+
+
+# ---------------------------------------------------------------- enums
+
+
+class Provider(StrEnum):
+    SALESFORCE = "salesforce"
+    GITHUB = "github"
+    GOOGLE = "google"
+    NOTION = "notion"
+    SLACK = "slack"
+    STANDARD = "standard"
+
+
+class SyncMode(StrEnum):
+    PULL = "pull"
+    PUSH = "push"
+    BIDIRECTIONAL = "bidirectional"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for high; lower ranks are scheduled first."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
+class TriggerKind(StrEnum):
+    SCHEDULE = "schedule"
+    WEBHOOK = "webhook"
+    MANUAL = "manual"
+
+
+class Operation(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class ChangeOrigin(StrEnum):
+    WEBHOOK = "webhook"
+    LOCAL = "local"
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    FAILED = "failed"
+    PAUSED = "paused"
+    NEEDS_REAUTH = "needs_reauth"
+
+
+class DedupStrategy(StrEnum):
+    EXTERNAL_ID = "external_id"
+    CONTENT_HASH = "content_hash"
+    COMPOSITE_KEY = "composite_key"
+    FUZZY = "fuzzy"
+
+
+class ConflictStrategy(StrEnum):
+    LOCAL_WINS = "local_wins"
+    REMOTE_WINS = "remote_wins"
+    NEWEST_WINS = "newest_wins"
+    FIELD_MERGE = "field_merge"
+    SOURCE_PRIORITY = "source_priority"
+    MANUAL = "manual"
+
+
+# ---------------------------------------------------------------- queue messages
+
+
+class SyncTaskMessage(WireModel):
+    """One unit of inbound work on ``sync-inbound``."""
+
+    integration_id: str
+    tenant_id: str
+    connection_id: str
+    sync_mode: SyncMode
+    priority: Priority = Priority.NORMAL
+    correlation_id: str
+    enqueued_at: datetime
+    task_id: str | None = None
+    trigger: TriggerKind = TriggerKind.SCHEDULE
+
+    def message_id(self) -> str:
+        """Deterministic: the same task scheduled for the same run is the same message."""
+        return stable_id("sync-task", self.tenant_id, self.task_id or self.connection_id, self.enqueued_at)
+
+
+class OutboundChange(WireModel):
+    """One change to push out, from a webhook or a local edit, on ``sync-outbound``."""
+
+    integration_id: str
+    tenant_id: str
+    connection_id: str | None = None
+    entity_type: str
+    entity_id: str
+    external_id: str | None = None
+    operation: Operation
+    changes: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime
+    origin: ChangeOrigin
+    event_type: str | None = None
+    correlation_id: str
+
+    def message_id(self, delivery_id: str | None = None) -> str:
+        """Deterministic: a re-sent delivery of the same change is the same message."""
+        return stable_id(
+            "outbound",
+            self.tenant_id,
+            self.connection_id,
+            delivery_id or self.timestamp.isoformat(),
+            self.entity_type,
+            self.external_id or self.entity_id,
+            self.operation,
+        )
+
+
+class RateLimitCheck(WireModel):
+    """The decision of one rate-limit check across all levels."""
+
+    allowed: bool
+    queued: bool
+    remaining: int
+    reset_at: datetime
+    retry_after_seconds: float
+    level: str | None = None
+
+
+# ---------------------------------------------------------------- documents
+
+
+class Document(WireModel):
+    """A stored document. ``container`` names its Cosmos container; ``etag`` is the store's version."""
+
+    container: ClassVar[str]
+
+    id: str
+    etag: str | None = Field(default=None, alias="_etag")
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON document to store (without the store's own ``_etag``)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"etag"})
+
+
+class TenantDocument(Document):
+    """A document partitioned by ``/tenantId``."""
+
+    tenant_id: str
+
+
+class Connection(TenantDocument):
+    """A tenant's link to one provider account."""
+
+    container: ClassVar[str] = "connections"
+
+    integration_id: str
+    provider: Provider
+    base_url: str | None = None
+    entity_types: list[str] = Field(default_factory=list)
+    credential_id: str | None = None
+    sync_direction: SyncMode = SyncMode.BIDIRECTIONAL
+    conflict_strategy: ConflictStrategy = ConflictStrategy.LOCAL_WINS
+    dedup_strategy: DedupStrategy = DedupStrategy.EXTERNAL_ID
+    status: str = "active"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyncTask(TenantDocument):
+    """A scheduled sync of one connection."""
+
+    container: ClassVar[str] = "sync-tasks"
+
+    integration_id: str
+    connection_id: str
+    sync_mode: SyncMode = SyncMode.PULL
+    priority: Priority = Priority.NORMAL
+    priority_rank: int = 1
+    status: TaskStatus = TaskStatus.PENDING
+    next_run_at: datetime
+    interval_minutes: int = Field(default=60, ge=1)
+    cursors: dict[str, str] = Field(default_factory=dict)
+    status_changed_at: datetime | None = None
+    paused_until: datetime | None = None
+    last_error: str | None = None
+    last_result_id: str | None = None
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Stored beside the priority so the store can order high → normal → low without a CASE expression.
+        self.priority_rank = self.priority.rank
+
+
+class PhaseTiming(WireModel):
+    name: str
+    started_at: datetime
+    duration_ms: float
+
+
+class SyncCounts(WireModel):
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    failed: int = 0
+
+
+class SyncResult(TenantDocument):
+    """One execution of a sync task."""
+
+    container: ClassVar[str] = "sync-results"
+
+    task_id: str | None = None
+    connection_id: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    phases: list[PhaseTiming] = Field(default_factory=list)
+    counts: SyncCounts = Field(default_factory=SyncCounts)
+    error: str | None = None
+    correlation_id: str
+
+
+class Shard(TenantDocument):
+    """One record of a shard type."""
+
+    container: ClassVar[str] = "shards"
+
+    shard_type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    field_versions: dict[str, datetime] = Field(default_factory=dict)
+    external_ids: dict[str, str] = Field(default_factory=dict)
+    relationships: list[dict[str, str]] = Field(default_factory=list)
+    derived_from: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ExternalIdLink(TenantDocument):
+    """``(connectionId, entityType, externalId)`` → shard id."""
+
+    container: ClassVar[str] = "external-ids"
+
+    connection_id: str
+    entity_type: str
+    external_id: str
+    shard_id: str
+
+    @staticmethod
+    def make_id(connection_id: str, entity_type: str, external_id: str) -> str:
+        return stable_id("xid", connection_id, entity_type, external_id)
+
+
+class WebhookHealth(WireModel):
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    last_received_at: datetime | None = None
+    status: str = "healthy"
+
+
+class WebhookRegistration(TenantDocument):
+    """A webhook endpoint registered for one connection."""
+
+    container: ClassVar[str] = "webhooks"
+
+    provider: Provider
+    connection_id: str
+    integration_id: str
+    secret_name: str | None = None
+    events: list[str] = Field(default_factory=list)
+    status: str = "active"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    health: WebhookHealth = Field(default_factory=WebhookHealth)
+
+
+class WebhookAudit(Document):
+    """One webhook delivery; partitioned by ``/registrationId``, kept 30 days."""
+
+    container: ClassVar[str] = "webhook-audit"
+
+    registration_id: str
+    tenant_id: str | None = None
+    delivery_id: str | None = None
+    outcome: str
+    status_code: int
+    reason: str | None = None
+    latency_ms: float
+    received_at: datetime
+    ttl: int = 30 * 24 * 3600
+
+
+class CredentialMetadata(TenantDocument):
+    """Credential metadata only; the value lives in the secret store under ``secret_name``."""
+
+    container: ClassVar[str] = "credentials"
+
+    connection_id: str
+    credential_type: str
+    secret_name: str
+    expires_at: datetime | None = None
+    status: str = "active"
+    rotation_interval_days: int | None = None
+    notify_before_days: int | None = None
+    last_refreshed_at: datetime | None = None
+
+
+class TokenRefreshAudit(TenantDocument):
+    """One token refresh attempt and its outcome."""
+
+    container: ClassVar[str] = "token-refresh-audit"
+
+    credential_id: str
+    connection_id: str
+    outcome: str
+    error: str | None = None
+    attempted_at: datetime
+    new_expires_at: datetime | None = None
+
+
+CONTAINER_PARTITION_KEYS: dict[str, str] = {
+    "connections": "tenantId",
+    "sync-tasks": "tenantId",
+    "sync-results": "tenantId",
+    "shards": "tenantId",
+    "external-ids": "tenantId",
+    "webhooks": "tenantId",
+    "webhook-audit": "registrationId",
+    "credentials": "tenantId",
+    "token-refresh-audit": "tenantId",
+}
+"""Every container of DESIGN §4 and the top-level field its partition key path names."""

@@ -1,0 +1,125 @@
+"""Every environment variable Castiel reads, named once, typed, with its default.
+
+Nothing else in the code base touches ``os.environ``. A backend is chosen by which of these are set
+(``COSMOS_ENDPOINT``, ``ServiceBusConnection``, ``KEY_VAULT_URL``, ``REDIS_URL``), never by code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from castiel.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one Castiel process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    cosmos_endpoint: str | None = Field(default=None, validation_alias="COSMOS_ENDPOINT")
+    cosmos_key: str | None = Field(default=None, validation_alias="COSMOS_KEY", repr=False)
+    cosmos_database: str = Field(default="castiel", validation_alias="COSMOS_DATABASE", min_length=1)
+
+    service_bus_connection: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ServiceBusConnection", "SERVICE_BUS_CONNECTION_STRING"),
+        repr=False,
+    )
+    service_bus_namespace: str | None = Field(
+        default=None,
+        validation_alias="ServiceBusConnection__fullyQualifiedNamespace",
+        description="Identity-based connection: the namespace host, used with a managed identity.",
+    )
+    service_bus_queue: str = Field(default="sync-inbound", validation_alias="SERVICE_BUS_QUEUE", min_length=1)
+    service_bus_queue_outbound: str = Field(
+        default="sync-outbound", validation_alias="SERVICE_BUS_QUEUE_OUTBOUND", min_length=1
+    )
+
+    key_vault_url: str | None = Field(default=None, validation_alias="KEY_VAULT_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL", repr=False)
+
+    sync_batch_size: int = Field(default=100, validation_alias="SYNC_BATCH_SIZE", ge=1, le=10_000)
+    sync_max_retries: int = Field(default=3, validation_alias="SYNC_MAX_RETRIES", ge=0, le=100)
+    sync_stuck_timeout_minutes: int = Field(
+        default=60,
+        validation_alias="SYNC_STUCK_TIMEOUT_MINUTES",
+        ge=1,
+        description="A task queued or running longer than this is assumed lost and re-pended.",
+    )
+    token_expiry_threshold_minutes: int = Field(
+        default=420, validation_alias="TOKEN_EXPIRY_THRESHOLD_MINUTES", ge=1
+    )
+    max_delivery_count: int = Field(
+        default=10,
+        validation_alias="SERVICE_BUS_MAX_DELIVERY_COUNT",
+        ge=1,
+        description="The queue's max delivery count (Service Bus default 10); the embedded queue obeys it.",
+    )
+
+    data_dir: Path = Field(default=Path(".castiel"), validation_alias="CASTIEL_DATA_DIR")
+
+    @field_validator("cosmos_endpoint", "key_vault_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def uses_cosmos(self) -> bool:
+        """True when documents live in Cosmos DB rather than the embedded SQLite store."""
+        return self.cosmos_endpoint is not None
+
+    @property
+    def uses_service_bus(self) -> bool:
+        """True when queues are Azure Service Bus rather than the embedded SQLite queue."""
+        return self.service_bus_connection is not None or self.service_bus_namespace is not None
+
+    @property
+    def uses_key_vault(self) -> bool:
+        """True when secrets live in Key Vault rather than the local file store."""
+        return self.key_vault_url is not None
+
+
+def load_settings() -> Settings:
+    """Read the environment once; an invalid value raises ``ConfigError`` naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return load_settings()
+
+
+def _variable_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return " / ".join(str(choice) for choice in alias.choices)
+    return field
