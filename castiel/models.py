@@ -9,16 +9,39 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def format_utc(value: datetime) -> str:
+    """The one stored form of a time: fixed-width ISO-8601 UTC (``2026-11-23T02:36:00.000000Z``).
+
+    Fixed width makes the strings order exactly as the times do, so stores compare them as text.
+    Use it for query filter values on time fields too.
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: Castiel times are timezone-aware UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("datetime must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[
+    datetime, AfterValidator(_as_utc), PlainSerializer(format_utc, return_type=str, when_used="json")
+]
+"""A timezone-aware UTC datetime stored and sent as ``format_utc`` text."""
 
 
 class WireModel(BaseModel):
@@ -128,13 +151,13 @@ class SyncTaskMessage(WireModel):
     sync_mode: SyncMode
     priority: Priority = Priority.NORMAL
     correlation_id: str
-    enqueued_at: datetime
+    enqueued_at: UtcDateTime
     task_id: str | None = None
     trigger: TriggerKind = TriggerKind.SCHEDULE
 
-    def message_id(self) -> str:
-        """Deterministic: the same task scheduled for the same run is the same message."""
-        return stable_id("sync-task", self.tenant_id, self.task_id or self.connection_id, self.enqueued_at)
+    def message_id(self, run_at: datetime) -> str:
+        """Deterministic per run slot: the same task scheduled for the same ``run_at`` is the same message."""
+        return stable_id("sync-task", self.tenant_id, self.task_id or self.connection_id, format_utc(run_at))
 
 
 class OutboundChange(WireModel):
@@ -148,7 +171,7 @@ class OutboundChange(WireModel):
     external_id: str | None = None
     operation: Operation
     changes: dict[str, Any] = Field(default_factory=dict)
-    timestamp: datetime
+    timestamp: UtcDateTime
     origin: ChangeOrigin
     event_type: str | None = None
     correlation_id: str
@@ -159,7 +182,7 @@ class OutboundChange(WireModel):
             "outbound",
             self.tenant_id,
             self.connection_id,
-            delivery_id or self.timestamp.isoformat(),
+            delivery_id or format_utc(self.timestamp),
             self.entity_type,
             self.external_id or self.entity_id,
             self.operation,
@@ -172,7 +195,7 @@ class RateLimitCheck(WireModel):
     allowed: bool
     queued: bool
     remaining: int
-    reset_at: datetime
+    reset_at: UtcDateTime
     retry_after_seconds: float
     level: str | None = None
 
@@ -227,11 +250,11 @@ class SyncTask(TenantDocument):
     priority: Priority = Priority.NORMAL
     priority_rank: int = 1
     status: TaskStatus = TaskStatus.PENDING
-    next_run_at: datetime
+    next_run_at: UtcDateTime
     interval_minutes: int = Field(default=60, ge=1)
     cursors: dict[str, str] = Field(default_factory=dict)
-    status_changed_at: datetime | None = None
-    paused_until: datetime | None = None
+    status_changed_at: UtcDateTime | None = None
+    paused_until: UtcDateTime | None = None
     last_error: str | None = None
     last_result_id: str | None = None
 
@@ -242,7 +265,7 @@ class SyncTask(TenantDocument):
 
 class PhaseTiming(WireModel):
     name: str
-    started_at: datetime
+    started_at: UtcDateTime
     duration_ms: float
 
 
@@ -264,8 +287,8 @@ class SyncResult(TenantDocument):
     task_id: str | None = None
     connection_id: str
     status: str
-    started_at: datetime
-    finished_at: datetime | None = None
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None = None
     phases: list[PhaseTiming] = Field(default_factory=list)
     counts: SyncCounts = Field(default_factory=SyncCounts)
     error: str | None = None
@@ -279,11 +302,11 @@ class Shard(TenantDocument):
 
     shard_type: str
     data: dict[str, Any] = Field(default_factory=dict)
-    field_versions: dict[str, datetime] = Field(default_factory=dict)
+    field_versions: dict[str, UtcDateTime] = Field(default_factory=dict)
     external_ids: dict[str, str] = Field(default_factory=dict)
     relationships: list[dict[str, str]] = Field(default_factory=list)
     derived_from: str | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: UtcDateTime = Field(default_factory=utcnow)
 
 
 class ExternalIdLink(TenantDocument):
@@ -305,7 +328,7 @@ class WebhookHealth(WireModel):
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
-    last_received_at: datetime | None = None
+    last_received_at: UtcDateTime | None = None
     status: str = "healthy"
 
 
@@ -336,7 +359,7 @@ class WebhookAudit(Document):
     status_code: int
     reason: str | None = None
     latency_ms: float
-    received_at: datetime
+    received_at: UtcDateTime
     ttl: int = 30 * 24 * 3600
 
 
@@ -348,11 +371,11 @@ class CredentialMetadata(TenantDocument):
     connection_id: str
     credential_type: str
     secret_name: str
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None = None
     status: str = "active"
     rotation_interval_days: int | None = None
     notify_before_days: int | None = None
-    last_refreshed_at: datetime | None = None
+    last_refreshed_at: UtcDateTime | None = None
 
 
 class TokenRefreshAudit(TenantDocument):
@@ -364,8 +387,8 @@ class TokenRefreshAudit(TenantDocument):
     connection_id: str
     outcome: str
     error: str | None = None
-    attempted_at: datetime
-    new_expires_at: datetime | None = None
+    attempted_at: UtcDateTime
+    new_expires_at: UtcDateTime | None = None
 
 
 CONTAINER_PARTITION_KEYS: dict[str, str] = {

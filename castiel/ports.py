@@ -68,9 +68,7 @@ class DocumentStore(Protocol):
         """Insert or overwrite unconditionally."""
         ...
 
-    async def replace(
-        self, container: str, doc: Mapping[str, Any], *, if_match: str | None = None
-    ) -> dict[str, Any]:
+    async def replace(self, container: str, doc: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
         """Overwrite an existing document; ``NotFound`` if absent, ``PreconditionFailed`` on a stale etag."""
         ...
 
@@ -78,9 +76,7 @@ class DocumentStore(Protocol):
         """One document; raises ``NotFound``."""
         ...
 
-    async def delete(
-        self, container: str, doc_id: str, partition_key: str, *, if_match: str | None = None
-    ) -> None:
+    async def delete(self, container: str, doc_id: str, partition_key: str, *, if_match: str | None = None) -> None:
         """Remove; ``NotFound`` if absent, ``PreconditionFailed`` on a stale etag."""
         ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,14 +56,24 @@ class Settings(BaseSettings):
         ge=1,
         description="A task queued or running longer than this is assumed lost and re-pended.",
     )
-    token_expiry_threshold_minutes: int = Field(
-        default=420, validation_alias="TOKEN_EXPIRY_THRESHOLD_MINUTES", ge=1
-    )
+    token_expiry_threshold_minutes: int = Field(default=420, validation_alias="TOKEN_EXPIRY_THRESHOLD_MINUTES", ge=1)
     max_delivery_count: int = Field(
         default=10,
         validation_alias="SERVICE_BUS_MAX_DELIVERY_COUNT",
         ge=1,
         description="The queue's max delivery count (Service Bus default 10); the embedded queue obeys it.",
+    )
+
+    rate_limit_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        validation_alias="RATE_LIMIT_OVERRIDES",
+        description="JSON: per-tenant and per-connection limits that replace the defaults of DESIGN §5.",
+    )
+    rate_limit_expected_instances: int = Field(
+        default=1,
+        validation_alias="RATE_LIMIT_EXPECTED_INSTANCES",
+        ge=1,
+        description="Instances sharing a limit; the local fallback window (Redis down) divides limits by it.",
     )
 
     data_dir: Path = Field(default=Path(".castiel"), validation_alias="CASTIEL_DATA_DIR")
@@ -102,9 +113,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
+        problems = "; ".join(f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 

