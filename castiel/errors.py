@@ -11,6 +11,7 @@
      │    ├── InvalidMessage      a queue body or request that cannot be decoded
      │    ├── InvalidGrant        the OAuth grant is dead: mark the connection needs_reauth
      │    └── SignatureError      a webhook that does not verify
+     ├── Deferred                 not a failure: postpone the work by ``retry_after`` (a queued rate-limit decision)
      ├── NotFound                 the document, secret or registration does not exist
      ├── AlreadyExists            create of an id that is already there
      └── PreconditionFailed       an etag-conditional write lost a race
@@ -61,6 +62,14 @@ class InvalidGrant(PermanentError):
 
 class SignatureError(PermanentError):
     """A webhook signature or token did not verify; the message says exactly why."""
+
+
+class Deferred(CastielError):
+    """The work must wait ``retry_after`` seconds; re-send it then without counting a retry (never dropped)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(0.0, retry_after)
 
 
 class NotFound(CastielError):

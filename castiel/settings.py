@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from castiel.errors import ConfigError
 
@@ -115,6 +115,10 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
         raise ConfigError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        # Raised before validation when a complex value (a JSON setting) does not parse.
+        field = next((name for name in Settings.model_fields if f'"{name}"' in str(exc)), "?")
+        raise ConfigError(f"invalid configuration: {_variable_name((field,))}: not valid JSON") from None
 
 
 @lru_cache(maxsize=1)

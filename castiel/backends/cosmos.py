@@ -1,0 +1,241 @@
+"""The Cosmos DB ``DocumentStore``, on azure-cosmos's async client.
+
+Key auth when a key is configured (the emulator, local runs), otherwise ``DefaultAzureCredential`` (a managed
+identity in Azure). Containers are opened on first use and created if absent, with the partition key path of
+``models.CONTAINER_PARTITION_KEYS``, TTL enabled without a default (``default_ttl=-1``, so a document's own ``ttl``
+counts) and the composite indexes its queries order by. Queries page by keyset continuation (see
+``cosmos_query``), not by the SDK's tokens, which cannot resume cross-partition ORDER BY queries.
+
+SDK errors are translated here, once: 404 ``NotFound``, 409 ``AlreadyExists``, 412 ``PreconditionFailed``,
+429 ``RateLimited``, 408/410/449/5xx and network failures ``RetryableError``, 401/403 ``ConfigError``, any other
+4xx ``PermanentError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+from azure.cosmos import PartitionKey
+from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
+from azure.identity.aio import DefaultAzureCredential
+
+from castiel.backends.cosmos_query import (
+    CosmosSql,
+    SortKey,
+    check_key,
+    count_sql,
+    decode_continuation,
+    encode_continuation,
+    indexing_policy,
+    partition_key_field,
+    prepare_document,
+    select_sql,
+    sort_keys,
+    value_at,
+)
+from castiel.errors import (
+    AlreadyExists,
+    CastielError,
+    ConfigError,
+    NotFound,
+    PermanentError,
+    PreconditionFailed,
+    RateLimited,
+    RetryableError,
+)
+from castiel.ports import Query, QueryPage
+from castiel.settings import Settings
+
+DEFAULT_ORDERINGS: Mapping[str, Sequence[tuple[SortKey, ...]]] = {
+    "sync-tasks": ((("priorityRank", "asc"), ("nextRunAt", "asc")),),
+}
+"""The orderings each container is queried with (beyond none): each one gets a composite index.
+
+Cosmos DB refuses an ORDER BY over several paths without a matching composite index, and every order carries the
+``id`` and partition-key tie-breaks. ``create_container_if_not_exists`` does not update an existing container, so
+a new ordering also goes into the infrastructure templates.
+"""
+
+_SDK_FIELDS = ("_rid", "_self", "_attachments", "_lsn")
+_RETRY_AFTER_HEADER = "x-ms-retry-after-ms"
+_RETRYABLE_STATUS = frozenset({408, 410, 449})
+
+
+class CosmosDocumentStore:
+    """``DocumentStore`` on an Azure Cosmos DB for NoSQL database."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        database: str,
+        *,
+        key: str | None = None,
+        orderings: Mapping[str, Sequence[tuple[SortKey, ...]]] = DEFAULT_ORDERINGS,
+    ) -> None:
+        self._credential = None if key else DefaultAzureCredential()
+        self._client = CosmosClient(endpoint, credential=key or self._credential)
+        self._database_name = database
+        self._orderings = orderings
+        self._database: DatabaseProxy | None = None
+        self._containers: dict[str, ContainerProxy] = {}
+        self._opening = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CosmosDocumentStore:
+        """The store ``COSMOS_ENDPOINT``, ``COSMOS_KEY`` and ``COSMOS_DATABASE`` describe."""
+        if settings.cosmos_endpoint is None:
+            raise ConfigError("COSMOS_ENDPOINT is not set")
+        return cls(settings.cosmos_endpoint, settings.cosmos_database, key=settings.cosmos_key)
+
+    async def create(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert; ``AlreadyExists`` if ``(partition key, id)`` is present."""
+        prepared = prepare_document(container, doc)
+        proxy = await self._container(container)
+        with _translated(f"create {container}/{prepared.doc_id}"):
+            return _public(await proxy.create_item(body=prepared.body))
+
+    async def upsert(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert or overwrite unconditionally."""
+        prepared = prepare_document(container, doc)
+        proxy = await self._container(container)
+        with _translated(f"upsert {container}/{prepared.doc_id}"):
+            return _public(await proxy.upsert_item(body=prepared.body))
+
+    async def replace(self, container: str, doc: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
+        """Overwrite an existing document; ``NotFound`` if absent, ``PreconditionFailed`` on a stale etag."""
+        prepared = prepare_document(container, doc)
+        proxy = await self._container(container)
+        with _translated(f"replace {container}/{prepared.doc_id}"):
+            replaced = await proxy.replace_item(
+                item=prepared.doc_id, body=prepared.body, **_condition(if_match)
+            )
+        return _public(replaced)
+
+    async def read(self, container: str, doc_id: str, partition_key: str) -> dict[str, Any]:
+        """One document; raises ``NotFound``."""
+        doc_id, partition_key = check_key(doc_id, partition_key)
+        proxy = await self._container(container)
+        with _translated(f"read {container}/{doc_id}"):
+            return _public(await proxy.read_item(item=doc_id, partition_key=partition_key))
+
+    async def delete(self, container: str, doc_id: str, partition_key: str, *, if_match: str | None = None) -> None:
+        """Remove; ``NotFound`` if absent, ``PreconditionFailed`` on a stale etag."""
+        doc_id, partition_key = check_key(doc_id, partition_key)
+        proxy = await self._container(container)
+        with _translated(f"delete {container}/{doc_id}"):
+            await proxy.delete_item(item=doc_id, partition_key=partition_key, **_condition(if_match))
+
+    async def query(self, container: str, query: Query) -> QueryPage:
+        """One page of the documents matching ``query``, resuming after its continuation token."""
+        sql = select_sql(container, query, decode_continuation(container, query))
+        items = [_public(item) for item in await self._run(container, sql, query.partition_key, query.limit)]
+        if query.limit is None or len(items) <= query.limit:
+            return QueryPage(items)
+        items = items[: query.limit]
+        after = [value_at(items[-1], path) for path, _ in sort_keys(container, query)]
+        return QueryPage(items, encode_continuation(container, query, after))
+
+    async def count(self, container: str, query: Query) -> int:
+        """How many documents match ``query``'s filters and partition."""
+        partition_key_field(container)
+        # A cross-partition COUNT can arrive as one partial count per partition range.
+        return sum(int(value) for value in await self._run(container, count_sql(query), query.partition_key, None))
+
+    async def close(self) -> None:
+        """Close the client (and the credential this store created)."""
+        await self._client.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+    async def _run(self, container: str, sql: CosmosSql, partition_key: str | None, limit: int | None) -> list[Any]:
+        proxy = await self._container(container)
+        with _translated(f"query {container}"):
+            results = proxy.query_items(
+                query=sql.text,
+                parameters=sql.parameters,
+                partition_key=partition_key,
+                enable_cross_partition_query=partition_key is None,
+                max_item_count=None if limit is None else limit + 1,
+            )
+            return [item async for item in results]
+
+    async def _container(self, name: str) -> ContainerProxy:
+        """The container's client, creating the database and container on first use if they are absent."""
+        proxy = self._containers.get(name)
+        if proxy is not None:
+            return proxy
+        pk_field = partition_key_field(name)
+        async with self._opening:
+            if name not in self._containers:
+                with _translated(f"open container {name}"):
+                    if self._database is None:
+                        self._database = await self._client.create_database_if_not_exists(self._database_name)
+                    self._containers[name] = await self._database.create_container_if_not_exists(
+                        id=name,
+                        partition_key=PartitionKey(path=f"/{pk_field}"),
+                        default_ttl=-1,
+                        indexing_policy=indexing_policy(name, self._orderings.get(name, ())),
+                    )
+            return self._containers[name]
+
+
+def translate_error(exc: AzureError, action: str) -> CastielError:
+    """The Castiel error for an azure-core / azure-cosmos failure of ``action``."""
+    if isinstance(exc, ClientAuthenticationError):
+        return ConfigError(f"Cosmos DB refused the credential to {action}: {exc.message}")
+    if not isinstance(exc, HttpResponseError) or exc.status_code is None:
+        return RetryableError(f"Cosmos DB unreachable to {action}: {exc.message}")
+    status = exc.status_code
+    message = f"Cosmos DB {status} on {action}: {_first_line(exc.message)}"
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return AlreadyExists(message)
+    if status == 412:
+        return PreconditionFailed(message)
+    if status == 429:
+        return RateLimited(message, retry_after=_retry_after_seconds(exc))
+    if status in _RETRYABLE_STATUS or status >= 500:
+        return RetryableError(message)
+    if status in (401, 403):
+        return ConfigError(message)
+    return PermanentError(message)
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except AzureError as exc:
+        raise translate_error(exc, action) from exc
+    except TimeoutError as exc:
+        raise RetryableError(f"Cosmos DB timed out to {action}") from exc
+
+
+def _condition(if_match: str | None) -> dict[str, Any]:
+    """The SDK's keywords for an etag-conditional write (none when unconditional)."""
+    if if_match is None:
+        return {}
+    return {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+
+
+def _public(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The document as the port returns it: with ``_etag`` and ``_ts``, without the SDK's other system fields."""
+    return {name: value for name, value in item.items() if name not in _SDK_FIELDS}
+
+
+def _retry_after_seconds(exc: HttpResponseError) -> float:
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        return float(headers[_RETRY_AFTER_HEADER]) / 1000
+    except (KeyError, TypeError, ValueError):
+        return 1.0
+
+
+def _first_line(message: str | None) -> str:
+    return (message or "").strip().splitlines()[0] if message and message.strip() else "no message"

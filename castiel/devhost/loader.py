@@ -1,0 +1,151 @@
+"""Loads a ``FunctionApp`` by ``module:attribute`` and reads each function's trigger, like the Functions worker.
+
+Only what the dev host can run is returned: HTTP, timer and Service Bus queue triggers. Anything else is logged
+and skipped (it would need the real host), so a newcomer's extra function never stops the rest from running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from azure.functions.decorators.http import HttpTrigger
+from azure.functions.decorators.servicebus import ServiceBusQueueTrigger
+from azure.functions.decorators.timer import TimerTrigger
+
+from castiel.errors import ConfigError
+
+logger = logging.getLogger("castiel.devhost")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpBinding:
+    """An HTTP trigger: its route template (no prefix) and allowed methods (None allows every method)."""
+
+    route: str
+    methods: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerBinding:
+    """A timer trigger: its six-field NCRONTAB schedule."""
+
+    schedule: str
+    run_on_startup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueBinding:
+    """A Service Bus queue trigger (one message per invocation)."""
+
+    queue_name: str
+
+
+Binding = HttpBinding | TimerBinding | QueueBinding
+UserCall = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class HostedFunction:
+    """One function the dev host runs: its name, trigger, and ``call(trigger_argument)``."""
+
+    name: str
+    binding: Binding
+    call: UserCall
+
+    def describe(self) -> str:
+        """A short human form for the start-up line: ``name[http POST /route]``."""
+        binding = self.binding
+        if isinstance(binding, HttpBinding):
+            methods = ",".join(sorted(binding.methods)) if binding.methods else "*"
+            return f"{self.name}[http {methods} /{binding.route}]"
+        if isinstance(binding, TimerBinding):
+            return f"{self.name}[timer {binding.schedule}]"
+        return f"{self.name}[queue {binding.queue_name}]"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedApp:
+    """The app object and the directory its module lives in (where ``host.json`` is looked for)."""
+
+    app: func.FunctionApp
+    directory: Path
+
+
+def load_app(spec: str) -> LoadedApp:
+    """Import ``module:attribute`` from the working directory and return the ``FunctionApp`` it names."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--app {spec!r} must be module:attribute, e.g. function_app:app")
+    # The Functions worker imports from the script root; the console script's sys.path lacks the cwd.
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise ConfigError(f"--app {spec!r}: no module {module_name!r} importable from {cwd}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, func.FunctionApp):
+        raise ConfigError(f"--app {spec!r}: {attribute!r} is not an azure.functions.FunctionApp")
+    directory = Path(module.__file__).parent if module.__file__ else Path.cwd()
+    return LoadedApp(app=app, directory=directory)
+
+
+def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunction]:
+    """The runnable functions of ``app``, restricted to the names in ``only`` when it is not empty."""
+    registered = {fn.get_function_name(): fn for fn in app.get_functions()}
+    wanted = frozenset(only)
+    unknown = sorted(wanted - registered.keys())
+    if unknown:
+        raise ConfigError(f"--only names unknown functions {unknown}; the app has {sorted(registered)}")
+    hosted = []
+    for name, function in registered.items():
+        if wanted and name not in wanted:
+            continue
+        trigger = function.get_trigger()
+        binding = binding_of(trigger)
+        if binding is None:
+            logger.warning("devhost.skipped function=%s trigger=%s (needs the Functions host)", name, trigger.type)
+            continue
+        hosted.append(HostedFunction(name, binding, caller(function.get_user_function(), trigger.name)))
+    return hosted
+
+
+def binding_of(trigger: object) -> Binding | None:
+    """The dev host's view of a trigger, or None for one it cannot run."""
+    if isinstance(trigger, HttpTrigger):
+        route = trigger.route
+        methods = frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods) if trigger.methods else None
+        return HttpBinding(route=(route or "").strip("/"), methods=methods)
+    if isinstance(trigger, TimerTrigger):
+        return TimerBinding(schedule=trigger.schedule, run_on_startup=bool(trigger.run_on_startup))
+    if isinstance(trigger, ServiceBusQueueTrigger) and str(trigger.cardinality or "one").lower() == "one":
+        return QueueBinding(queue_name=trigger.queue_name)
+    return None
+
+
+def caller(user_function: Callable[..., Any], arg_name: str) -> UserCall:
+    """Call the user function with its trigger argument by name; a sync function runs in a worker thread."""
+    if inspect.iscoroutinefunction(user_function):
+
+        async def call_async(argument: Any) -> Any:
+            return await user_function(**{arg_name: argument})
+
+        return call_async
+
+    async def call_sync(argument: Any) -> Any:
+        return await asyncio.to_thread(functools.partial(user_function, **{arg_name: argument}))
+
+    return call_sync

@@ -1,0 +1,157 @@
+"""The composition root: settings, backends and services, built once per worker process and reused.
+
+A backend is chosen by what is configured — ``COSMOS_ENDPOINT``, ``ServiceBusConnection``, ``KEY_VAULT_URL``,
+``REDIS_URL`` — never by code. Without them everything is embedded: SQLite store and queue under
+``CASTIEL_DATA_DIR``, a local secrets file, and a real Redis server started for this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+import redis.asyncio as aioredis
+
+from adapters.base import AdapterRegistry
+from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.clock import Clock, system_clock
+from castiel.credentials.refresher import TokenRefresher
+from castiel.ports import DocumentStore, MessageQueue, SecretStore
+from castiel.settings import Settings, get_settings
+from castiel.sync.delivery import DeliveryPolicy
+from castiel.sync.inbound import InboundSync
+from castiel.sync.outbound import OutboundSync
+from castiel.sync.scheduler import SyncScheduler
+from castiel.telemetry import log_event
+from castiel.webhooks.receiver import WebhookReceiver
+from castiel.webhooks.registrations import WebhookRegistrations
+
+
+def build_store(settings: Settings, clock: Clock = system_clock) -> DocumentStore:
+    """Cosmos DB when ``COSMOS_ENDPOINT`` is set, else the SQLite store under the data directory."""
+    if settings.uses_cosmos:
+        from castiel.backends.cosmos import CosmosDocumentStore
+
+        return CosmosDocumentStore.from_settings(settings)
+    from castiel.backends.sqlite_store import SqliteDocumentStore
+
+    return SqliteDocumentStore(settings.data_dir / "store.db", clock=clock)
+
+
+def build_queue(settings: Settings, clock: Clock = system_clock) -> MessageQueue:
+    """Service Bus when ``ServiceBusConnection`` is set, else the SQLite queue under the data directory."""
+    if settings.uses_service_bus:
+        from castiel.backends.servicebus import ServiceBusMessageQueue
+
+        return ServiceBusMessageQueue.from_settings(settings)
+    from castiel.backends.sqlite_queue import SqliteMessageQueue
+
+    return SqliteMessageQueue(
+        settings.data_dir / "queue.db", clock=clock, max_delivery_count=settings.max_delivery_count
+    )
+
+
+def build_secrets(settings: Settings, clock: Clock = system_clock) -> SecretStore:
+    """Key Vault when ``KEY_VAULT_URL`` is set, else the local secrets file under the data directory."""
+    if settings.uses_key_vault:
+        from castiel.backends.keyvault import KeyVaultSecretStore
+
+        return KeyVaultSecretStore.from_settings(settings)
+    from castiel.backends.local_secrets import LocalSecretStore
+
+    return LocalSecretStore(settings.data_dir, clock=clock)
+
+
+@dataclass
+class Runtime:
+    """Everything one process needs, wired once."""
+
+    settings: Settings
+    store: DocumentStore
+    queue: MessageQueue
+    secrets: SecretStore
+    redis: aioredis.Redis
+    http: httpx.AsyncClient
+    scheduler: SyncScheduler
+    inbound: InboundSync
+    outbound: OutboundSync
+    refresher: TokenRefresher
+    registrations: WebhookRegistrations
+    webhooks: WebhookReceiver
+    embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock = system_clock) -> Runtime:
+        """Wire backends and services from ``settings`` (starts an embedded Redis when ``REDIS_URL`` is unset)."""
+        embedded = None
+        redis_url = settings.redis_url
+        if redis_url is None:
+            embedded = EmbeddedRedis().start()
+            redis_url = embedded.url
+            log_event("runtime.embedded_redis", url=redis_url)
+        store = build_store(settings, clock)
+        queue = build_queue(settings, clock)
+        secrets = build_secrets(settings, clock)
+        redis = aioredis.Redis.from_url(redis_url)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        adapters = AdapterRegistry()
+        policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)
+        registrations = WebhookRegistrations(store, clock=clock)
+        return cls(
+            settings=settings,
+            store=store,
+            queue=queue,
+            secrets=secrets,
+            redis=redis,
+            http=http,
+            scheduler=SyncScheduler(
+                store,
+                queue,
+                queue_name=settings.service_bus_queue,
+                batch_size=settings.sync_batch_size,
+                stuck_timeout=timedelta(minutes=settings.sync_stuck_timeout_minutes),
+                clock=clock,
+            ),
+            inbound=InboundSync(store, adapters, policy, clock=clock),
+            outbound=OutboundSync(store, adapters, policy),
+            refresher=TokenRefresher(
+                store, {}, threshold=timedelta(minutes=settings.token_expiry_threshold_minutes), clock=clock
+            ),
+            registrations=registrations,
+            webhooks=WebhookReceiver(registrations, clock=clock),
+            embedded_redis=embedded,
+        )
+
+    async def aclose(self) -> None:
+        """Close every client and stop the embedded Redis."""
+        await self.http.aclose()
+        await self.redis.aclose()
+        for closable in (self.queue, self.store, self.secrets):
+            await closable.close()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+
+
+_runtime: Runtime | None = None
+_lock = asyncio.Lock()
+
+
+async def get_runtime() -> Runtime:
+    """The process-wide runtime, built on first use."""
+    global _runtime
+    if _runtime is None:
+        async with _lock:
+            if _runtime is None:
+                _runtime = await asyncio.to_thread(Runtime.build, get_settings())
+    return _runtime
+
+
+async def close_runtime() -> None:
+    """Close and forget the process-wide runtime (the dev host calls this at shutdown; tests between apps)."""
+    global _runtime
+    if _runtime is not None:
+        runtime, _runtime = _runtime, None
+        await runtime.aclose()
+    get_settings.cache_clear()

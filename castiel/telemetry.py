@@ -1,0 +1,83 @@
+"""Logging, metric names and correlation ids.
+
+Log lines are ``event key=value …`` so they read well in a terminal and parse in App Insights (the Functions host
+forwards ``logging`` records as traces). The correlation id of the work in hand rides in a context variable and
+is added to every line. Values that look like credentials are never passed here: secrets are ``SecretValue``s whose
+repr is masked, and ``log_event`` masks any field whose name says it holds a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+logger = logging.getLogger("castiel")
+
+_correlation_id: ContextVar[str | None] = ContextVar("castiel_correlation_id", default=None)
+
+_SECRET_FIELD_MARKERS = ("secret", "token", "password", "key", "authorization", "signature")
+
+
+class Metric:
+    """Metric names emitted as ``metric=<name> value=<n>`` log events (App Insights customMetrics via the host)."""
+
+    SCHEDULER_QUEUED = "castiel.scheduler.queued"
+    SCHEDULER_RECOVERED = "castiel.scheduler.recovered"
+    WORKER_RETRIED = "castiel.worker.retried"
+    WORKER_DEAD_LETTERED = "castiel.worker.dead_lettered"
+    WEBHOOK_ACCEPTED = "castiel.webhook.accepted"
+    WEBHOOK_REJECTED = "castiel.webhook.rejected"
+    RATE_LIMIT_REFUSED = "castiel.ratelimit.refused"
+    TOKEN_REFRESHED = "castiel.token.refreshed"
+
+
+def new_correlation_id() -> str:
+    """A fresh correlation id."""
+    return uuid.uuid4().hex
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id of the work in hand, if any."""
+    return _correlation_id.get()
+
+
+@contextmanager
+def correlation(correlation_id: str | None) -> Iterator[str]:
+    """Run a block under ``correlation_id`` (a new one when None); every log line in it carries the id."""
+    value = correlation_id or new_correlation_id()
+    token = _correlation_id.set(value)
+    try:
+        yield value
+    finally:
+        _correlation_id.reset(token)
+
+
+def _render(value: object) -> str:
+    text = str(value)
+    return f'"{text}"' if (" " in text or not text) else text
+
+
+def log_event(event: str, *, level: int = logging.INFO, **fields: object) -> None:
+    """Log one structured event; fields named like secrets are masked, the correlation id is added."""
+    _emit(event, level, fields)
+
+
+def _emit(event: str, level: int, fields: dict[str, object]) -> None:
+    if not logger.isEnabledFor(level):
+        return
+    correlation_id = _correlation_id.get()
+    if correlation_id and "correlation_id" not in fields:
+        fields["correlation_id"] = correlation_id
+    parts = [event]
+    for name, value in fields.items():
+        shown = "***" if any(marker in name.lower() for marker in _SECRET_FIELD_MARKERS) else _render(value)
+        parts.append(f"{name}={shown}")
+    logger.log(level, " ".join(parts))
+
+
+def emit_metric(name: str, value: float = 1, **dimensions: object) -> None:
+    """Emit one metric sample as a structured log event."""
+    _emit("metric", logging.INFO, {"metric": name, "value": value, **dimensions})

@@ -1,0 +1,48 @@
+"""The Functions edge: ``azure.functions`` trigger types to core types and back.
+
+Only ``function_app.py`` and the dev host use this module; services never see ``azure.functions``.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from castiel.ports import PropertyValue
+from castiel.sync.delivery import Delivery
+from castiel.webhooks.receiver import WebhookRequest, WebhookResponse
+
+
+def delivery_from(message: func.ServiceBusMessage, queue: str) -> Delivery:
+    """A Service Bus trigger message as a ``Delivery``."""
+    properties: dict[str, PropertyValue] = {
+        str(key): value
+        for key, value in (message.application_properties or {}).items()
+        if isinstance(value, str | int | float | bool)
+    }
+    return Delivery(
+        queue=queue,
+        body=message.get_body(),
+        message_id=message.message_id or "",
+        correlation_id=message.correlation_id,
+        application_properties=properties,
+        delivery_count=message.delivery_count or 1,
+    )
+
+
+def webhook_request_from(request: func.HttpRequest) -> WebhookRequest:
+    """An HTTP trigger request as a ``WebhookRequest`` (headers keep their values, names lower-cased)."""
+    return WebhookRequest(
+        registration_id=request.route_params.get("registrationId", ""),
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=request.get_body(),
+    )
+
+
+def http_response(response: WebhookResponse) -> func.HttpResponse:
+    """A ``WebhookResponse`` as the HTTP trigger's return value."""
+    return func.HttpResponse(
+        body=response.body,
+        status_code=response.status,
+        headers=dict(response.headers),
+        mimetype=response.content_type,
+    )

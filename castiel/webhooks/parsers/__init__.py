@@ -1,0 +1,1 @@
+"""One parser per provider's payloads, each a pure ``Delivery -> ParsedDelivery`` function (see ``events``)."""

@@ -1,0 +1,198 @@
+"""The five functions: trigger metadata, and each called through get_user_function() with real trigger objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+import function_app
+from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.errors import InvalidMessage, PermanentError
+from castiel.models import (
+    ChangeOrigin,
+    Connection,
+    CredentialMetadata,
+    Operation,
+    OutboundChange,
+    Provider,
+    SyncResult,
+    SyncTask,
+    SyncTaskMessage,
+    TaskStatus,
+    utcnow,
+)
+from castiel.ports import Query
+from castiel.runtime import Runtime, close_runtime, get_runtime
+
+FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def bindings(name: str) -> list[dict[str, Any]]:
+    return json.loads(FUNCTIONS[name].get_function_json())["bindings"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def runtime(
+    data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Runtime]:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    await close_runtime()
+    runtime = await get_runtime()
+    yield runtime
+    await close_runtime()
+
+
+def test_exactly_the_five_functions_are_registered() -> None:
+    assert set(FUNCTIONS) == {
+        "sync_scheduler",
+        "sync_inbound_worker",
+        "sync_outbound_worker",
+        "token_refresher",
+        "webhook_receiver",
+    }
+
+
+@pytest.mark.parametrize(("name", "schedule"), [("sync_scheduler", "0 0 * * * *"), ("token_refresher", "0 0 */6 * * *")])
+def test_timers_have_their_ncrontab_schedules(name: str, schedule: str) -> None:
+    (trigger,) = bindings(name)
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == schedule
+    assert trigger["runOnStartup"] is False
+
+
+@pytest.mark.parametrize(("name", "queue"), [("sync_inbound_worker", "sync-inbound"), ("sync_outbound_worker", "sync-outbound")])
+def test_queue_workers_listen_on_their_service_bus_queues(name: str, queue: str) -> None:
+    (trigger,) = bindings(name)
+    assert trigger["type"] == "serviceBusTrigger"
+    assert trigger["queueName"] == queue
+    assert trigger["connection"] == "ServiceBusConnection"
+
+
+def test_the_webhook_receiver_is_an_anonymous_post_route() -> None:
+    trigger, output = bindings("webhook_receiver")
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["route"] == "webhooks/{registrationId}/events"
+    assert trigger["methods"] == ["POST"]
+    assert trigger["authLevel"] == "ANONYMOUS"
+    assert output["type"] == "http"
+
+
+async def call(name: str, argument: object) -> Any:
+    return await FUNCTIONS[name].get_user_function()(argument)
+
+
+def service_bus_message(body: bytes, message_id: str = "m-1") -> ServiceBusMessage:
+    return ServiceBusMessage(
+        body=body,
+        message_id=message_id,
+        correlation_id="corr-1",
+        application_properties={},
+        delivery_count=1,
+        user_properties={},
+    )
+
+
+async def test_webhook_to_an_unknown_registration_is_a_404_with_a_reason(runtime: Runtime) -> None:
+    request = func.HttpRequest(
+        method="POST",
+        url="http://localhost/webhooks/nope/events",
+        route_params={"registrationId": "nope"},
+        body=b"{}",
+    )
+    response = await call("webhook_receiver", request)
+    assert response.status_code == 404
+    assert "nope" in json.loads(response.get_body())["error"]
+
+
+async def seed_connection_and_task(runtime: Runtime) -> SyncTask:
+    connection = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
+    await runtime.store.create(Connection.container, connection.to_doc())
+    task = SyncTask(
+        id="task-1",
+        tenant_id="t1",
+        integration_id="github",
+        connection_id="conn-1",
+        next_run_at=utcnow() - timedelta(minutes=1),
+        status_changed_at=utcnow(),
+    )
+    await runtime.store.create(SyncTask.container, task.to_doc())
+    return task
+
+
+async def test_the_scheduler_timer_queues_due_tasks(runtime: Runtime) -> None:
+    await seed_connection_and_task(runtime)
+    await call("sync_scheduler", TimerRequest(past_due=False))
+    (message,) = await runtime.queue.peek("sync-inbound")
+    assert SyncTaskMessage.from_json_bytes(message.body).task_id == "task-1"
+
+
+async def test_the_inbound_worker_refuses_an_undecodable_body(runtime: Runtime) -> None:
+    with pytest.raises(InvalidMessage, match="SyncTaskMessage"):
+        await call("sync_inbound_worker", service_bus_message(b"not json"))
+
+
+async def test_the_inbound_worker_runs_the_task_lifecycle(runtime: Runtime) -> None:
+    await seed_connection_and_task(runtime)
+    await call("sync_scheduler", TimerRequest(past_due=False))
+    (queued,) = await runtime.queue.peek("sync-inbound")
+
+    with pytest.raises(PermanentError, match="no adapter is installed for provider 'github'"):
+        await call("sync_inbound_worker", service_bus_message(queued.body, queued.message_id))
+
+    task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
+    assert task.status is TaskStatus.FAILED
+    result = SyncResult.model_validate(await runtime.store.read(SyncResult.container, str(task.last_result_id), "t1"))
+    assert result.status == "failed"
+    assert result.error is not None and "no adapter" in result.error
+
+
+def outbound_change(connection_id: str | None) -> bytes:
+    return OutboundChange(
+        integration_id="github",
+        tenant_id="t1",
+        connection_id=connection_id,
+        entity_type="issue",
+        entity_id="github:1",
+        external_id="1",
+        operation=Operation.UPDATE,
+        changes={"title": "renamed"},
+        timestamp=utcnow(),
+        origin=ChangeOrigin.WEBHOOK,
+        correlation_id="corr-1",
+    ).to_json_bytes()
+
+
+async def test_the_outbound_worker_never_echoes_a_change_to_its_source(runtime: Runtime) -> None:
+    source = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
+    await runtime.store.create(Connection.container, source.to_doc())
+    await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
+
+    target = Connection(id="conn-2", tenant_id="t1", integration_id="notion", provider=Provider.NOTION)
+    await runtime.store.create(Connection.container, target.to_doc())
+    with pytest.raises(PermanentError, match="'notion'"):
+        await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
+
+
+async def test_the_token_refresher_audits_credentials_expiring_within_the_threshold(runtime: Runtime) -> None:
+    for credential_id, hours in (("soon", 2), ("later", 12)):
+        credential = CredentialMetadata(
+            id=credential_id,
+            tenant_id="t1",
+            connection_id="conn-1",
+            credential_type="oauth2_authorization_code",
+            secret_name=f"t1--conn-1--{credential_id}",
+            expires_at=utcnow() + timedelta(hours=hours),
+        )
+        await runtime.store.create(CredentialMetadata.container, credential.to_doc())
+    await call("token_refresher", TimerRequest(past_due=False))
+    audits = (await runtime.store.query("token-refresh-audit", Query())).items
+    assert [audit["credentialId"] for audit in audits] == ["soon"]
+    assert audits[0]["outcome"] == "unsupported"
