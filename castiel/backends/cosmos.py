@@ -77,8 +77,12 @@ class CosmosDocumentStore:
         key: str | None = None,
         orderings: Mapping[str, Sequence[tuple[SortKey, ...]]] = DEFAULT_ORDERINGS,
     ) -> None:
-        self._credential = None if key else DefaultAzureCredential()
-        self._client = CosmosClient(endpoint, credential=key or self._credential)
+        self._credential: DefaultAzureCredential | None = None
+        if key:
+            self._client = CosmosClient(endpoint, credential=key)
+        else:
+            self._credential = DefaultAzureCredential()
+            self._client = CosmosClient(endpoint, credential=self._credential)
         self._database_name = database
         self._orderings = orderings
         self._database: DatabaseProxy | None = None
@@ -111,9 +115,7 @@ class CosmosDocumentStore:
         prepared = prepare_document(container, doc)
         proxy = await self._container(container)
         with _translated(f"replace {container}/{prepared.doc_id}"):
-            replaced = await proxy.replace_item(
-                item=prepared.doc_id, body=prepared.body, **_condition(if_match)
-            )
+            replaced = await proxy.replace_item(item=prepared.doc_id, body=prepared.body, **_condition(if_match))
         return _public(replaced)
 
     async def read(self, container: str, doc_id: str, partition_key: str) -> dict[str, Any]:
@@ -142,7 +144,6 @@ class CosmosDocumentStore:
 
     async def count(self, container: str, query: Query) -> int:
         """How many documents match ``query``'s filters and partition."""
-        partition_key_field(container)
         # A cross-partition COUNT can arrive as one partial count per partition range.
         return sum(int(value) for value in await self._run(container, count_sql(query), query.partition_key, None))
 
@@ -191,7 +192,7 @@ def translate_error(exc: AzureError, action: str) -> CastielError:
     if not isinstance(exc, HttpResponseError) or exc.status_code is None:
         return RetryableError(f"Cosmos DB unreachable to {action}: {exc.message}")
     status = exc.status_code
-    message = f"Cosmos DB {status} on {action}: {_first_line(exc.message)}"
+    message = f"Cosmos DB {status} on {action}: {_one_line(exc.message)}"
     if status == 404:
         return NotFound(message)
     if status == 409:
@@ -237,5 +238,6 @@ def _retry_after_seconds(exc: HttpResponseError) -> float:
         return 1.0
 
 
-def _first_line(message: str | None) -> str:
-    return (message or "").strip().splitlines()[0] if message and message.strip() else "no message"
+def _one_line(message: str | None, limit: int = 300) -> str:
+    # SDK messages span lines (status, JSON body, activity id); a log line wants one.
+    return " ".join((message or "no message").split())[:limit]

@@ -115,7 +115,7 @@ def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunc
         if wanted and name not in wanted:
             continue
         trigger = function.get_trigger()
-        binding = binding_of(trigger)
+        binding = binding_of(trigger, name)
         if binding is None:
             logger.warning("devhost.skipped function=%s trigger=%s (needs the Functions host)", name, trigger.type)
             continue
@@ -123,12 +123,12 @@ def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunc
     return hosted
 
 
-def binding_of(trigger: object) -> Binding | None:
+def binding_of(trigger: object, function_name: str) -> Binding | None:
     """The dev host's view of a trigger, or None for one it cannot run."""
     if isinstance(trigger, HttpTrigger):
-        route = trigger.route
+        # Like the Functions host: no route means the function's name; methods are HttpMethod enums or strings.
         methods = frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods) if trigger.methods else None
-        return HttpBinding(route=(route or "").strip("/"), methods=methods)
+        return HttpBinding(route=(trigger.route or function_name).strip("/"), methods=methods)
     if isinstance(trigger, TimerTrigger):
         return TimerBinding(schedule=trigger.schedule, run_on_startup=bool(trigger.run_on_startup))
     if isinstance(trigger, ServiceBusQueueTrigger) and str(trigger.cardinality or "one").lower() == "one":

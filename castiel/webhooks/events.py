@@ -1,6 +1,6 @@
 """Verified webhook requests → the ``OutboundChange``s to enqueue, the provider's delivery id, or a handshake.
 
-DESIGN §6 steps 3–4, as pure functions: no I/O, the correlation id and receive time passed in. The receiver calls
+DESIGN §6 steps 3 and 4, as pure functions: no I/O, the correlation id and receive time passed in. The receiver calls
 ``parse_delivery`` only after the signature verified, and maps the outcomes:
 
 - ``handshake`` set → answer exactly ``status_code``/``body``/``content_type``; enqueue nothing (Notion's

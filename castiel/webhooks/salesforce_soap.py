@@ -18,6 +18,7 @@ import hmac
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import NoReturn
 from xml.parsers import expat
 
 from castiel.errors import ConfigError, InvalidMessage, SignatureError
@@ -137,7 +138,7 @@ def _qualified(expat_name: str) -> str:
     return f"{{{namespace}}}{local}" if separator else local
 
 
-def _refuse_dtd(*_: object) -> None:
+def _refuse_dtd(*_: object) -> NoReturn:
     raise InvalidMessage("DOCTYPE and entity declarations are not accepted")
 
 

@@ -1,4 +1,4 @@
-"""GitHub: ``X-GitHub-Event`` names the event, the payload's ``action`` what happened, ``X-GitHub-Delivery`` the delivery.
+"""GitHub: ``X-GitHub-Event`` names the event, ``action`` what happened, ``X-GitHub-Delivery`` the delivery.
 
 Synced: ``issues``, ``issue_comment`` and ``pull_request``. ``ping`` is the handshake; every other event (``star``,
 ``push`` …) is understood and left alone. The external id is GitHub's numeric ``id`` (global per kind of object); the

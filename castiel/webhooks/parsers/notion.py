@@ -1,4 +1,4 @@
-"""Notion: the one-time ``verification_token`` POST is the handshake; every other body is one event, ``id`` its delivery.
+"""Notion: the ``verification_token`` POST is the handshake; every other body is one event, ``id`` its delivery.
 
 Events carry ids, not content (Notion's design: the outbound worker fetches the page or database), so ``changes``
 holds only the ids the event names: workspace, parent, updated properties and blocks. The entity type comes from the
@@ -56,7 +56,10 @@ def parse(delivery: Delivery) -> ParsedDelivery:
         entity_type=entity_type,
         external_id=required_str(entity, "id", "entity"),
         operation=_OPERATIONS.get(verb, Operation.UPDATE),
-        changes={**pick(payload, "workspace_id"), **pick(data, "parent", "page_id", "updated_properties", "updated_blocks")},
+        changes={
+            **pick(payload, "workspace_id"),
+            **pick(data, "parent", "page_id", "updated_properties", "updated_blocks"),
+        },
         event_type=event_type,
         timestamp=optional_iso_time(payload, "timestamp"),
     )

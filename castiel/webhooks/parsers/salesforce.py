@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from castiel.errors import InvalidMessage
 from castiel.models import Operation, OutboundChange
-from castiel.webhooks.parsers import salesforce_soap
+from castiel.webhooks.parsers import salesforce_outbound
 from castiel.webhooks.parsers.base import (
     Delivery,
     JsonObject,
     ParsedDelivery,
     decode_json,
-    optional_epoch_time,
     identifier,
+    optional_epoch_time,
     optional_str,
     required_object,
     required_str,
@@ -42,7 +42,7 @@ _OPERATIONS = {
 def parse(delivery: Delivery) -> ParsedDelivery:
     """Parse one Salesforce delivery, JSON change events or a SOAP Outbound Message."""
     if _is_xml(delivery):
-        return salesforce_soap.parse(delivery)
+        return salesforce_outbound.parse(delivery)
     decoded = decode_json(delivery.body)
     if isinstance(decoded, dict):
         events: list[object] = [decoded]

@@ -1,4 +1,4 @@
-"""Slack Events API: ``url_verification`` is the handshake, ``event_callback`` wraps one event, ``event_id`` the delivery.
+"""Slack Events API: ``url_verification`` is the handshake, ``event_callback`` one event, ``event_id`` the delivery.
 
 Synced: ``message`` events. A new message (no subtype, or a subtype that still posts content such as
 ``bot_message`` or ``thread_broadcast``) is a create keyed by its ``ts``; ``message_changed`` updates the edited
