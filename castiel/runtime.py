@@ -25,8 +25,11 @@ from castiel.sync.inbound import InboundSync
 from castiel.sync.outbound import OutboundSync
 from castiel.sync.scheduler import SyncScheduler
 from castiel.telemetry import log_event
+from castiel.webhooks.google_oidc import GoogleSigningKeys
+from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.receiver import WebhookReceiver
 from castiel.webhooks.registrations import WebhookRegistrations
+from castiel.webhooks.verifiers import Verifiers
 
 
 def build_store(settings: Settings, clock: Clock = system_clock) -> DocumentStore:
@@ -48,9 +51,7 @@ def build_queue(settings: Settings, clock: Clock = system_clock) -> MessageQueue
         return ServiceBusMessageQueue.from_settings(settings)
     from castiel.backends.sqlite_queue import SqliteMessageQueue
 
-    return SqliteMessageQueue(
-        settings.data_dir / "queue.db", clock=clock, max_delivery_count=settings.max_delivery_count
-    )
+    return SqliteMessageQueue.from_settings(settings, clock=clock)
 
 
 def build_secrets(settings: Settings, clock: Clock = system_clock) -> SecretStore:
@@ -79,6 +80,8 @@ class Runtime:
     outbound: OutboundSync
     refresher: TokenRefresher
     registrations: WebhookRegistrations
+    verifiers: Verifiers
+    ledger: DeliveryLedger
     webhooks: WebhookReceiver
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
 
@@ -99,6 +102,8 @@ class Runtime:
         adapters = AdapterRegistry()
         policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)
         registrations = WebhookRegistrations(store, clock=clock)
+        verifiers = Verifiers(secrets, GoogleSigningKeys(http, clock=clock), clock=clock)
+        ledger = DeliveryLedger(redis, store, clock=clock)
         return cls(
             settings=settings,
             store=store,
@@ -120,12 +125,24 @@ class Runtime:
                 store, {}, threshold=timedelta(minutes=settings.token_expiry_threshold_minutes), clock=clock
             ),
             registrations=registrations,
-            webhooks=WebhookReceiver(registrations, clock=clock),
+            verifiers=verifiers,
+            ledger=ledger,
+            webhooks=WebhookReceiver(
+                registrations,
+                verifiers,
+                ledger,
+                store,
+                queue,
+                secrets,
+                queue_name=settings.service_bus_queue_outbound,
+                clock=clock,
+            ),
             embedded_redis=embedded,
         )
 
     async def aclose(self) -> None:
         """Close every client and stop the embedded Redis."""
+        await self.webhooks.drain()
         await self.http.aclose()
         await self.redis.aclose()
         for closable in (self.queue, self.store, self.secrets):

@@ -52,10 +52,13 @@ from castiel.ports import Query, QueryPage
 from castiel.settings import Settings
 
 DEFAULT_ORDERINGS: Mapping[str, Sequence[tuple[SortKey, ...]]] = {
-    "sync-tasks": ((("priorityRank", "asc"), ("nextRunAt", "asc")),),
+    "sync-tasks": ((("priorityRank", "asc"), ("nextRunAt", "asc")), (("nextRunAt", "asc"),)),
+    "sync-results": ((("startedAt", "asc"),),),
+    "credentials": ((("expiresAt", "asc"),),),
 }
 """The orderings each container is queried with (beyond none): each one gets a composite index.
 
+One index serves an ordering and its exact reverse (``startedAt desc`` uses the ``startedAt asc`` one).
 Cosmos DB refuses an ORDER BY over several paths without a matching composite index, and every order carries the
 ``id`` and partition-key tie-breaks. ``create_container_if_not_exists`` does not update an existing container, so
 a new ordering also goes into the infrastructure templates.

@@ -36,6 +36,12 @@ _FORBIDDEN_ID_CHARACTERS = frozenset("/\\?#")  # Cosmos DB rejects these in an i
 _MAX_ID_LENGTH = 255
 _OPS = frozenset(get_args(FilterOp))
 _ORDERING_OPS = frozenset({"<", "<=", ">", ">="})
+_INDEX_ORDER = {  # (direction, flipped) -> composite index order
+    ("asc", False): "ascending",
+    ("desc", False): "descending",
+    ("asc", True): "descending",
+    ("desc", True): "ascending",
+}
 _COSMOS_OPS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -241,13 +247,16 @@ def indexing_policy(container: str, orderings: Sequence[Sequence[SortKey]] = ())
     """The container's indexing policy: every path, plus one composite index per ordering the code queries with.
 
     Cosmos DB needs a composite index for an ORDER BY over more than one path, and every order here has at least
-    the two tie-breaks; the unordered case (``id``, partition key) is always included.
+    the two tie-breaks; the unordered case (``id``, partition key) is always included. An index also serves the
+    exact reverse of its order, so each is stored starting ascending and an ordering and its reverse share one.
     """
     composites: list[list[dict[str, str]]] = []
     for ordering in ((), *orderings):
         keys = sort_keys(container, Query(order_by=tuple(ordering)))
+        flip = keys[0][1] == "desc"
         index = [
-            {"path": "/" + "/".join(field_segments(path)), "order": f"{direction}ending"} for path, direction in keys
+            {"path": "/" + "/".join(field_segments(path)), "order": _INDEX_ORDER[direction, flip]}
+            for path, direction in keys
         ]
         if index not in composites:
             composites.append(index)

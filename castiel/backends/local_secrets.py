@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from castiel.backends.secret_names import check_name, check_secret, name_key
+from castiel.backends.secret_names import check_secret, name_key
 from castiel.clock import Clock, now_utc, system_clock
 from castiel.errors import ConfigError, NotFound, RetryableError
 from castiel.models import format_utc
@@ -148,7 +148,7 @@ class LocalSecretStore:
         secrets = await asyncio.to_thread(self._load)
         secret = secrets.get(key)
         if secret is None or not secret.versions:
-            raise NotFound(f"secret {check_name(name)!r} not found")
+            raise NotFound(f"secret {name!r} not found")
         return secret
 
     def _update(self, change: Callable[[dict[str, _Secret]], T]) -> T:

@@ -158,7 +158,7 @@ class SqliteDocumentStore:
         await self._run_write(now, delete)
 
     async def query(self, container: str, query: Query) -> QueryPage:
-        """One page of the live documents matching ``query``, in its order with ``id`` as the tie-break."""
+        """One page of the live documents matching ``query``, in its order then by id and partition key."""
         check_limit(query.limit)
         keys = sort_keys(container, query)
         after = decode_continuation(container, query)
@@ -199,6 +199,7 @@ class SqliteDocumentStore:
         await self._db.close()
 
     def _where(self, container: str, query: Query) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its parameters) of the live documents in ``query``'s partition matching its filters."""
         partition_key_field(container)
         conditions = ["container = ?", _LIVE]
         parameters: list[Any] = [container, self._clock()]
@@ -217,7 +218,7 @@ class SqliteDocumentStore:
         now = self._clock()
         row = _Row(prepare_document(container, doc), now)
         await self._run_write(now, lambda conn: apply(conn, row))
-        return row.stored
+        return _load(row.doc)  # a fresh copy of what was stored, sharing nothing with the caller's document
 
     async def _run_write(self, now: float, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in a committed write; at most once a purge interval the same write drops expired rows."""
@@ -247,10 +248,10 @@ class _Row:
         self.etag = uuid.uuid4().hex
         self.ts = int(now)
         self.expires_at = None if prepared.ttl is None else now + prepared.ttl
-        self.stored: dict[str, Any] = {**prepared.body, "_etag": self.etag, "_ts": self.ts}
+        stored = {**prepared.body, "_etag": self.etag, "_ts": self.ts}
         try:
             # Passing datetimes through makes them an error: stored times are format_utc strings, never orjson's.
-            self.doc = orjson.dumps(self.stored, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+            self.doc = orjson.dumps(stored, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
         except TypeError as exc:
             raise ValueError(f"document {prepared.doc_id!r} is not JSON: {exc}") from None
 

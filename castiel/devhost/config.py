@@ -1,7 +1,7 @@
 """The parts of ``host.json`` the dev host obeys: Service Bus concurrency and the function timeout.
 
 Read the way the Functions host reads them: ``extensions.serviceBus.maxConcurrentCalls`` (Service Bus extension 5.x,
-which the ``[4.*, 5.0.0)`` bundle carries), else the 2.x–4.x ``messageHandlerOptions.maxConcurrentCalls``; and
+which the ``[4.*, 5.0.0)`` bundle carries), else the 2.x to 4.x ``messageHandlerOptions.maxConcurrentCalls``; and
 ``functionTimeout`` as a .NET TimeSpan (``[d.]hh:mm:ss[.fff]``, ``-1`` for unbounded).
 """
 

@@ -105,7 +105,10 @@ def load_app(spec: str) -> LoadedApp:
 
 def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunction]:
     """The runnable functions of ``app``, restricted to the names in ``only`` when it is not empty."""
-    registered = {fn.get_function_name(): fn for fn in app.get_functions()}
+    # get_functions() remembers the names it validated and refuses to list them again; forget them, so the app
+    # can be discovered more than once in a process (the worker only ever asks once).
+    app.functions_bindings = None
+    registered = {fn.get_function_name() or fn.get_user_function().__name__: fn for fn in app.get_functions()}
     wanted = frozenset(only)
     unknown = sorted(wanted - registered.keys())
     if unknown:
@@ -115,9 +118,10 @@ def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunc
         if wanted and name not in wanted:
             continue
         trigger = function.get_trigger()
-        binding = binding_of(trigger, name)
-        if binding is None:
-            logger.warning("devhost.skipped function=%s trigger=%s (needs the Functions host)", name, trigger.type)
+        binding = binding_of(trigger, name) if trigger is not None else None
+        if trigger is None or binding is None:
+            kind = trigger.type if trigger is not None else "none"
+            logger.warning("devhost.skipped function=%s trigger=%s (needs the Functions host)", name, kind)
             continue
         hosted.append(HostedFunction(name, binding, caller(function.get_user_function(), trigger.name)))
     return hosted

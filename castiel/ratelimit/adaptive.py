@@ -47,6 +47,9 @@ class AdaptiveConfig:
     quarter_below: float = 0.05
 
 
+DEFAULT_ADAPTIVE = AdaptiveConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """A provider's own count: ``remaining`` of ``limit`` left, back to full at ``reset_at_us`` if it says when."""
@@ -143,7 +146,7 @@ def parse_sforce_limit_info(value: str) -> Usage | None:
 
 
 def throttle_for(
-    status_code: int, headers: Mapping[str, str], now_us: int, config: AdaptiveConfig = AdaptiveConfig()
+    status_code: int, headers: Mapping[str, str], now_us: int, config: AdaptiveConfig = DEFAULT_ADAPTIVE
 ) -> Throttle | None:
     """The throttle one response asks for, or None when it asks for nothing (the common case)."""
     lowered = {name.lower(): value for name, value in headers.items()}

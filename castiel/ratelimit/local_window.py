@@ -17,10 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from castiel.ratelimit.adaptive import Throttle
-from castiel.ratelimit.policy import LEVELS
-
-REFUSED_BY_PROVIDER = "provider"
-"""The ``level`` of a refusal because the provider paused the connection (a 429, a quota used up)."""
+from castiel.ratelimit.policy import LEVELS, PROVIDER_LEVEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +34,7 @@ class WindowPlan:
 class WindowOutcome:
     """The answer of one check.
 
-    ``level`` names what refused (a level, or ``REFUSED_BY_PROVIDER``) and ``retry_after_us`` is exact: when that
+    ``level`` names what refused (a level, or ``PROVIDER_LEVEL``) and ``retry_after_us`` is exact: when that
     level's window frees a slot, or the pause ends. ``remaining`` is what the tightest level has left after this call;
     ``reset_at_us`` is when that level next frees a slot. ``used`` and ``limits`` are per level after the decision
     (``limits`` with the adaptive divisor applied), for the usage alerts.
@@ -65,7 +62,7 @@ class LocalWindow:
         throttle = self._throttles.get(plan.throttle_key, _UNTHROTTLED)
         if throttle.paused_until > now_us:
             wait = throttle.paused_until - now_us
-            return WindowOutcome(False, REFUSED_BY_PROVIDER, wait, 0, throttle.paused_until, (0, 0, 0), plan.limits)
+            return WindowOutcome(False, PROVIDER_LEVEL, wait, 0, throttle.paused_until, (0, 0, 0), plan.limits)
         share = self._instances
         limits = (
             max(1, plan.limits[0] // share // throttle.divisor(now_us)),

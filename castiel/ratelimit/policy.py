@@ -39,6 +39,10 @@ Level = Literal["integration", "operation", "tenant"]
 LEVELS: tuple[Level, ...] = get_args(Level)
 """The levels in the order they are checked and reported."""
 
+PROVIDER_LEVEL = "provider"
+"""The ``level`` of a refusal because the provider paused the connection (a 429, a quota used up): the sync should
+checkpoint and stop until ``resetAt`` rather than fail."""
+
 QUEUED_OPERATIONS: frozenset[LimitedOperation] = frozenset({"fetch", "create", "update"})
 """Over the limit these are queued (re-sent at ``retryAfterSeconds``); a delete is refused and retried instead."""
 

@@ -72,7 +72,7 @@ class Delivery:
 
 
 def backoff_seconds(retry: int, *, rng: Callable[[], float] = random.random) -> float:
-    """Exponential backoff from a few seconds with equal jitter: in ``[d/2, d)`` for ``d = 4 * 2**(retry-1)``, capped."""
+    """Exponential backoff from a few seconds, equal jitter: in ``[d/2, d)`` for ``d = 4 * 2**(retry-1)``, capped."""
     ceiling = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2.0 ** max(0, retry - 1))
     return ceiling / 2 + rng() * ceiling / 2
 

@@ -132,7 +132,7 @@ class SyncScheduler:
         )
 
     async def _release(self, tasks: list[SyncTask]) -> None:
-        """Best effort after a failed send: back to pending so the next run retries (the stuck sweep is the backstop)."""
+        """Best effort after a failed send: back to pending for the next run (the stuck sweep is the backstop)."""
         for task in tasks:
             released = task.model_copy(update={"status": TaskStatus.PENDING})
             try:

@@ -18,13 +18,16 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
 
 from castiel.clock import Clock, system_clock
 from castiel.errors import RetryableError, SignatureError
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
@@ -33,7 +36,7 @@ LEEWAY_SECONDS = 30
 
 _ALGORITHM = "RS256"
 # Everything PyJWT would check against the wall clock, or with exceptions too coarse for an operator, is checked here.
-_SIGNATURE_ONLY: Any = {
+_SIGNATURE_ONLY: Options = {
     "verify_signature": True,
     "verify_exp": False,
     "verify_nbf": False,
@@ -97,7 +100,6 @@ class GoogleSigningKeys:
         raise SignatureError("the token's key id is not one of Google's signing keys")
 
     async def _refresh(self, kid: str, now: float) -> None:
-        self._attempted_at = now
         try:
             keys, max_age = await self._fetch()
         except RetryableError:
@@ -105,6 +107,9 @@ class GoogleSigningKeys:
                 raise
             _log.warning("could not refresh Google's signing keys; using the cached set past its max-age")
             return
+        finally:
+            # Stamped once the attempt is over, so callers queued on the lock meanwhile see it and do not repeat it.
+            self._attempted_at = now
         self._keys = keys
         self._expires_at = now + max_age
 

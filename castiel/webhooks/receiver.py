@@ -1,25 +1,52 @@
 """The webhook receiver: one provider delivery in, one HTTP answer out (DESIGN §6).
 
 Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns a ``WebhookResponse``;
-``castiel.triggers`` converts to and from ``azure.functions`` types. Bad input is always a 4xx with a JSON reason.
+``castiel.triggers`` converts to and from ``azure.functions`` types. The order is fixed:
+
+1. registration lookup (cached) → 404; body over 1 MiB → 413;
+2. signature → 401 (audited, health counter raised); Google's keys unreachable → 503 so Pub/Sub retries;
+3. handshakes (Slack ``url_verification``, GitHub ``ping``, Notion's unsigned verification token, stored *pending*);
+4. parse into ``OutboundChange``s → 400 with a reason when it cannot be parsed;
+5. idempotency: a delivery already accepted in the last 24 h → 200, nothing queued again;
+6. enqueue on ``sync-outbound`` (deterministic message ids), audit, then 202 — or the status the provider requires.
+
+The hot path costs one Redis round trip (idempotency and health in one pipeline) plus the durable enqueue, which is
+group-committed with concurrent requests' writes: a 2xx is only sent once the changes are stored. The audit line is
+written in the background (also group-committed) and drained at shutdown; it records the answer, it does not
+decide it. Bad input is always a 4xx with a JSON reason, never a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
 
-from castiel.clock import Clock, system_clock
+from castiel.clock import Clock, now_utc, system_clock, to_datetime
+from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableError, SignatureError
+from castiel.models import Provider, WebhookAudit, WebhookRegistration
+from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
+from castiel.telemetry import Metric, emit_metric, log_event, new_correlation_id
+from castiel.webhooks.events import Handshake, ParsedDelivery, parse_delivery
+from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.registrations import WebhookRegistrations
+from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
+from castiel.webhooks.verifiers import Verifiers
 
 MAX_BODY_BYTES = 1024 * 1024
+PENDING_TOKEN_SUFFIX = "--pending"  # noqa: S105 - a secret-name suffix, not a credential
+
+# Providers that document a 200 answer; everything else gets 202 Accepted.
+_ANSWER_200 = frozenset({Provider.SLACK, Provider.NOTION, Provider.SALESFORCE})
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
-    """A delivery as received: the route's registration id, headers (any case), raw body bytes."""
+    """A delivery as received: the route's registration id, headers (lower-case names), raw body bytes."""
 
     registration_id: str
     headers: Mapping[str, str]
@@ -47,15 +74,189 @@ class WebhookResponse:
 class WebhookReceiver:
     """Runs the receiver flow of DESIGN §6 for one delivery."""
 
-    def __init__(self, registrations: WebhookRegistrations, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        registrations: WebhookRegistrations,
+        verifiers: Verifiers,
+        ledger: DeliveryLedger,
+        store: DocumentStore,
+        queue: MessageQueue,
+        secrets: SecretStore,
+        *,
+        queue_name: str,
+        clock: Clock = system_clock,
+    ) -> None:
         self._registrations = registrations
+        self._verifiers = verifiers
+        self._ledger = ledger
+        self._store = store
+        self._queue = queue
+        self._secrets = secrets
+        self._queue_name = queue_name
         self._clock = clock
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def drain(self) -> None:
+        """Wait for audit lines still being written (call at shutdown, and in tests before reading audits)."""
+        while self._background:
+            await asyncio.gather(*list(self._background))
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
-        """Answer one delivery."""
+        """Answer one delivery; never raises for anything the sender controls."""
+        started = self._clock()
         registration = await self._registrations.find(request.registration_id)
         if registration is None or registration.status != "active":
-            return WebhookResponse.error(404, f"no active webhook registration '{request.registration_id}'")
+            response = WebhookResponse.error(404, f"no active webhook registration '{request.registration_id}'")
+            self._audit(request.registration_id, None, None, "unknown_registration", response, started)
+            return response
         if len(request.body) > MAX_BODY_BYTES:
-            return WebhookResponse.error(413, f"body of {len(request.body)} bytes exceeds {MAX_BODY_BYTES}")
-        return WebhookResponse.error(501, f"provider '{registration.provider.value}' deliveries are not handled yet")
+            response = WebhookResponse.error(413, f"body of {len(request.body)} bytes exceeds {MAX_BODY_BYTES}")
+            self._audit(registration.id, registration, None, "too_large", response, started)
+            return response
+        outcome, delivery_id, response = await self._verified_flow(registration, request, started)
+        self._audit(registration.id, registration, delivery_id, outcome, response, started)
+        return response
+
+    async def _verified_flow(
+        self, registration: WebhookRegistration, request: WebhookRequest, started: float
+    ) -> tuple[str, str | None, WebhookResponse]:
+        """Steps 2 to 6; returns (audit outcome, delivery id, response)."""
+        correlation_id = new_correlation_id()
+        if _is_unsigned_notion_verification(registration, request):
+            parsed = self._parse(registration, request, correlation_id, started)
+            if isinstance(parsed, WebhookResponse):
+                return "malformed", None, parsed
+            if parsed.handshake is not None and parsed.handshake.kind == "notion_verification":
+                await self._store_pending_token(registration, parsed.handshake)
+                return "handshake", None, _handshake_response(parsed.handshake)
+        try:
+            verifier = await self._verifiers.for_registration(registration)
+            verified = await verifier.verify(request.headers, request.body, self._clock())
+        except SignatureError as exc:
+            await self._ledger.count(registration.id, "rejected")
+            emit_metric(Metric.WEBHOOK_REJECTED, provider=registration.provider.value, outcome="bad_signature")
+            return "bad_signature", None, WebhookResponse.error(401, f"signature rejected: {exc}")
+        except ConfigError as exc:
+            await self._ledger.count(registration.id, "failed")
+            return "misconfigured", None, WebhookResponse.error(401, f"registration cannot verify: {exc}")
+        except RetryableError as exc:
+            await self._ledger.count(registration.id, "failed")
+            return "verify_unavailable", None, WebhookResponse.error(503, f"cannot verify now: {exc}")
+        parsed = self._parse(registration, request, correlation_id, started)
+        if isinstance(parsed, WebhookResponse):
+            await self._ledger.count(registration.id, "rejected")
+            return "malformed", verified.delivery_id, parsed
+        if parsed.handshake is not None:
+            return "handshake", parsed.delivery_id, _handshake_response(parsed.handshake)
+        delivery_id = verified.delivery_id or parsed.delivery_id
+        delivery_key = delivery_id or hashlib.sha256(request.body).hexdigest()
+        if not (await self._ledger.claim(registration.id, delivery_key)).first:
+            return "duplicate", delivery_id, self._accepted(registration, 200, {"duplicate": True})
+        try:
+            await self._enqueue(parsed, delivery_key)
+        except CastielError as exc:
+            await self._ledger.release(registration.id, delivery_key)
+            await self._ledger.count(registration.id, "failed")
+            log_event("webhook.enqueue_failed", registration_id=registration.id, error=str(exc))
+            return "enqueue_failed", delivery_id, WebhookResponse.error(503, "could not store the event; retry")
+        emit_metric(Metric.WEBHOOK_ACCEPTED, provider=registration.provider.value, changes=len(parsed.changes))
+        status = 200 if registration.provider in _ANSWER_200 else 202
+        return "accepted", delivery_id, self._accepted(registration, status, {"accepted": len(parsed.changes)})
+
+    def _parse(
+        self, registration: WebhookRegistration, request: WebhookRequest, correlation_id: str, started: float
+    ) -> ParsedDelivery | WebhookResponse:
+        try:
+            return parse_delivery(
+                registration,
+                request.headers,
+                request.body,
+                correlation_id=correlation_id,
+                received_at=to_datetime(started),
+            )
+        except InvalidMessage as exc:
+            return WebhookResponse.error(400, str(exc))
+
+    async def _enqueue(self, parsed: ParsedDelivery, delivery_key: str) -> None:
+        if not parsed.changes:
+            return
+        messages = [
+            OutgoingMessage(
+                body=change.to_json_bytes(),
+                message_id=change.message_id(f"{delivery_key}:{index}"),
+                correlation_id=change.correlation_id,
+                application_properties={"origin": "webhook", "tenantId": change.tenant_id},
+            )
+            for index, change in enumerate(parsed.changes)
+        ]
+        await self._queue.send(self._queue_name, messages)
+
+    def _accepted(self, registration: WebhookRegistration, status: int, payload: dict[str, object]) -> WebhookResponse:
+        if registration.settings.get("organizationId"):
+            # Salesforce Outbound Messages retry until they get this SOAP acknowledgement.
+            return WebhookResponse(status=200, body=ACKNOWLEDGEMENT, content_type=ACK_CONTENT_TYPE)
+        return WebhookResponse.json(status, payload)
+
+    async def _store_pending_token(self, registration: WebhookRegistration, handshake: Handshake) -> None:
+        """Keep Notion's token aside for an operator to confirm; a confirmed token is never overwritten here."""
+        if handshake.verification_token is None:
+            return
+        name = f"{registration.secret_name or registration.id}{PENDING_TOKEN_SUFFIX}"
+        await self._secrets.set_secret(name, handshake.verification_token, tags={"registration": registration.id})
+        log_event("webhook.pending_token", registration_id=registration.id, secret_name=name)
+
+    async def _write_audit(self, audit: WebhookAudit) -> None:
+        try:
+            await self._store.create(WebhookAudit.container, audit.to_doc())
+        except CastielError as exc:
+            # The answer is already decided and the event stored; a lost audit line must not turn it into an error.
+            log_event("webhook.audit_failed", registration_id=audit.registration_id, error=str(exc))
+
+    def _audit(
+        self,
+        registration_id: str,
+        registration: WebhookRegistration | None,
+        delivery_id: str | None,
+        outcome: str,
+        response: WebhookResponse,
+        started: float,
+    ) -> None:
+        """Record the delivery's outcome in ``webhook-audit`` (in the background) and the log."""
+        audit = WebhookAudit(
+            id=uuid.uuid4().hex,
+            registration_id=registration_id,
+            tenant_id=registration.tenant_id if registration else None,
+            delivery_id=delivery_id,
+            outcome=outcome,
+            status_code=response.status,
+            reason=_reason(response),
+            latency_ms=round((self._clock() - started) * 1000, 3),
+            received_at=now_utc(lambda: started),
+        )
+        task = asyncio.create_task(self._write_audit(audit))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        log_event(
+            "webhook.delivery",
+            registration_id=registration_id,
+            outcome=outcome,
+            status=response.status,
+            delivery_id=delivery_id,
+        )
+
+
+def _is_unsigned_notion_verification(registration: WebhookRegistration, request: WebhookRequest) -> bool:
+    return registration.provider is Provider.NOTION and "x-notion-signature" not in request.headers
+
+
+def _handshake_response(handshake: Handshake) -> WebhookResponse:
+    return WebhookResponse(status=handshake.status_code, body=handshake.body, content_type=handshake.content_type)
+
+
+def _reason(response: WebhookResponse) -> str | None:
+    if response.status < 400:
+        return None
+    try:
+        return str(orjson.loads(response.body).get("error"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return None

@@ -144,7 +144,8 @@ def _refuse_dtd(*_: object) -> NoReturn:
 
 def _parse_xml(body: bytes) -> ET.Element:
     builder = ET.TreeBuilder()
-    parser = expat.ParserCreate(namespace_separator="}")
+    # Salesforce sends UTF-8; forcing it keeps a declared encoding from reaching Python's codec machinery.
+    parser = expat.ParserCreate(encoding="utf-8", namespace_separator="}")
     parser.buffer_text = True
     parser.StartDoctypeDeclHandler = _refuse_dtd
     parser.EntityDeclHandler = _refuse_dtd

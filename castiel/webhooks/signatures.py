@@ -106,24 +106,18 @@ class HmacScheme(ABC):
     def _match(self, keys: Sequence[hmac.HMAC], candidates: Sequence[bytes], *parts: bytes) -> int:
         """The index of the key whose MAC over ``parts`` equals a candidate; ``SignatureError`` if none does."""
         for index, key in enumerate(keys):
-            mac = key.copy()
-            for part in parts:
-                mac.update(part)
-            digest = mac.digest()
+            digest = _digest(key, parts)
             # Every candidate is compared, so the time taken says nothing about which one (if any) matched.
             if sum(hmac.compare_digest(digest, candidate) for candidate in candidates):
                 return index
         raise SignatureError(f"the {self.name} signature matches none of the registration's secrets")
 
     def _mac(self, secret: Secret, *parts: bytes) -> bytes:
-        mac = hmac.new(self.key_bytes(secret), digestmod=hashlib.sha256)
-        for part in parts:
-            mac.update(part)
-        return mac.digest()
+        return _digest(hmac.new(self.key_bytes(secret), digestmod=hashlib.sha256), parts)
 
 
 class BodyHexScheme(HmacScheme):
-    """``<prefix><hex HMAC-SHA256(secret, body)>`` in one header (GitHub, Notion)."""
+    """``sha256=<hex HMAC-SHA256(secret, body)>`` in one header (GitHub, Notion)."""
 
     def __init__(
         self, name: str, signature_header: str, *, delivery_header: str | None = None, missing_hint: str = ""
@@ -239,6 +233,14 @@ STANDARD = StandardWebhooksScheme()
 
 HMAC_SCHEMES: Mapping[str, HmacScheme] = {scheme.name: scheme for scheme in (GITHUB, SLACK, NOTION, STANDARD)}
 """Every HMAC scheme by name."""
+
+
+def _digest(key: hmac.HMAC, parts: Sequence[bytes]) -> bytes:
+    # A copy of the keyed state skips re-deriving the padded key on every delivery.
+    mac = key.copy()
+    for part in parts:
+        mac.update(part)
+    return mac.digest()
 
 
 def _prefixed_hex(value: str, prefix: str, name: str) -> bytes:

@@ -20,7 +20,7 @@ _START_TIMEOUT_SECONDS = 30.0
 async def _wait_for(go: Path) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _START_TIMEOUT_SECONDS
-    while not go.exists():
+    while not await asyncio.to_thread(go.exists):
         if loop.time() > deadline:
             raise TimeoutError(f"{go} never appeared")
         await asyncio.sleep(0.005)

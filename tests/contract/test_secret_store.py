@@ -419,6 +419,8 @@ _WRITER = textwrap.dedent(
 
     async def main() -> None:
         store = LocalSecretStore(Path(sys.argv[1]))
+        print("ready", flush=True)
+        sys.stdin.readline()  # start together with the other writers
         for i in range(int(sys.argv[3])):
             await store.set_secret("shared", f"{sys.argv[2]}-{i}")
 
@@ -429,18 +431,33 @@ _WRITER = textwrap.dedent(
 
 async def test_writers_in_other_processes_never_lose_a_version(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    writers, writes = 3, 15
+    writers, writes = 3, 10
     processes = [
-        await asyncio.create_subprocess_exec(sys.executable, "-c", _WRITER, str(data_dir), f"p{n}", str(writes))
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WRITER,
+            str(data_dir),
+            f"p{n}",
+            str(writes),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         for n in range(writers)
     ]
+    ready = [await process.stdout.readline() for process in processes if process.stdout is not None]
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(b"go\n")
+        await process.stdin.drain()
     codes = await asyncio.gather(*(process.wait() for process in processes))
 
     store = LocalSecretStore(data_dir)
     versions = await store.list_versions("shared")
     values = {(await store.get_secret("shared", p.version)).reveal() for p in versions}
-    assert codes == [0] * writers
+    assert (ready, codes) == ([b"ready\n"] * writers, [0] * writers)
     assert values == {f"p{n}-{i}" for n in range(writers) for i in range(writes)}
+    assert len(versions) == writers * writes
 
 
 # ---------------------------------------------------------------- Key Vault boundary, without Azure

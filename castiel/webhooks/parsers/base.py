@@ -1,7 +1,8 @@
 """What every provider parser shares: the result types, the delivery at hand, and strict JSON field access.
 
 Parsers are pure: the body has already been verified, nothing here does I/O, and the only exception any input can
-raise is ``InvalidMessage`` whose text tells the sender what is wrong (``issue.id: expected a string or integer``).
+raise is ``InvalidMessage`` whose text tells the sender what is wrong and where
+(``issue.id: expected a non-empty string or integer id, got list``).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Delivery:
         only unique per kind of object (a GitHub issue and a comment can share a numeric id). ``local_key`` replaces
         the external id in it where that alone is not unique (a Slack ``ts`` is unique per channel only).
         """
-        if nesting_depth(changes) > MAX_CHANGE_DEPTH:
+        if _nesting_depth(changes) > MAX_CHANGE_DEPTH:
             raise InvalidMessage(f"the {entity_type} fields nest deeper than {MAX_CHANGE_DEPTH} levels")
         registration = self.registration
         return OutboundChange(
@@ -105,7 +106,7 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
 # ---------------------------------------------------------------- JSON
 
 
-def nesting_depth(value: object) -> int:
+def _nesting_depth(value: object) -> int:
     """How many levels of objects and arrays ``value`` nests (0 for a scalar); iterative, so any depth is safe."""
     deepest = 0
     pending: list[tuple[object, int]] = [(value, 0)]
@@ -143,7 +144,7 @@ def as_object(value: object, where: str) -> JsonObject:
     return value
 
 
-def as_list(value: object, where: str) -> list[Any]:
+def _as_list(value: object, where: str) -> list[Any]:
     """``value`` as a JSON array, or ``InvalidMessage``."""
     if not isinstance(value, list):
         raise InvalidMessage(f"{where}: expected a JSON array, got {_describe(value)}")
@@ -200,7 +201,7 @@ def string_list(obj: JsonObject, key: str, where: str = "") -> list[str]:
     value = obj.get(key)
     if value is None:
         return []
-    items = as_list(value, path)
+    items = _as_list(value, path)
     if not all(isinstance(item, str) for item in items):
         raise InvalidMessage(f"{path}: expected an array of strings")
     return items
@@ -213,7 +214,7 @@ def names_of(obj: JsonObject, key: str, name_key: str, where: str = "") -> list[
     if value is None:
         return []
     names = []
-    for index, item in enumerate(as_list(value, path)):
+    for index, item in enumerate(_as_list(value, path)):
         names.append(required_str(as_object(item, f"{path}[{index}]"), name_key, f"{path}[{index}]"))
     return names
 

@@ -1,0 +1,142 @@
+"""The dev host: runs a ``FunctionApp``'s functions in one process without the Azure Functions runtime.
+
+HTTP triggers on Starlette/uvicorn, timers on their schedules, Service Bus triggers on the runtime's queue (DESIGN §9).
+SIGINT/SIGTERM stop the HTTP listener, the timers and the receivers; invocations in flight finish (each bounded by
+``functionTimeout``), messages are settled, and only then is the runtime closed (which stops an embedded Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from castiel.devhost.config import HostConfig, read_host_config
+from castiel.devhost.http import HttpServer, build_app
+from castiel.devhost.loader import HostedFunction, QueueBinding, TimerBinding, discover, load_app
+from castiel.devhost.queues import QueuePump
+from castiel.devhost.timers import TimerRunner
+from castiel.runtime import close_runtime, get_runtime
+from castiel.telemetry import log_event
+
+# Room beyond functionTimeout for settling and the receive wait before shutdown stops waiting.
+_DRAIN_MARGIN_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostOptions:
+    """What ``castiel serve`` asks for: where to listen, which app and functions, whether timers fire at start."""
+
+    port: int = 7071
+    host: str = "127.0.0.1"
+    run_timers_now: bool = False
+    only: frozenset[str] = field(default_factory=frozenset)
+    app: str = "function_app:app"
+
+
+def serve(options: HostOptions) -> None:
+    """Run the host until SIGINT or SIGTERM, then shut down cleanly and return.
+
+    Raises ``ConfigError`` when the app, ``host.json`` or the settings are unusable, or the port is taken.
+    """
+    configure_logging()
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run_host(options))
+
+
+def configure_logging() -> None:
+    """Log lines at INFO to stderr (the invocation lines among them)."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("castiel").setLevel(logging.INFO)
+    # One line per outgoing provider call would drown the invocation lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def run_host(options: HostOptions) -> None:
+    """Load the app, run every trigger until a stop signal, drain, and close the runtime."""
+    loaded = load_app(options.app)
+    functions = discover(loaded.app, options.only)
+    config = read_host_config(loaded.directory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, _request_stop, stop, signum)
+    try:
+        await _Host(options, config, functions).run(stop)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        await close_runtime()
+
+
+def _request_stop(stop: asyncio.Event, signum: int) -> None:
+    if not stop.is_set():
+        log_event("devhost.stopping", signal=signal.Signals(signum).name)
+    stop.set()
+
+
+class _Host:
+    def __init__(self, options: HostOptions, config: HostConfig, functions: list[HostedFunction]) -> None:
+        self._options = options
+        self._config = config
+        self._functions = functions
+
+    async def run(self, stop: asyncio.Event) -> None:
+        runtime = await get_runtime()
+        timeout = self._config.function_timeout
+        # Everything that can refuse its configuration is built before anything starts.
+        loops: list[tuple[str, TimerRunner | QueuePump]] = []
+        for function in self._functions:
+            if isinstance(function.binding, TimerBinding):
+                runner = TimerRunner(function, timeout=timeout, fire_at_start=self._options.run_timers_now)
+                loops.append((function.name, runner))
+            elif isinstance(function.binding, QueueBinding):
+                pump = QueuePump(
+                    function,
+                    runtime.queue,
+                    max_concurrent_calls=self._config.max_concurrent_calls,
+                    max_delivery_count=runtime.settings.max_delivery_count,
+                    timeout=timeout,
+                )
+                loops.append((function.name, pump))
+        server = HttpServer(
+            build_app(self._functions, timeout),
+            host=self._options.host,
+            port=self._options.port,
+            graceful_timeout=timeout,
+        )
+        workers = [await server.start()]
+        workers += [asyncio.create_task(loop.run(stop), name=name) for name, loop in loops]
+        log_event(
+            "devhost.started",
+            url=server.url,
+            functions=" ".join(function.describe() for function in self._functions),
+            max_concurrent_calls=self._config.max_concurrent_calls,
+        )
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
+        # A worker that ended on its own crashed: stop the rest the same way a signal would.
+        stop.set()
+        server.stop()
+        drain = None if timeout is None else timeout + _DRAIN_MARGIN_SECONDS
+        done, pending = await asyncio.wait(workers, timeout=drain)
+        for task in pending:
+            log_event("devhost.drain_timeout", level=logging.ERROR, worker=task.get_name())
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise RuntimeError(f"dev host worker {task.get_name()} crashed") from task.exception()
+        log_event("devhost.stopped")

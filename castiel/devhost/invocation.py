@@ -1,0 +1,73 @@
+"""One function invocation: its ids, its correlation scope, the ``functionTimeout`` bound, and its one log line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Literal
+
+from castiel.devhost.loader import HostedFunction
+from castiel.errors import CastielError
+from castiel.telemetry import correlation, log_event, new_correlation_id
+
+Outcome = Literal["succeeded", "failed", "dead_lettered", "abandoned"]
+
+logger = logging.getLogger("castiel.devhost")
+
+
+class FunctionTimeout(Exception):
+    """An invocation ran past ``functionTimeout`` (the Functions host fails it the same way)."""
+
+
+def describe(error: BaseException) -> str:
+    """``<ExceptionType>: <message>``, the form used in log lines and dead-letter reasons."""
+    return f"{type(error).__name__}: {error}"
+
+
+class Invocation:
+    """Runs a function once and logs the outcome; create one per trigger event."""
+
+    __slots__ = ("_started", "_timeout", "correlation_id", "function", "invocation_id")
+
+    def __init__(self, function: HostedFunction, correlation_id: str | None, timeout: float | None) -> None:
+        self.function = function
+        self.invocation_id = uuid.uuid4().hex
+        self.correlation_id = correlation_id or new_correlation_id()
+        self._timeout = timeout
+        self._started = time.perf_counter()
+
+    async def call(self, argument: Any) -> Any:
+        """The user function's result; every log line inside carries the correlation id.
+
+        Raises ``FunctionTimeout`` past the timeout. A sync function's thread cannot be stopped and finishes on its
+        own; its result is then ignored, as the Functions host ignores a timed-out worker's.
+        """
+        scope = asyncio.timeout(self._timeout)
+        try:
+            with correlation(self.correlation_id):
+                async with scope:
+                    return await self.function.call(argument)
+        except TimeoutError as exc:
+            if scope.expired():
+                raise FunctionTimeout(f"{self.function.name} exceeded functionTimeout of {self._timeout:g}s") from exc
+            raise
+
+    def finish(self, outcome: Outcome, error: BaseException | None = None) -> None:
+        """Log the invocation line, and the traceback when ``error`` is a bug (not a ``CastielError``)."""
+        fields: dict[str, object] = {}
+        if error is not None:
+            fields["error"] = describe(error)[:300]
+        log_event(
+            "invocation",
+            level=logging.INFO if outcome == "succeeded" else logging.WARNING,
+            function=self.function.name,
+            invocation_id=self.invocation_id,
+            correlation_id=self.correlation_id,
+            duration_ms=round((time.perf_counter() - self._started) * 1000, 2),
+            outcome=outcome,
+            **fields,
+        )
+        if error is not None and not isinstance(error, CastielError):
+            logger.error("unhandled exception in %s (%s)", self.function.name, self.invocation_id, exc_info=error)

@@ -1,0 +1,370 @@
+"""The rate limiter every provider call goes through, from every function instance (DESIGN §5).
+
+``RateLimiter.check`` tests a call against three *sliding-window logs* (``local_window.py`` describes the algorithm)
+— integration (the connection), operation (the connection's calls of one kind) and tenant — in one atomic Redis
+script, ``sliding_window.lua``: the call is recorded at every level only if every level admits it, so two instances
+can never both take the last slot. Checks started in the same turn of the event loop travel to Redis together, as
+one ``EVALSHA`` whose checks run one after another inside the script: 32 checks in flight cost one round trip, not 32.
+
+Keys are ``castiel:rl:{<tenantId>}:…`` with the connection id in the connection's keys, so tenants never share a
+budget by accident, and the hash tag keeps one tenant's keys in one cluster slot. Every key expires.
+
+Over a limit, fetch/create/update are *queued* and delete is *refused* (``raise_for_check`` turns either into the
+error the queue worker acts on). Provider responses tighten a connection's limit through ``observe_response``
+(``adaptive.py``). When Redis does not answer, a ``LocalWindow`` with the same policy divided by the expected
+instance count decides instead, one ``degraded`` alert fires per outage, and Redis is tried again after a backoff
+that doubles from one second to thirty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from importlib.resources import files
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from castiel.clock import Clock, system_clock, to_datetime
+from castiel.errors import Deferred, RateLimited, RetryableError
+from castiel.models import RateLimitCheck, format_utc
+from castiel.ratelimit.adaptive import DEFAULT_ADAPTIVE, MICROS, AdaptiveConfig, Throttle, throttle_for
+from castiel.ratelimit.alerts import AlertCallback, AlertKind, RateLimitAlert, Subject, UsageAlarm, log_alert
+from castiel.ratelimit.local_window import LocalWindow, WindowOutcome, WindowPlan
+from castiel.ratelimit.policy import LEVELS, PROVIDER_LEVEL, QUEUED_OPERATIONS, Limit, LimitedOperation, RateLimitPolicy
+from castiel.settings import Settings
+from castiel.telemetry import log_event
+
+KEY_PREFIX = "castiel:rl"
+MAX_BATCH = 64
+"""Checks per script call: bounds how long one call holds Redis (single-threaded) from everyone else."""
+
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+_REPLY_LEVELS: tuple[str | None, ...] = (None, *LEVELS, PROVIDER_LEVEL)
+_PLAN_CACHE_SIZE = 65_536
+
+
+def connect(url: str, *, timeout_seconds: float = 0.5) -> Redis:
+    """A Redis client suited to the limiter: it fails fast instead of retrying, since the limiter's answer to an
+    unreachable Redis is its local window, not a caller left waiting."""
+    return Redis.from_url(
+        url, retry=Retry(NoBackoff(), 0), socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+    )
+
+
+def raise_for_check(check: RateLimitCheck) -> None:
+    """Return if the call may go ahead; otherwise raise what the queue worker acts on (DESIGN §7).
+
+    Queued (fetch, create, update): ``Deferred`` — the message is re-sent scheduled at ``retryAfterSeconds`` and the
+    original completed, no retry counted. Refused (delete): ``RateLimited`` — re-sent at its retry-after with the retry
+    count raised, dead-lettered with the reason after ``SYNC_MAX_RETRIES``. Never dropped either way.
+    """
+    if check.allowed:
+        return
+    message = f"rate limit ({check.level}): retry in {check.retry_after_seconds:.3f}s"
+    if check.queued:
+        raise Deferred(message, check.retry_after_seconds)
+    raise RateLimited(message, check.retry_after_seconds, check.level)
+
+
+class _Script:
+    """A Lua script of this package, run by ``EVALSHA`` and loaded again when the server answers ``NOSCRIPT``.
+
+    The boundary with redis-py: no answer within ``timeout_seconds``, or any Redis error, is a ``RetryableError``.
+    """
+
+    def __init__(self, redis: Redis, name: str, timeout_seconds: float) -> None:
+        self._redis = redis
+        self._source = (files(__package__) / name).read_text(encoding="utf-8")
+        self._sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
+        self._timeout = timeout_seconds
+
+    async def run(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                try:
+                    return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    self._sha = await self._redis.script_load(self._source)
+                    return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+        except _REDIS_FAILURES as exc:
+            raise RetryableError(f"Redis unreachable for the rate limiter: {exc!r}") from exc
+
+
+_Pending = tuple[WindowPlan, int, str, "asyncio.Future[WindowOutcome]"]
+
+
+class RedisWindow:
+    """The sliding-window log in Redis. Raises ``RetryableError`` when Redis does not answer within ``timeout``."""
+
+    def __init__(self, redis: Redis, *, timeout_seconds: float = 1.0) -> None:
+        self._check_script = _Script(redis, "sliding_window.lua", timeout_seconds)
+        self._throttle_script = _Script(redis, "adaptive.lua", timeout_seconds)
+        self._pending: list[_Pending] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def check(self, plan: WindowPlan, now_us: int, member: str) -> WindowOutcome:
+        """Admit and record the call at every level, or refuse it and record nothing; ``member`` names the entry."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WindowOutcome] = loop.create_future()
+        if not self._pending:
+            # Runs after every task already woken in this turn has had its say, so they share the call.
+            loop.call_soon(self._flush)
+        self._pending.append((plan, now_us, member, future))
+        if len(self._pending) >= MAX_BATCH:
+            self._flush()
+        return await future
+
+    async def observe(self, throttle_key: str, throttle: Throttle, now_us: int) -> int:
+        """Raise the connection's throttle; returns the pause deadline it had before."""
+        args = (now_us, throttle.paused_until, throttle.quarter_until, throttle.half_until)
+        previous: int = await self._throttle_script.run((throttle_key,), args)
+        return previous
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        futures = [future for *_, future in batch]
+        try:
+            outcomes = await self._run(batch)
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+        except Exception as exc:
+            # Every waiting check gets the error (a Redis outage, or a bug): none is left waiting for ever.
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future, outcome in zip(futures, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+
+    async def _run(self, batch: list[_Pending]) -> list[WindowOutcome]:
+        keys: list[str] = []
+        specs: list[str] = []
+        for plan, now_us, member, _ in batch:
+            keys.extend((*plan.keys, plan.throttle_key))
+            (l1, l2, l3), (w1, w2, w3) = plan.limits, plan.windows_us
+            specs.append(f"{now_us} {member} {l1} {w1} {l2} {w2} {l3} {w3}")
+        reply: bytes = await self._check_script.run(keys, specs)
+        return [_outcome(answer) for answer in reply.split(b";")]
+
+
+def _outcome(answer: bytes) -> WindowOutcome:
+    admitted, level, retry_after, remaining, reset_at, *counts = map(int, answer.split())
+    return WindowOutcome(
+        allowed=admitted == 1,
+        level=_REPLY_LEVELS[level],
+        retry_after_us=retry_after,
+        remaining=remaining,
+        reset_at_us=reset_at,
+        used=(counts[0], counts[1], counts[2]),
+        limits=(counts[3], counts[4], counts[5]),
+    )
+
+
+class _RedisHealth:
+    """Whether to ask Redis: always while it answers; after a failure, again once a doubling backoff has passed."""
+
+    def __init__(self, first_backoff_us: int, max_backoff_us: int) -> None:
+        self.down_since: int | None = None
+        self._first, self._max = first_backoff_us, max_backoff_us
+        self._backoff = first_backoff_us
+        self._retry_at = 0
+
+    def due(self, now_us: int) -> bool:
+        return self.down_since is None or now_us >= self._retry_at
+
+    def failed(self, now_us: int) -> bool:
+        """Note a failed attempt; True when it begins an outage."""
+        if self.down_since is not None and now_us < self._retry_at:
+            return False  # another check of the same attempt already counted it
+        began = self.down_since is None
+        if began:
+            self.down_since, self._backoff = now_us, self._first
+        else:
+            self._backoff = min(self._max, self._backoff * 2)
+        self._retry_at = now_us + self._backoff
+        return began
+
+    def answered(self) -> bool:
+        """Note an answer; True when it ends an outage."""
+        ended = self.down_since is not None
+        self.down_since = None
+        return ended
+
+
+class RateLimiter:
+    """Checks every provider call against the integration, operation and tenant limits; see the module docstring."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        policy: RateLimitPolicy,
+        clock: Clock = system_clock,
+        alert: AlertCallback = log_alert,
+        *,
+        expected_instances: int = 1,
+        adaptive: AdaptiveConfig = DEFAULT_ADAPTIVE,
+        redis_timeout_seconds: float = 1.0,
+        first_backoff_seconds: float = 1.0,
+        max_backoff_seconds: float = 30.0,
+    ) -> None:
+        self._redis = RedisWindow(redis, timeout_seconds=redis_timeout_seconds)
+        self._local = LocalWindow(expected_instances)
+        self._instances = expected_instances
+        self._policy = policy
+        self._clock = clock
+        self._on_alert = alert
+        self._adaptive = adaptive
+        self._usage = UsageAlarm(self._alert)
+        self._health = _RedisHealth(round(first_backoff_seconds * MICROS), round(max_backoff_seconds * MICROS))
+        self._plans: dict[tuple[str, str, str, str], tuple[WindowPlan, Subject]] = {}
+        self._member_prefix = os.urandom(6).hex() + "-"
+        self._sequence = itertools.count()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, redis: Redis, *, clock: Clock = system_clock, alert: AlertCallback = log_alert
+    ) -> RateLimiter:
+        """The limiter of ``RATE_LIMIT_OVERRIDES`` and ``RATE_LIMIT_EXPECTED_INSTANCES``."""
+        policy = RateLimitPolicy.from_settings(settings)
+        return cls(redis, policy, clock, alert, expected_instances=settings.rate_limit_expected_instances)
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is unreachable and the local window decides."""
+        return self._health.down_since is not None
+
+    async def check(
+        self, *, tenant_id: str, connection_id: str, provider: str, operation: LimitedOperation
+    ) -> RateLimitCheck:
+        """Admit and record one call at every level, or refuse it (queued, or for a delete rejected)."""
+        plan, subject = self._plan(tenant_id, connection_id, provider, operation)
+        now_us = round(self._clock() * MICROS)
+        outcome = await self._decide(plan, now_us)
+        for index, (used, limit) in enumerate(zip(outcome.used, outcome.limits, strict=True)):
+            if used * 5 >= limit * 4:
+                self._usage.update(
+                    key=plan.keys[index],
+                    used=used,
+                    limit=limit,
+                    window_us=plan.windows_us[index],
+                    now_us=now_us,
+                    subject=subject,
+                    level=LEVELS[index],
+                )
+        if outcome.allowed:
+            return RateLimitCheck(
+                allowed=True,
+                queued=False,
+                remaining=outcome.remaining,
+                reset_at=to_datetime(outcome.reset_at_us / MICROS),
+                retry_after_seconds=0.0,
+            )
+        return RateLimitCheck(
+            allowed=False,
+            queued=operation in QUEUED_OPERATIONS,
+            remaining=0,
+            reset_at=to_datetime(outcome.reset_at_us / MICROS),
+            retry_after_seconds=outcome.retry_after_us / MICROS,
+            level=outcome.level,
+        )
+
+    async def observe_response(
+        self, *, tenant_id: str, connection_id: str, provider: str, status_code: int, headers: Mapping[str, str]
+    ) -> None:
+        """Tighten the connection's limit, or pause it, as the provider's response asks (``adaptive.py``)."""
+        now_us = round(self._clock() * MICROS)
+        throttle = throttle_for(status_code, headers, now_us, self._adaptive)
+        if throttle is None:
+            return
+        key = _throttle_key(tenant_id, connection_id)
+        # Kept locally as well, so an outage later does not forget a pause.
+        paused_before = self._local.observe(key, throttle).paused_until
+        if self._health.due(now_us):
+            try:
+                paused_before = await self._redis.observe(key, throttle, now_us)
+            except RetryableError as exc:
+                self._redis_failed(now_us, exc)
+            else:
+                self._redis_answered(now_us)
+        if throttle.paused_until > now_us >= paused_before:
+            until = format_utc(to_datetime(throttle.paused_until / MICROS))
+            subject = Subject(tenant_id, connection_id, provider)
+            detail = f"connection paused until {until}: {throttle.reason}"
+            self._alert(RateLimitAlert(AlertKind.CONNECTION_PAUSED, detail, now_us / MICROS, subject))
+
+    async def _decide(self, plan: WindowPlan, now_us: int) -> WindowOutcome:
+        if self._health.due(now_us):
+            try:
+                outcome = await self._redis.check(plan, now_us, f"{self._member_prefix}{next(self._sequence):x}")
+            except RetryableError as exc:
+                self._redis_failed(now_us, exc)
+            else:
+                if self._health.down_since is not None:
+                    self._redis_answered(now_us)
+                return outcome
+        return self._local.check(plan, now_us)
+
+    def _redis_failed(self, now_us: int, error: RetryableError) -> None:
+        if self._health.failed(now_us):
+            detail = f"{error}; checking against a local window (limits / {self._instances}) until Redis answers"
+            self._alert(RateLimitAlert(AlertKind.DEGRADED, detail, now_us / MICROS))
+
+    def _redis_answered(self, now_us: int) -> None:
+        if self._health.answered():
+            self._alert(RateLimitAlert(AlertKind.RECOVERED, "Redis answers again", now_us / MICROS))
+
+    def _alert(self, alert: RateLimitAlert) -> None:
+        try:
+            self._on_alert(alert)
+        except Exception as exc:
+            # A broken alert sink must not fail the provider call the alert is about.
+            log_event("ratelimit.alert_failed", kind=alert.kind.value, error=repr(exc))
+
+    def _plan(
+        self, tenant_id: str, connection_id: str, provider: str, operation: LimitedOperation
+    ) -> tuple[WindowPlan, Subject]:
+        cache_key = (tenant_id, connection_id, provider, operation)
+        found = self._plans.get(cache_key)
+        if found is None:
+            limits = self._policy.limits(
+                tenant_id=tenant_id, connection_id=connection_id, provider=provider, operation=operation
+            )
+            connection = _connection_key(tenant_id, connection_id)
+            plan = WindowPlan(
+                keys=(connection, f"{connection}:op:{operation}", f"{KEY_PREFIX}:{{{tenant_id}}}:tenant"),
+                limits=(limits.integration.count, limits.operation.count, limits.tenant.count),
+                windows_us=(_micros(limits.integration), _micros(limits.operation), _micros(limits.tenant)),
+                throttle_key=_throttle_key(tenant_id, connection_id),
+            )
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            found = self._plans[cache_key] = (plan, Subject(tenant_id, connection_id, provider))
+        return found
+
+
+def _connection_key(tenant_id: str, connection_id: str) -> str:
+    return f"{KEY_PREFIX}:{{{tenant_id}}}:conn:{connection_id}"
+
+
+def _throttle_key(tenant_id: str, connection_id: str) -> str:
+    return f"{_connection_key(tenant_id, connection_id)}:throttle"
+
+
+def _micros(limit: Limit) -> int:
+    return round(limit.window_seconds * MICROS)

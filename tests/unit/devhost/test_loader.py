@@ -1,0 +1,129 @@
+"""Loading a FunctionApp, reading its triggers, and the route table the dev host serves."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+from starlette.routing import Route
+
+import function_app
+from castiel.devhost.http import build_app, starlette_path
+from castiel.devhost.loader import (
+    Binding,
+    HttpBinding,
+    QueueBinding,
+    TimerBinding,
+    caller,
+    discover,
+    load_app,
+)
+from castiel.errors import ConfigError
+
+REAL_BINDINGS: dict[str, Binding] = {
+    "sync_scheduler": TimerBinding("0 0 * * * *", run_on_startup=False),
+    "sync_inbound_worker": QueueBinding("sync-inbound"),
+    "sync_outbound_worker": QueueBinding("sync-outbound"),
+    "token_refresher": TimerBinding("0 0 */6 * * *", run_on_startup=False),
+    "webhook_receiver": HttpBinding("webhooks/{registrationId}/events", frozenset({"POST"})),
+}
+
+
+def test_the_real_app_gives_every_function_its_trigger() -> None:
+    assert {fn.name: fn.binding for fn in discover(function_app.app)} == REAL_BINDINGS
+
+
+def test_only_restricts_the_functions() -> None:
+    names = [fn.name for fn in discover(function_app.app, {"token_refresher", "webhook_receiver"})]
+    assert sorted(names) == ["token_refresher", "webhook_receiver"]
+
+
+def test_only_with_an_unknown_name_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigError, match="sync_schedular"):
+        discover(function_app.app, {"sync_schedular"})
+
+
+def test_route_table_of_the_real_app() -> None:
+    app = build_app(discover(function_app.app), timeout=None)
+    table = {route.path: route.methods for route in app.routes if isinstance(route, Route)}
+    assert table == {
+        "/admin/host/status": {"GET", "HEAD"},
+        "/webhooks/{registrationId}/events": {"POST"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("route", "path"),
+    [
+        ("webhooks/{registrationId}/events", "/webhooks/{registrationId}/events"),
+        ("/items/{id:int}/", "/items/{id}"),
+        ("files/{*rest}", "/files/{rest:path}"),
+        ("plain", "/plain"),
+        ("", "/"),
+    ],
+)
+def test_functions_route_templates_as_starlette_paths(route: str, path: str) -> None:
+    assert starlette_path(route) == path
+
+
+@pytest.mark.parametrize("route", ["items/{id?}", "items/{id=7}", "items/{}"])
+def test_route_parameters_the_dev_host_cannot_serve_are_refused(route: str) -> None:
+    with pytest.raises(ConfigError, match="not supported"):
+        starlette_path(route)
+
+
+def test_defaults_unsupported_triggers_and_sync_functions(caplog: pytest.LogCaptureFixture) -> None:
+    app = func.FunctionApp()
+
+    @app.route()
+    def hello(req: func.HttpRequest) -> str:
+        return "hi"
+
+    @app.blob_trigger(arg_name="blob", path="in/{name}", connection="Storage")
+    def on_blob(blob: func.InputStream) -> None:
+        return None
+
+    with caplog.at_level(logging.WARNING, logger="castiel.devhost"):
+        hosted = discover(app)
+    # No route means the function's name, no methods means every method, like the Functions host.
+    assert [(fn.name, fn.binding) for fn in hosted] == [("hello", HttpBinding("hello", None))]
+    assert "function=on_blob trigger=blobTrigger" in caplog.text
+
+
+async def test_sync_functions_run_in_a_worker_thread_and_async_ones_on_the_loop() -> None:
+    def sync_fn(req: str) -> str:
+        return f"{req} on {threading.current_thread().name}"
+
+    async def async_fn(msg: str) -> str:
+        return f"{msg} on {threading.current_thread().name}"
+
+    loop_thread = threading.current_thread().name
+    assert await caller(async_fn, "msg")("a") == f"a on {loop_thread}"
+    sync_result = await caller(sync_fn, "req")("b")
+    assert sync_result.startswith("b on ")
+    assert sync_result != f"b on {loop_thread}"
+
+
+def test_load_app_finds_the_app_and_its_directory() -> None:
+    loaded = load_app("function_app:app")
+    assert loaded.app is function_app.app
+    assert (loaded.directory / "host.json").is_file()
+    assert loaded.directory == Path(function_app.__file__).parent
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("function_app", "module:attribute"),
+        (":app", "module:attribute"),
+        ("no_such_module_here:app", "no module 'no_such_module_here'"),
+        ("function_app:nothing", "not an azure.functions.FunctionApp"),
+        ("function_app:settings", "not an azure.functions.FunctionApp"),
+    ],
+)
+def test_load_app_refuses_what_is_not_an_app(spec: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_app(spec)
