@@ -97,10 +97,10 @@ def serve(
     names = frozenset(name.strip() for name in only.split(",") if name.strip())
     try:
         load_settings()
+        serve_host(HostOptions(port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref))
     except CastielError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    serve_host(HostOptions(port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref))
 
 
 # ---------------------------------------------------------------- connections

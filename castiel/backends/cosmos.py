@@ -147,7 +147,7 @@ class CosmosDocumentStore:
 
     async def count(self, container: str, query: Query) -> int:
         """How many documents match ``query``'s filters and partition."""
-        # A cross-partition COUNT can arrive as one partial count per partition range.
+        # The SDK merges a cross-partition COUNT into one value; sum() also reads an empty result as 0.
         return sum(int(value) for value in await self._run(container, count_sql(query), query.partition_key, None))
 
     async def close(self) -> None:
@@ -191,9 +191,9 @@ class CosmosDocumentStore:
 def translate_error(exc: AzureError, action: str) -> CastielError:
     """The Castiel error for an azure-core / azure-cosmos failure of ``action``."""
     if isinstance(exc, ClientAuthenticationError):
-        return ConfigError(f"Cosmos DB refused the credential to {action}: {exc.message}")
+        return ConfigError(f"Cosmos DB refused the credential to {action}: {_one_line(exc.message)}")
     if not isinstance(exc, HttpResponseError) or exc.status_code is None:
-        return RetryableError(f"Cosmos DB unreachable to {action}: {exc.message}")
+        return RetryableError(f"Cosmos DB unreachable to {action}: {_one_line(exc.message)}")
     status = exc.status_code
     message = f"Cosmos DB {status} on {action}: {_one_line(exc.message)}"
     if status == 404:

@@ -1,6 +1,6 @@
 """The dev host end to end: a real process over loopback, the real SQLite queue, the real Redis server.
 
-Each test starts ``python -m castiel.devhost`` with its own data directory and port, talks to it the way a provider
+Each test starts ``castiel serve`` with its own data directory and port, talks to it the way a provider
 or another process would, and stops it with SIGTERM. Every wait is bounded.
 """
 
@@ -93,7 +93,8 @@ async def start_host(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterat
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "castiel.devhost",
+                "castiel.cli",
+                "serve",
                 "--port",
                 str(port),
                 *args,

@@ -60,7 +60,9 @@ def test_exactly_the_five_functions_are_registered() -> None:
     }
 
 
-@pytest.mark.parametrize(("name", "schedule"), [("sync_scheduler", "0 0 * * * *"), ("token_refresher", "0 0 */6 * * *")])
+@pytest.mark.parametrize(
+    ("name", "schedule"), [("sync_scheduler", "0 0 * * * *"), ("token_refresher", "0 0 */6 * * *")]
+)
 def test_timers_have_their_ncrontab_schedules(name: str, schedule: str) -> None:
     (trigger,) = bindings(name)
     assert trigger["type"] == "timerTrigger"
@@ -68,7 +70,9 @@ def test_timers_have_their_ncrontab_schedules(name: str, schedule: str) -> None:
     assert trigger["runOnStartup"] is False
 
 
-@pytest.mark.parametrize(("name", "queue"), [("sync_inbound_worker", "sync-inbound"), ("sync_outbound_worker", "sync-outbound")])
+@pytest.mark.parametrize(
+    ("name", "queue"), [("sync_inbound_worker", "sync-inbound"), ("sync_outbound_worker", "sync-outbound")]
+)
 def test_queue_workers_listen_on_their_service_bus_queues(name: str, queue: str) -> None:
     (trigger,) = bindings(name)
     assert trigger["type"] == "serviceBusTrigger"

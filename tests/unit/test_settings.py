@@ -42,7 +42,9 @@ def test_an_invalid_value_stops_start_up_naming_the_variable(
 def test_either_service_bus_variable_selects_service_bus(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
-    monkeypatch.setenv(variable, "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v")
+    monkeypatch.setenv(
+        variable, "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v"
+    )
     assert load_settings().uses_service_bus
 
 

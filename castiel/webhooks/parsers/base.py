@@ -79,7 +79,7 @@ class Delivery:
         only unique per kind of object (a GitHub issue and a comment can share a numeric id). ``local_key`` replaces
         the external id in it where that alone is not unique (a Slack ``ts`` is unique per channel only).
         """
-        if _nesting_depth(changes) > MAX_CHANGE_DEPTH:
+        if _nests_deeper_than(changes, MAX_CHANGE_DEPTH):
             raise InvalidMessage(f"the {entity_type} fields nest deeper than {MAX_CHANGE_DEPTH} levels")
         registration = self.registration
         return OutboundChange(
@@ -106,18 +106,19 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
 # ---------------------------------------------------------------- JSON
 
 
-def _nesting_depth(value: object) -> int:
-    """How many levels of objects and arrays ``value`` nests (0 for a scalar); iterative, so any depth is safe."""
-    deepest = 0
-    pending: list[tuple[object, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth + 1)
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
+def _nests_deeper_than(value: object, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels; level by level, stopping at the limit."""
+    level: list[Any] = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
 
 
 def pick(obj: JsonObject, *keys: str) -> JsonObject:

@@ -41,7 +41,9 @@ def policy_for(queue: SqliteMessageQueue, clock: ManualClock) -> DeliveryPolicy:
 
 
 def delivery(**properties: int | str) -> Delivery:
-    return Delivery(queue=QUEUE, body=b'{"x": 1}', message_id="m-1", correlation_id="corr", application_properties=properties)
+    return Delivery(
+        queue=QUEUE, body=b'{"x": 1}', message_id="m-1", correlation_id="corr", application_properties=properties
+    )
 
 
 def raising(exc: Exception) -> Handler:
@@ -76,7 +78,9 @@ async def test_a_retryable_error_schedules_a_copy_with_backoff_and_the_retry_cou
     assert (await queue.stats(QUEUE)).scheduled == 1
 
 
-async def test_rate_limited_is_retried_exactly_at_its_retry_after(queue: SqliteMessageQueue, clock: ManualClock) -> None:
+async def test_rate_limited_is_retried_exactly_at_its_retry_after(
+    queue: SqliteMessageQueue, clock: ManualClock
+) -> None:
     await policy_for(queue, clock).run(delivery(), raising(RateLimited("delete over limit", retry_after=17.5)))
     (copy,) = await queue.peek(QUEUE)
     assert copy.scheduled_enqueue_time == now_utc(clock) + timedelta(seconds=17.5)

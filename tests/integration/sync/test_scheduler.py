@@ -92,7 +92,9 @@ async def test_due_tasks_are_queued_high_then_normal_then_low_in_batches(
         ("normal-3", Priority.NORMAL),
     ]
     for index, (task_id, priority) in enumerate(plan):
-        await add_task(store, clock, task_id, priority=priority, due_in=timedelta(minutes=-10 + index), tenant=f"t{index}")
+        await add_task(
+            store, clock, task_id, priority=priority, due_in=timedelta(minutes=-10 + index), tenant=f"t{index}"
+        )
     await add_task(store, clock, "not-due", due_in=timedelta(minutes=5))
     await add_task(store, clock, "paused", status=TaskStatus.PAUSED)
 
