@@ -47,16 +47,22 @@ TENANTS = [f"tenant-{n}" for n in range(4)]
 CONNECTIONS = [
     (tenant, f"{tenant}-conn-{n}", provider)
     for tenant in TENANTS
-    for n, provider in enumerate(("github", "salesforce"))
+    for n, provider in enumerate(("github", "salesforce", "google", "notion"))
 ]
 OPERATIONS: tuple[LimitedOperation, ...] = ("fetch", "create", "update", "delete")
 POLICY = {
     "defaults": {
         "tenant": HIGH,
-        "integrations": {provider: HIGH for provider in ("github", "salesforce")},
+        "integrations": dict.fromkeys(("github", "salesforce", "google", "notion"), HIGH),
         "operations": dict.fromkeys(OPERATIONS, HIGH),
     }
 }
+
+
+def operation_of(n: int) -> LimitedOperation:
+    """Call ``n``'s operation: each connection cycles through all four, so a batch holds many distinct keys."""
+    return OPERATIONS[(n // len(CONNECTIONS)) % len(OPERATIONS)]
+
 
 FLOOR_SCRIPT = """
 local now = tonumber(ARGV[1])
@@ -152,7 +158,7 @@ def ours(redis: Redis) -> Check:
     async def check(n: int) -> object:
         tenant, connection, provider = CONNECTIONS[n % len(CONNECTIONS)]
         result = await limiter.check(
-            tenant_id=tenant, connection_id=connection, provider=provider, operation=OPERATIONS[n % len(OPERATIONS)]
+            tenant_id=tenant, connection_id=connection, provider=provider, operation=operation_of(n)
         )
         assert result.allowed
         return result
@@ -167,7 +173,7 @@ def limits_baseline(url: str, implementation: Literal["redispy", "coredis"]) -> 
 
     async def check(n: int) -> object:
         tenant, connection, _ = CONNECTIONS[n % len(CONNECTIONS)]
-        operation = OPERATIONS[n % len(OPERATIONS)]
+        operation = operation_of(n)
         admitted = (
             await strategy.hit(item, tenant, "conn", connection)
             and await strategy.hit(item, tenant, "op", connection, operation)

@@ -153,27 +153,23 @@ class RedisWindow:
                 future.set_result(outcome)
 
     async def _run(self, batch: list[_Pending]) -> list[WindowOutcome]:
-        keys: list[str] = []
+        # Each key goes once, however many checks share it (their tenant, a busy connection): fewer arguments to encode.
+        slots: dict[str, int] = {}
         specs: list[str] = []
         for plan, now_us, member, _ in batch:
-            keys.extend((*plan.keys, plan.throttle_key))
+            k1 = slots.setdefault(plan.keys[0], len(slots) + 1)
+            k2 = slots.setdefault(plan.keys[1], len(slots) + 1)
+            k3 = slots.setdefault(plan.keys[2], len(slots) + 1)
+            k4 = slots.setdefault(plan.throttle_key, len(slots) + 1)
             (l1, l2, l3), (w1, w2, w3) = plan.limits, plan.windows_us
-            specs.append(f"{now_us} {member} {l1} {w1} {l2} {w2} {l3} {w3}")
-        reply: bytes = await self._check_script.run(keys, specs)
+            specs.append(f"{k1} {k2} {k3} {k4} {now_us} {member} {l1} {w1} {l2} {w2} {l3} {w3}")
+        reply: bytes = await self._check_script.run(list(slots), specs)
         return [_outcome(answer) for answer in reply.split(b";")]
 
 
 def _outcome(answer: bytes) -> WindowOutcome:
-    admitted, level, retry_after, remaining, reset_at, *counts = map(int, answer.split())
-    return WindowOutcome(
-        allowed=admitted == 1,
-        level=_REPLY_LEVELS[level],
-        retry_after_us=retry_after,
-        remaining=remaining,
-        reset_at_us=reset_at,
-        used=(counts[0], counts[1], counts[2]),
-        limits=(counts[3], counts[4], counts[5]),
-    )
+    n = [int(field) for field in answer.split()]
+    return WindowOutcome(n[0] == 1, _REPLY_LEVELS[n[1]], n[2], n[3], n[4], (n[5], n[6], n[7]), (n[8], n[9], n[10]))
 
 
 class _RedisHealth:
@@ -256,17 +252,9 @@ class RateLimiter:
         plan, subject = self._plan(tenant_id, connection_id, provider, operation)
         now_us = round(self._clock() * MICROS)
         outcome = await self._decide(plan, now_us)
-        for index, (used, limit) in enumerate(zip(outcome.used, outcome.limits, strict=True)):
-            if used * 5 >= limit * 4:
-                self._usage.update(
-                    key=plan.keys[index],
-                    used=used,
-                    limit=limit,
-                    window_us=plan.windows_us[index],
-                    now_us=now_us,
-                    subject=subject,
-                    level=LEVELS[index],
-                )
+        used, limits = outcome.used, outcome.limits
+        if used[0] * 5 >= limits[0] * 4 or used[1] * 5 >= limits[1] * 4 or used[2] * 5 >= limits[2] * 4:
+            self._note_usage(plan, subject, outcome, now_us)
         if outcome.allowed:
             return RateLimitCheck(
                 allowed=True,
@@ -319,6 +307,18 @@ class RateLimiter:
                     self._redis_answered(now_us)
                 return outcome
         return self._local.check(plan, now_us)
+
+    def _note_usage(self, plan: WindowPlan, subject: Subject, outcome: WindowOutcome, now_us: int) -> None:
+        for index, level in enumerate(LEVELS):
+            self._usage.update(
+                key=plan.keys[index],
+                used=outcome.used[index],
+                limit=outcome.limits[index],
+                window_us=plan.windows_us[index],
+                now_us=now_us,
+                subject=subject,
+                level=level,
+            )
 
     def _redis_failed(self, now_us: int, error: RetryableError) -> None:
         if self._health.failed(now_us):

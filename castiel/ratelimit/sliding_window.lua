@@ -1,9 +1,10 @@
 --[[
 Sliding-window log rate limiter: a batch of checks, each across three levels, in one atomic call.
 
-Check i has 4 KEYS — the integration, operation and tenant sorted sets, then the connection's throttle hash
-(adaptive.lua) — and ARGV[i]: "now member limit1 window1 limit2 window2 limit3 window3" (one string, because
-parsing it here costs less than encoding eight arguments in the client). Times are integer epoch microseconds.
+KEYS: every key of the batch, once. ARGV[i], check i, one string (parsing it here costs less than encoding twelve
+arguments in the client): "k1 k2 k3 k4 now member limit1 window1 limit2 window2 limit3 window3", where k1-k3 index
+KEYS for the integration, operation and tenant sorted sets and k4 the connection's throttle hash (adaptive.lua).
+Times are integer epoch microseconds.
 A sorted set holds one member per admitted call, scored by its time; an entry scored <= now - window has left the
 window. A check is admitted only if every level has room, and only then recorded, at every level. A paused
 connection is refused; a throttled one has its integration limit divided by 2 or 4.
@@ -15,19 +16,20 @@ algorithm in Python.
 ]]
 local REPLY = '%d %d %d %d %d %d %d %d %d %d %d'
 local replies = {}
+local expiring = {}  -- keys whose expiry this call has already pushed back
 for check = 1, #ARGV do
-  local k = (check - 1) * 4
   local fields = {}
   for field in string.gmatch(ARGV[check], '%S+') do
     fields[#fields + 1] = field
   end
-  local now, member = tonumber(fields[1]), fields[2]
+  local keys = {KEYS[tonumber(fields[1])], KEYS[tonumber(fields[2])], KEYS[tonumber(fields[3])]}
+  local now, member = tonumber(fields[5]), fields[6]
   local limits, windows, used = {}, {}, {0, 0, 0}
   for level = 1, 3 do
-    limits[level] = tonumber(fields[1 + 2 * level])
-    windows[level] = tonumber(fields[2 + 2 * level])
+    limits[level] = tonumber(fields[5 + 2 * level])
+    windows[level] = tonumber(fields[6 + 2 * level])
   end
-  local throttle = redis.call('HMGET', KEYS[k + 4], 'paused', 'quarter', 'half')
+  local throttle = redis.call('HMGET', KEYS[tonumber(fields[4])], 'paused', 'quarter', 'half')
   local paused = tonumber(throttle[1]) or 0
   if paused > now then
     replies[check] = string.format(REPLY, 0, 4, paused - now, 0, paused, 0, 0, 0, limits[1], limits[2], limits[3])
@@ -39,7 +41,7 @@ for check = 1, #ARGV do
     end
     local refused, wait = 0, 0
     for level = 1, 3 do
-      local key = KEYS[k + level]
+      local key = keys[level]
       redis.call('ZREMRANGEBYSCORE', key, '-inf', now - windows[level])
       used[level] = redis.call('ZCARD', key)
       local excess = used[level] - limits[level]
@@ -58,16 +60,19 @@ for check = 1, #ARGV do
     else
       local tightest, remaining = 0, 0
       for level = 1, 3 do
-        local key = KEYS[k + level]
+        local key = keys[level]
         redis.call('ZADD', key, now, member)
-        redis.call('PEXPIRE', key, math.ceil(windows[level] / 1000))
+        if not expiring[key] then
+          redis.call('PEXPIRE', key, math.ceil(windows[level] / 1000))
+          expiring[key] = true
+        end
         used[level] = used[level] + 1
         local left = limits[level] - used[level]
         if tightest == 0 or left < remaining then
           tightest, remaining = level, left
         end
       end
-      local oldest = redis.call('ZRANGE', KEYS[k + tightest], 0, 0, 'WITHSCORES')
+      local oldest = redis.call('ZRANGE', keys[tightest], 0, 0, 'WITHSCORES')
       replies[check] = string.format(REPLY, 1, 0, 0, remaining, tonumber(oldest[2]) + windows[tightest],
         used[1], used[2], used[3], limits[1], limits[2], limits[3])
     end

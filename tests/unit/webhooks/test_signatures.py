@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from castiel.errors import ConfigError, SignatureError
@@ -424,7 +424,9 @@ def test_fuzzing_one_header_of_a_signed_delivery_never_raises_anything_else(data
     scheme = data.draw(st.sampled_from(SCHEMES))
     headers = scheme.sign(body, SECRET, now=NOW, delivery_id="delivery-1")
     name = data.draw(st.sampled_from(sorted(headers)))
-    headers[name] = data.draw(st.lists(FRAGMENTS, max_size=5).map("".join))
+    replacement = data.draw(st.lists(FRAGMENTS, max_size=5).map("".join))
+    assume(replacement != headers[name])
+    headers[name] = replacement
     try:
         verified = scheme.verify(headers, body, scheme.keys([SECRET]), NOW)
     except SignatureError:
