@@ -24,17 +24,14 @@ from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
 from azure.identity.aio import DefaultAzureCredential
 
-from castiel.backends.cosmos_query import (
-    CosmosSql,
+from castiel.backends.cosmos_query import CosmosSql, count_sql, indexing_policy, select_sql
+from castiel.backends.query_plan import (
     SortKey,
     check_key,
-    count_sql,
     decode_continuation,
     encode_continuation,
-    indexing_policy,
     partition_key_field,
     prepare_document,
-    select_sql,
     sort_keys,
     value_at,
 )

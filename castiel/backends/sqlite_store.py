@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from castiel.backends.cosmos_query import (
+from castiel.backends.query_plan import (
     PreparedDocument,
     SortKey,
     check_filter,

@@ -14,22 +14,24 @@ limit1 limit2 limit3" (level: 0 none, 1-3 the refusing level, 4 the provider's p
 Lua's own number-to-string keeps 14 digits, too few for a time in microseconds. local_window.py is the same
 algorithm in Python.
 ]]
+local SPEC = '^(%d+) (%d+) (%d+) (%d+) (%d+) (%S+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$'
 local REPLY = '%d %d %d %d %d %d %d %d %d %d %d'
 local replies = {}
 local expiring = {}  -- keys whose expiry this call has already pushed back
+local throttles = {}  -- throttle hashes already read: nothing changes them during this call
 for check = 1, #ARGV do
-  local fields = {}
-  for field in string.gmatch(ARGV[check], '%S+') do
-    fields[#fields + 1] = field
+  local k1, k2, k3, k4, now, member, l1, w1, l2, w2, l3, w3 = string.match(ARGV[check], SPEC)
+  local keys = {KEYS[tonumber(k1)], KEYS[tonumber(k2)], KEYS[tonumber(k3)]}
+  local limits = {tonumber(l1), tonumber(l2), tonumber(l3)}
+  local windows = {tonumber(w1), tonumber(w2), tonumber(w3)}
+  local used = {0, 0, 0}
+  now = tonumber(now)
+  local throttle_key = KEYS[tonumber(k4)]
+  local throttle = throttles[throttle_key]
+  if not throttle then
+    throttle = redis.call('HMGET', throttle_key, 'paused', 'quarter', 'half')
+    throttles[throttle_key] = throttle
   end
-  local keys = {KEYS[tonumber(fields[1])], KEYS[tonumber(fields[2])], KEYS[tonumber(fields[3])]}
-  local now, member = tonumber(fields[5]), fields[6]
-  local limits, windows, used = {}, {}, {0, 0, 0}
-  for level = 1, 3 do
-    limits[level] = tonumber(fields[5 + 2 * level])
-    windows[level] = tonumber(fields[6 + 2 * level])
-  end
-  local throttle = redis.call('HMGET', KEYS[tonumber(fields[4])], 'paused', 'quarter', 'half')
   local paused = tonumber(throttle[1]) or 0
   if paused > now then
     replies[check] = string.format(REPLY, 0, 4, paused - now, 0, paused, 0, 0, 0, limits[1], limits[2], limits[3])

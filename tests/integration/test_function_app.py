@@ -155,7 +155,8 @@ async def test_the_inbound_worker_runs_the_task_lifecycle(runtime: Runtime) -> N
     assert task.status is TaskStatus.FAILED
     result = SyncResult.model_validate(await runtime.store.read(SyncResult.container, str(task.last_result_id), "t1"))
     assert result.status == "failed"
-    assert result.error is not None and "no adapter" in result.error
+    assert result.error is not None
+    assert "no adapter" in result.error
 
 
 def outbound_change(connection_id: str | None) -> bytes:

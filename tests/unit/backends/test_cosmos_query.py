@@ -14,14 +14,12 @@ from azure.cosmos.exceptions import (
 )
 
 from castiel.backends.cosmos import translate_error
-from castiel.backends.cosmos_query import (
-    count_sql,
+from castiel.backends.cosmos_query import count_sql, indexing_policy, select_sql
+from castiel.backends.query_plan import (
     decode_continuation,
     encode_continuation,
     field_segments,
-    indexing_policy,
     prepare_document,
-    select_sql,
     sort_keys,
     value_at,
 )
