@@ -325,6 +325,8 @@ class ExternalIdLink(TenantDocument):
 
 
 class WebhookHealth(WireModel):
+    """A registration's delivery health, derived from its audit records (``castiel.webhooks.health``)."""
+
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
@@ -344,7 +346,6 @@ class WebhookRegistration(TenantDocument):
     events: list[str] = Field(default_factory=list)
     status: str = "active"
     settings: dict[str, Any] = Field(default_factory=dict)
-    health: WebhookHealth = Field(default_factory=WebhookHealth)
 
 
 class WebhookAudit(Document):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
@@ -334,7 +335,7 @@ class RateLimiter:
             self._on_alert(alert)
         except Exception as exc:
             # A broken alert sink must not fail the provider call the alert is about.
-            log_event("ratelimit.alert_failed", kind=alert.kind.value, error=repr(exc))
+            log_event("ratelimit.alert_failed", level=logging.ERROR, kind=alert.kind.value, error=repr(exc))
 
     def _plan(
         self, tenant_id: str, connection_id: str, provider: str, operation: LimitedOperation

@@ -1,4 +1,4 @@
-"""The ``castiel`` command: run the dev host, and inspect or steer tasks, queues and status.
+"""``castiel serve``, ``connections``, ``tasks``, ``queue`` and ``status``.
 
 Every command works on whichever backends are configured (embedded under ``CASTIEL_DATA_DIR`` by default, Azure when
 its settings are present), and builds only the backends it needs.
@@ -6,15 +6,15 @@ its settings are present), and builds only the backends it needs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from castiel.cli.common import JsonFlag, echo_json, run, settings, with_queue, with_store
+from castiel.cli.webhooks import webhooks_app
 from castiel.errors import CastielError
 from castiel.models import (
     Connection,
@@ -28,8 +28,7 @@ from castiel.models import (
     utcnow,
 )
 from castiel.ports import DocumentStore, Filter, MessageQueue, Query, ReceivedMessage
-from castiel.runtime import build_queue, build_store
-from castiel.settings import Settings, load_settings
+from castiel.settings import Settings
 from castiel.sync.resubmit import resubmit_dead_letters
 
 app = typer.Typer(
@@ -41,43 +40,7 @@ queue_app = typer.Typer(no_args_is_help=True, help="Queues and their dead letter
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(connections_app, name="connections")
 app.add_typer(queue_app, name="queue")
-
-T = TypeVar("T")
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _run(work: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(work)
-    except CastielError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-async def _with_store(work: Callable[[DocumentStore], Awaitable[T]]) -> T:
-    store = build_store(_settings())
-    try:
-        return await work(store)
-    finally:
-        await store.close()
-
-
-async def _with_queue(work: Callable[[MessageQueue, Settings], Awaitable[T]]) -> T:
-    settings = _settings()
-    queue = build_queue(settings)
-    try:
-        return await work(queue, settings)
-    finally:
-        await queue.close()
-
-
-def _settings() -> Settings:
-    return load_settings()
-
-
-def _echo_json(payload: object) -> None:
-    typer.echo(json.dumps(payload, indent=2, default=str))
-
+app.add_typer(webhooks_app, name="webhooks")
 
 # ---------------------------------------------------------------- serve
 
@@ -96,7 +59,7 @@ def serve(
 
     names = frozenset(name.strip() for name in only.split(",") if name.strip())
     try:
-        load_settings()
+        settings()
         serve_host(HostOptions(port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref))
     except CastielError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -126,15 +89,15 @@ def connections_add(
         entity_types=[name.strip() for name in entity_types.split(",") if name.strip()],
         sync_direction=direction,
     )
-    stored = _run(_with_store(lambda store: store.create(Connection.container, connection.to_doc())))
-    _echo_json(stored)
+    stored = run(with_store(lambda store: store.create(Connection.container, connection.to_doc())))
+    echo_json(stored)
 
 
 @connections_app.command("list")
 def connections_list(tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "") -> None:
     """List connections as JSON."""
-    page = _run(_with_store(lambda store: store.query(Connection.container, Query(partition_key=tenant or None))))
-    _echo_json(page.items)
+    page = run(with_store(lambda store: store.query(Connection.container, Query(partition_key=tenant or None))))
+    echo_json(page.items)
 
 
 # ---------------------------------------------------------------- tasks
@@ -167,7 +130,7 @@ def tasks_add(
         )
         return await store.create(SyncTask.container, task.to_doc())
 
-    _echo_json(_run(_with_store(add)))
+    echo_json(run(with_store(add)))
 
 
 @tasks_app.command("list")
@@ -178,9 +141,9 @@ def tasks_list(
     """List tasks, due first."""
     filters = (Filter("status", "==", status.value),) if status else ()
     query = Query(filters=filters, order_by=(("nextRunAt", "asc"),))
-    page = _run(_with_store(lambda store: store.query(SyncTask.container, query)))
+    page = run(with_store(lambda store: store.query(SyncTask.container, query)))
     if as_json:
-        _echo_json(page.items)
+        echo_json(page.items)
         return
     for doc in page.items:
         task = SyncTask.model_validate(doc)
@@ -215,9 +178,9 @@ def queue_stats(
             }
         return result
 
-    result = _run(_with_queue(stats))
+    result = run(with_queue(stats))
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     for name, counts in result.items():
         typer.echo(f"{name:<20} " + "  ".join(f"{key}={value}" for key, value in counts.items()))
@@ -247,7 +210,7 @@ def _peek(queue: str, max_messages: int, dead_letter: bool) -> None:
     async def peek(mq: MessageQueue, _: Settings) -> list[ReceivedMessage]:
         return await mq.peek(queue, max_messages=max_messages, sub_queue="dead_letter" if dead_letter else None)
 
-    _echo_json([_message_json(message) for message in _run(_with_queue(peek))])
+    echo_json([_message_json(message) for message in run(with_queue(peek))])
 
 
 @queue_app.command("peek")
@@ -275,7 +238,7 @@ def queue_resubmit(
     max_messages: Annotated[int, typer.Option("--max", help="At most this many.")] = 100,
 ) -> None:
     """Send dead-lettered messages back to their queue (retry counts reset), removing them from the dead letters."""
-    count = _run(_with_queue(lambda mq, _: resubmit_dead_letters(mq, queue, max_messages=max_messages)))
+    count = run(with_queue(lambda mq, _: resubmit_dead_letters(mq, queue, max_messages=max_messages)))
     typer.echo(f"resubmitted {count} message(s) to {queue}")
 
 
@@ -307,11 +270,11 @@ def status(as_json: JsonFlag = False) -> None:
     """Tasks per status, shards per type, queue depths and the last results."""
 
     async def gather(store: DocumentStore) -> dict[str, Any]:
-        return await _with_queue(lambda queue, settings: collect_status(store, queue, settings))
+        return await with_queue(lambda queue, settings: collect_status(store, queue, settings))
 
-    report = _run(_with_store(gather))
+    report = run(with_store(gather))
     if as_json:
-        _echo_json(report)
+        echo_json(report)
         return
     typer.echo("tasks:   " + "  ".join(f"{key}={value}" for key, value in report["tasks"].items()))
     typer.echo("shards:  " + ("  ".join(f"{key}={value}" for key, value in report["shards"].items()) or "none"))
@@ -322,12 +285,3 @@ def status(as_json: JsonFlag = False) -> None:
             f"result {result.get('startedAt')} {result.get('status')} task={result.get('taskId')}"
             f" error={result.get('error') or '-'}"
         )
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="castiel")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""``python -m castiel.cli``."""
+
+from castiel.cli import main
+
+main()

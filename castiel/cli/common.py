@@ -1,0 +1,65 @@
+"""What every ``castiel`` command shares: running a coroutine, opening only the backends it needs, JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from castiel.errors import CastielError
+from castiel.ports import DocumentStore, MessageQueue, SecretStore
+from castiel.runtime import build_queue, build_secrets, build_store
+from castiel.settings import Settings, load_settings
+
+T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def run(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; a Castiel error is printed and exits with status 2 (no traceback for an operator's mistake)."""
+    try:
+        return asyncio.run(work)
+    except CastielError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def settings() -> Settings:
+    """The configuration, read from the environment."""
+    return load_settings()
+
+
+async def with_store(work: Callable[[DocumentStore], Awaitable[T]]) -> T:
+    """Run ``work`` with the configured document store, closed afterwards."""
+    store = build_store(settings())
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+async def with_queue(work: Callable[[MessageQueue, Settings], Awaitable[T]]) -> T:
+    """Run ``work`` with the configured message queue (and the settings naming the queues), closed afterwards."""
+    config = settings()
+    queue = build_queue(config)
+    try:
+        return await work(queue, config)
+    finally:
+        await queue.close()
+
+
+async def with_secrets(work: Callable[[SecretStore], Awaitable[T]]) -> T:
+    """Run ``work`` with the configured secret store, closed afterwards."""
+    secrets = build_secrets(settings())
+    try:
+        return await work(secrets)
+    finally:
+        await secrets.close()
+
+
+def echo_json(payload: object) -> None:
+    """Print ``payload`` as indented JSON."""
+    typer.echo(json.dumps(payload, indent=2, default=str))

@@ -1,0 +1,191 @@
+"""``castiel webhooks``: register endpoints, watch their health, and check a delivery a provider says we rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import suppress
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from castiel.cli.common import echo_json, run, with_secrets, with_store
+from castiel.clock import system_clock
+from castiel.errors import ConfigError, NotFound, RetryableError, SignatureError
+from castiel.models import Connection, Provider, WebhookRegistration
+from castiel.ports import DocumentStore, SecretStore
+from castiel.webhooks.google_oidc import GoogleSigningKeys
+from castiel.webhooks.health import registration_health
+from castiel.webhooks.receiver import PENDING_TOKEN_SUFFIX
+from castiel.webhooks.registrations import WebhookRegistrations
+from castiel.webhooks.signatures import (
+    AUDIENCE_SETTING,
+    ORGANIZATION_ID_SETTING,
+    SERVICE_ACCOUNT_SETTING,
+    build_verifier,
+)
+
+webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook registrations.")
+
+Audience = Annotated[str, typer.Option(help="Google: the push subscription's OIDC audience.")]
+ServiceAccount = Annotated[str, typer.Option("--service-account", help="Google: the push service account e-mail.")]
+OrganizationId = Annotated[str, typer.Option("--organization-id", help="Salesforce SOAP Outbound Messages: the org.")]
+
+
+def _provider_settings(provider: Provider, audience: str, service_account: str, organization_id: str) -> dict[str, str]:
+    """The registration settings a provider's verification needs; refuses what could never verify."""
+    if provider is Provider.GOOGLE:
+        if not audience or not service_account:
+            raise typer.BadParameter("Google registrations need --audience and --service-account")
+        return {AUDIENCE_SETTING: audience, SERVICE_ACCOUNT_SETTING: service_account}
+    if organization_id:
+        if provider is not Provider.SALESFORCE:
+            raise typer.BadParameter("--organization-id is for Salesforce Outbound Messages only")
+        return {ORGANIZATION_ID_SETTING: organization_id}
+    return {}
+
+
+@webhooks_app.command("add")
+def add(
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    connection: Annotated[str, typer.Option(help="Connection id the events belong to.")],
+    provider: Annotated[Provider, typer.Option(help="Who signs the deliveries.")],
+    secret: Annotated[str, typer.Option(help="Signing secret (HMAC providers, Salesforce signed callouts).")] = "",
+    audience: Audience = "",
+    service_account: ServiceAccount = "",
+    organization_id: OrganizationId = "",
+    events: Annotated[str, typer.Option(help="Comma-separated event names (informational).")] = "",
+) -> None:
+    """Register an endpoint; prints its id and URL path as JSON. The secret goes to the secret store only."""
+    settings = _provider_settings(provider, audience, service_account, organization_id)
+    needs_secret = provider is not Provider.GOOGLE and not settings
+    if needs_secret and not secret:
+        raise typer.BadParameter(f"{provider.value} registrations need --secret")
+
+    async def register(store: DocumentStore) -> WebhookRegistration:
+        conn = Connection.model_validate(await store.read(Connection.container, connection, tenant))
+        secret_name = f"{tenant}--{connection}--webhook-secret" if secret else None
+        if secret_name is not None:
+            await with_secrets(lambda secrets: secrets.set_secret(secret_name, secret))
+        registration = WebhookRegistration(
+            id=uuid.uuid4().hex,
+            tenant_id=tenant,
+            provider=provider,
+            connection_id=conn.id,
+            integration_id=conn.integration_id,
+            secret_name=secret_name,
+            events=[name.strip() for name in events.split(",") if name.strip()],
+            settings=settings,
+        )
+        return await WebhookRegistrations(store).add(registration)
+
+    registration = run(with_store(register))
+    echo_json({**_public(registration), "path": f"/webhooks/{registration.id}/events"})
+
+
+def _public(registration: WebhookRegistration) -> dict[str, Any]:
+    return registration.model_dump(mode="json", by_alias=True, exclude={"etag"}, exclude_none=True)
+
+
+@webhooks_app.command("list")
+def list_registrations(tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "") -> None:
+    """Every registration as JSON (secrets are never printed: only their names)."""
+    found = run(with_store(lambda store: WebhookRegistrations(store).list(tenant or None)))
+    echo_json([_public(registration) for registration in found])
+
+
+@webhooks_app.command("health")
+def health(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
+    """Accepted, rejected and failed deliveries over the audit window, the last one, and a status."""
+
+    async def report(store: DocumentStore) -> dict[str, Any]:
+        registration = await WebhookRegistrations(store).get(registration_id)
+        result = await registration_health(store, registration.id)
+        return {"id": registration.id, **result.model_dump(mode="json", by_alias=True)}
+
+    echo_json(run(with_store(report)))
+
+
+@webhooks_app.command("remove")
+def remove(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
+    """Delete a registration and its signing secrets; later deliveries to it get 404."""
+
+    async def delete(store: DocumentStore) -> None:
+        registrations = WebhookRegistrations(store)
+        registration = await registrations.get(registration_id)
+        await registrations.remove(registration.id)
+        if registration.secret_name is not None:
+            await with_secrets(lambda secrets: _delete_secrets(secrets, str(registration.secret_name)))
+
+    run(with_store(delete))
+    typer.echo(f"removed {registration_id}")
+
+
+async def _delete_secrets(secrets: SecretStore, name: str) -> None:
+    for secret_name in (name, f"{name}{PENDING_TOKEN_SUFFIX}"):
+        with suppress(NotFound):
+            await secrets.delete_secret(secret_name)
+
+
+@webhooks_app.command("confirm")
+def confirm(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
+    """Make Notion's pending verification token the registration's signing secret."""
+
+    async def promote(store: DocumentStore) -> None:
+        registration = await WebhookRegistrations(store).get(registration_id)
+        if registration.secret_name is None:
+            raise ConfigError(f"registration {registration_id} has no secret name to confirm a token into")
+        await with_secrets(lambda secrets: _promote_pending(secrets, str(registration.secret_name)))
+
+    run(with_store(promote))
+    typer.echo(f"confirmed the pending verification token of {registration_id}")
+
+
+async def _promote_pending(secrets: SecretStore, name: str) -> None:
+    pending = f"{name}{PENDING_TOKEN_SUFFIX}"
+    try:
+        token = await secrets.get_secret(pending)
+    except NotFound:
+        raise ConfigError(f"no pending verification token for {name}: Notion has not sent one yet") from None
+    await secrets.set_secret(name, token.reveal())
+    await secrets.delete_secret(pending)
+
+
+def _parse_header(raw: str) -> tuple[str, str]:
+    name, sep, value = raw.partition(":")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"header {raw!r} must look like 'Name: value'")
+    return name.strip().lower(), value.strip()
+
+
+@webhooks_app.command("verify")
+def verify(
+    provider: Annotated[Provider, typer.Option(help="Who signed it.")],
+    body_file: Annotated[Path, typer.Option("--body-file", help="The raw body, byte for byte.", exists=True)],
+    secret: Annotated[list[str] | None, typer.Option(help="Signing secret (repeat for rotation).")] = None,
+    header: Annotated[list[str] | None, typer.Option(help="'Name: value' (repeat).")] = None,
+    now: Annotated[float | None, typer.Option(help="Verify as of this UNIX time (default: now).")] = None,
+    audience: Audience = "",
+    service_account: ServiceAccount = "",
+    organization_id: OrganizationId = "",
+) -> None:
+    """Check one delivery offline: exit 0 and "valid", or exit 1 and exactly why it is rejected."""
+    headers = dict(_parse_header(raw) for raw in header or [])
+    settings = _provider_settings(provider, audience, service_account, organization_id)
+    body = body_file.read_bytes()
+
+    async def check() -> str:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            verifier = build_verifier(
+                provider, secret or [], settings, google_keys=GoogleSigningKeys(http, clock=system_clock)
+            )
+            verified = await verifier.verify(headers, body, now if now is not None else system_clock())
+        return f"valid ({verified.scheme}{f', delivery {verified.delivery_id}' if verified.delivery_id else ''})"
+
+    try:
+        typer.echo(asyncio.run(check()))
+    except (SignatureError, ConfigError, RetryableError) as exc:
+        typer.echo(f"invalid: {exc}")
+        raise typer.Exit(1) from None
