@@ -19,6 +19,7 @@ from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
+from castiel.ratelimit.limiter import RateLimiter, connect
 from castiel.settings import Settings, get_settings
 from castiel.sync.delivery import DeliveryPolicy
 from castiel.sync.inbound import InboundSync
@@ -75,6 +76,7 @@ class Runtime:
     secrets: SecretStore
     redis: aioredis.Redis
     http: httpx.AsyncClient
+    limiter: RateLimiter
     scheduler: SyncScheduler
     inbound: InboundSync
     outbound: OutboundSync
@@ -99,6 +101,8 @@ class Runtime:
         secrets = build_secrets(settings, clock)
         redis = aioredis.Redis.from_url(redis_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        # Its own fail-fast client: when Redis is unreachable the limiter answers from its local window at once.
+        limiter = RateLimiter.from_settings(settings, connect(redis_url), clock=clock)
         adapters = AdapterRegistry()
         policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)
         registrations = WebhookRegistrations(store, clock=clock)
@@ -111,6 +115,7 @@ class Runtime:
             secrets=secrets,
             redis=redis,
             http=http,
+            limiter=limiter,
             scheduler=SyncScheduler(
                 store,
                 queue,
@@ -145,6 +150,7 @@ class Runtime:
         await self.webhooks.drain()
         await self.http.aclose()
         await self.redis.aclose()
+        await self.limiter.aclose()
         for closable in (self.queue, self.store, self.secrets):
             await closable.close()
         if self.embedded_redis is not None:

@@ -11,9 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from castiel.telemetry import emit_metric, log_event
-
-ALERT_METRIC = "castiel.ratelimit.alert"
+from castiel.telemetry import Metric, emit_metric, log_event
 
 USAGE_THRESHOLDS = (0.8, 1.0)
 """A level's usage alerts, as shares of its limit."""
@@ -59,7 +57,7 @@ def log_alert(alert: RateLimitAlert) -> None:
     if alert.level is not None:
         present["level"] = alert.level
     log_event("ratelimit.alert", level=logging.WARNING, detail=alert.detail, **present)
-    emit_metric(ALERT_METRIC, 1, **present)
+    emit_metric(Metric.RATE_LIMIT_ALERT, 1, **present)
 
 
 _USAGE_KINDS = {0.8: AlertKind.USAGE_80, 1.0: AlertKind.USAGE_100}

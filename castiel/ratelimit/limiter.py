@@ -105,10 +105,15 @@ class RedisWindow:
     """The sliding-window log in Redis. Raises ``RetryableError`` when Redis does not answer within ``timeout``."""
 
     def __init__(self, redis: Redis, *, timeout_seconds: float = 1.0) -> None:
+        self._client = redis
         self._check_script = _Script(redis, "sliding_window.lua", timeout_seconds)
         self._throttle_script = _Script(redis, "adaptive.lua", timeout_seconds)
         self._pending: list[_Pending] = []
         self._sending: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        """Close the Redis client."""
+        await self._client.aclose()
 
     async def check(self, plan: WindowPlan, now_us: int, member: str) -> WindowOutcome:
         """Admit and record the call at every level, or refuse it and record nothing; ``member`` names the entry."""
@@ -232,6 +237,10 @@ class RateLimiter:
         self._plans: dict[tuple[str, str, str, str], tuple[WindowPlan, Subject]] = {}
         self._member_prefix = os.urandom(6).hex() + "-"
         self._sequence = itertools.count()
+
+    async def aclose(self) -> None:
+        """Close the limiter's Redis client."""
+        await self._redis.aclose()
 
     @classmethod
     def from_settings(

@@ -4,13 +4,13 @@ Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns 
 ``castiel.triggers`` converts to and from ``azure.functions`` types. The order is fixed:
 
 1. registration lookup (cached) → 404; body over 1 MiB → 413;
-2. signature → 401 (audited, health counter raised); Google's keys unreachable → 503 so Pub/Sub retries;
+2. signature → 401 (audited; health is derived from the audit); Google's keys unreachable → 503 so Pub/Sub retries;
 3. handshakes (Slack ``url_verification``, GitHub ``ping``, Notion's unsigned verification token, stored *pending*);
 4. parse into ``OutboundChange``s → 400 with a reason when it cannot be parsed;
 5. idempotency: a delivery already accepted in the last 24 h → 200, nothing queued again;
 6. enqueue on ``sync-outbound`` (deterministic message ids), audit, then 202 — or the status the provider requires.
 
-The hot path costs one Redis round trip (idempotency and health in one pipeline) plus the durable enqueue, which is
+The hot path costs one Redis round trip (the idempotency ``SET NX``) plus the durable enqueue, which is
 group-committed with concurrent requests' writes: a 2xx is only sent once the changes are stored. The audit line is
 written in the background (also group-committed) and drained at shutdown; it records the answer, it does not
 decide it. Bad input is always a 4xx with a JSON reason, never a 500.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,7 +29,7 @@ from castiel.clock import Clock, now_utc, system_clock, to_datetime
 from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableError, SignatureError
 from castiel.models import Provider, WebhookAudit, WebhookRegistration
 from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
-from castiel.telemetry import Metric, emit_metric, log_event, new_correlation_id
+from castiel.telemetry import Metric, emit_metric, log_event, new_correlation_id, new_id
 from castiel.webhooks.events import Handshake, ParsedDelivery, parse_delivery
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.registrations import WebhookRegistrations
@@ -133,30 +132,25 @@ class WebhookReceiver:
             verifier = await self._verifiers.for_registration(registration)
             verified = await verifier.verify(request.headers, request.body, self._clock())
         except SignatureError as exc:
-            await self._ledger.count(registration.id, "rejected")
             emit_metric(Metric.WEBHOOK_REJECTED, provider=registration.provider.value, outcome="bad_signature")
             return "bad_signature", None, WebhookResponse.error(401, f"signature rejected: {exc}")
         except ConfigError as exc:
-            await self._ledger.count(registration.id, "failed")
             return "misconfigured", None, WebhookResponse.error(401, f"registration cannot verify: {exc}")
         except RetryableError as exc:
-            await self._ledger.count(registration.id, "failed")
             return "verify_unavailable", None, WebhookResponse.error(503, f"cannot verify now: {exc}")
         parsed = self._parse(registration, request, correlation_id, started)
         if isinstance(parsed, WebhookResponse):
-            await self._ledger.count(registration.id, "rejected")
             return "malformed", verified.delivery_id, parsed
         if parsed.handshake is not None:
             return "handshake", parsed.delivery_id, _handshake_response(parsed.handshake)
         delivery_id = verified.delivery_id or parsed.delivery_id
         delivery_key = delivery_id or hashlib.sha256(request.body).hexdigest()
-        if not (await self._ledger.claim(registration.id, delivery_key)).first:
+        if not await self._ledger.claim(registration.id, delivery_key):
             return "duplicate", delivery_id, self._accepted(registration, 200, {"duplicate": True})
         try:
             await self._enqueue(parsed, delivery_key)
         except CastielError as exc:
             await self._ledger.release(registration.id, delivery_key)
-            await self._ledger.count(registration.id, "failed")
             log_event("webhook.enqueue_failed", registration_id=registration.id, error=str(exc))
             return "enqueue_failed", delivery_id, WebhookResponse.error(503, "could not store the event; retry")
         emit_metric(Metric.WEBHOOK_ACCEPTED, provider=registration.provider.value, changes=len(parsed.changes))
@@ -223,7 +217,7 @@ class WebhookReceiver:
     ) -> None:
         """Record the delivery's outcome in ``webhook-audit`` (in the background) and the log."""
         audit = WebhookAudit(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             registration_id=registration_id,
             tenant_id=registration.tenant_id if registration else None,
             delivery_id=delivery_id,

@@ -30,10 +30,11 @@ from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock
-from castiel.models import OutboundChange, Provider, WebhookAudit, WebhookRegistration
+from castiel.models import OutboundChange, Provider, WebhookAudit, WebhookHealth, WebhookRegistration
 from castiel.ports import DocumentStore, Filter, MessageQueue, Query, SecretStore
 from castiel.webhooks import signatures
 from castiel.webhooks.google_oidc import GOOGLE_CERTS_URL, GoogleSigningKeys
+from castiel.webhooks.health import registration_health
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.receiver import WebhookReceiver, WebhookRequest, WebhookResponse
 from castiel.webhooks.registrations import WebhookRegistrations
@@ -242,6 +243,11 @@ class Harness:
         page = await self.store.query(WebhookAudit.container, query)
         return [WebhookAudit.model_validate(doc) for doc in page.items]
 
+    async def health(self, registration_id: str) -> WebhookHealth:
+        """The registration's health as the CLI reports it, once the background audit writes have finished."""
+        await self.receiver.drain()
+        return await registration_health(self.store, registration_id)
+
 
 def assemble(
     *,
@@ -256,9 +262,7 @@ def assemble(
     registrations = WebhookRegistrations(store, clock=clock)
     verifiers = Verifiers(secrets, GoogleSigningKeys(http, clock=clock), clock=clock)
     ledger = DeliveryLedger(redis, store, clock=clock)
-    receiver = WebhookReceiver(
-        registrations, verifiers, ledger, store, queue, secrets, queue_name=QUEUE, clock=clock
-    )
+    receiver = WebhookReceiver(registrations, verifiers, ledger, store, queue, secrets, queue_name=QUEUE, clock=clock)
     return Harness(clock, store, queue, secrets, registrations, verifiers, ledger, receiver)
 
 

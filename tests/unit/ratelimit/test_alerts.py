@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from castiel.ratelimit.alerts import ALERT_METRIC, AlertKind, RateLimitAlert, Subject, UsageAlarm, log_alert
+from castiel.ratelimit.alerts import AlertKind, RateLimitAlert, Subject, UsageAlarm, log_alert
+from castiel.telemetry import Metric
 
 S = 1_000_000
 SUBJECT = Subject("t1", "c1", "github")
@@ -56,4 +57,4 @@ def test_the_default_callback_logs_a_structured_warning_and_a_metric(caplog: pyt
         'ratelimit.alert detail="paused until 12:00" kind=connection_paused '
         "tenant_id=t1 connection_id=c1 provider=github"
     )
-    assert f"metric={ALERT_METRIC} value=1 kind=connection_paused" in metric.getMessage()
+    assert f"metric={Metric.RATE_LIMIT_ALERT} value=1 kind=connection_paused" in metric.getMessage()
