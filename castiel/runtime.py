@@ -124,7 +124,7 @@ class Runtime:
                 stuck_timeout=timedelta(minutes=settings.sync_stuck_timeout_minutes),
                 clock=clock,
             ),
-            inbound=InboundSync(store, adapters, policy, clock=clock),
+            inbound=InboundSync(store, adapters, limiter, policy, clock=clock),
             outbound=OutboundSync(store, adapters, policy),
             refresher=TokenRefresher(
                 store, {}, threshold=timedelta(minutes=settings.token_expiry_threshold_minutes), clock=clock

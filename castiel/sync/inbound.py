@@ -4,17 +4,24 @@
 ``failed`` on a permanent error; every execution leaves a ``sync-results`` document. The pull itself runs through the
 provider's adapter from the registry; a connection whose provider has no adapter installed fails permanently with
 that reason.
+
+Every pull is admitted by the rate limiter first. A connection paused by its provider (a 429, or a daily quota spent)
+checkpoints the task as ``paused`` until the reset — the scheduler resumes it then — instead of failing; a fetch
+over a sliding-window limit is deferred (the message is re-sent when the window has room), the task back to
+``queued``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from adapters.base import AdapterRegistry
 from castiel.clock import Clock, now_utc, system_clock
-from castiel.errors import NotFound, PermanentError, PreconditionFailed, RetryableError
+from castiel.errors import Deferred, NotFound, PermanentError, PreconditionFailed, RetryableError
 from castiel.models import Connection, SyncResult, SyncTask, SyncTaskMessage, TaskStatus, stable_id
 from castiel.ports import DocumentStore
+from castiel.ratelimit.limiter import RateLimiter, raise_for_check
+from castiel.ratelimit.policy import PROVIDER_LEVEL
 from castiel.sync.delivery import Delivery, DeliveryPolicy, GiveUpHook, decode_body
 from castiel.telemetry import correlation, log_event
 
@@ -28,12 +35,14 @@ class InboundSync:
         self,
         store: DocumentStore,
         adapters: AdapterRegistry,
+        limiter: RateLimiter,
         policy: DeliveryPolicy,
         *,
         clock: Clock = system_clock,
     ) -> None:
         self._store = store
         self._adapters = adapters
+        self._limiter = limiter
         self._policy = policy
         self._clock = clock
 
@@ -68,7 +77,11 @@ class InboundSync:
             correlation_id=message.correlation_id,
         )
         try:
-            await self._pull(task)
+            paused_until = await self._pull(task)
+        except Deferred:
+            await self._record(result, "deferred", None)
+            await self._set_status(task, TaskStatus.QUEUED, result_id=result.id)
+            raise
         except PermanentError as exc:
             await self._record(result, "failed", str(exc))
             await self._set_status(task, TaskStatus.FAILED, error=str(exc), result_id=result.id)
@@ -76,16 +89,31 @@ class InboundSync:
         except RetryableError as exc:
             await self._record(result, "retrying", str(exc))
             raise
+        if paused_until is not None:
+            await self._record(result, "paused", f"provider paused the connection until {paused_until.isoformat()}")
+            await self._set_status(task, TaskStatus.PAUSED, result_id=result.id, paused_until=paused_until)
+            return
         await self._record(result, "succeeded", None)
         await self._set_status(task, TaskStatus.PENDING, result_id=result.id)
 
-    async def _pull(self, task: SyncTask) -> None:
+    async def _pull(self, task: SyncTask) -> datetime | None:
+        """Run the pull; returns the time the provider's pause ends when the connection is paused instead."""
         try:
             doc = await self._store.read(Connection.container, task.connection_id, task.tenant_id)
         except NotFound:
             raise PermanentError(f"connection {task.connection_id} of task {task.id} does not exist") from None
         connection = Connection.model_validate(doc)
+        check = await self._limiter.check(
+            tenant_id=task.tenant_id,
+            connection_id=connection.id,
+            provider=connection.provider.value,
+            operation="fetch",
+        )
+        if not check.allowed and check.level == PROVIDER_LEVEL:
+            return check.reset_at
+        raise_for_check(check)
         self._adapters.get(connection.provider)
+        return None
 
     async def _load(self, message: SyncTaskMessage) -> SyncTask | None:
         if message.task_id is None:
@@ -98,10 +126,21 @@ class InboundSync:
             return None
 
     async def _set_status(
-        self, task: SyncTask, status: TaskStatus, *, error: str | None = None, result_id: str | None = None
+        self,
+        task: SyncTask,
+        status: TaskStatus,
+        *,
+        error: str | None = None,
+        result_id: str | None = None,
+        paused_until: datetime | None = None,
     ) -> SyncTask:
         now = now_utc(self._clock)
-        update: dict[str, object] = {"status": status, "status_changed_at": now, "last_error": error}
+        update: dict[str, object] = {
+            "status": status,
+            "status_changed_at": now,
+            "last_error": error,
+            "paused_until": paused_until,
+        }
         if status is TaskStatus.PENDING:
             update["next_run_at"] = now + timedelta(minutes=task.interval_minutes)
         if result_id is not None:

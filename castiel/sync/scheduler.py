@@ -53,9 +53,9 @@ class SyncScheduler:
         self._clock = clock
 
     async def run(self) -> SchedulerReport:
-        """One scheduler pass: recover stuck tasks, then queue every due task, high → normal → low."""
+        """One scheduler pass: re-pend stuck and resumable tasks, then queue every due task, high → normal → low."""
         now = now_utc(self._clock)
-        recovered = await self._recover_stuck(now)
+        recovered = await self._recover(now)
         queued = lost = batches = 0
         while batches < _MAX_BATCHES_PER_RUN:
             due = await self._due_batch(now)
@@ -140,16 +140,21 @@ class SyncScheduler:
             except CastielError as exc:
                 log_event("scheduler.release_failed", task_id=task.id, error=str(exc))
 
-    async def _recover_stuck(self, now: datetime) -> int:
-        """Re-pend tasks queued or running past the timeout; each page is re-queried, since recovered ones drop out."""
-        cutoff = format_utc(now - self._stuck_timeout)
-        query = Query(
-            filters=(
-                Filter("status", "in", (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)),
-                Filter("statusChangedAt", "<=", cutoff),
-            ),
-            limit=self._batch_size,
+    async def _recover(self, now: datetime) -> int:
+        """Re-pend tasks stuck in queued/running past the timeout, and paused tasks whose pause has ended."""
+        stuck = (
+            Filter("status", "in", (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)),
+            Filter("statusChangedAt", "<=", format_utc(now - self._stuck_timeout)),
         )
+        resumable = (
+            Filter("status", "==", TaskStatus.PAUSED.value),
+            Filter("pausedUntil", "<=", format_utc(now)),
+        )
+        return await self._repend(stuck, now) + await self._repend(resumable, now)
+
+    async def _repend(self, filters: tuple[Filter, ...], now: datetime) -> int:
+        """Back to pending, due now, every task matching ``filters`` (re-querying: re-pended ones drop out)."""
+        query = Query(filters=filters, limit=self._batch_size)
         recovered = 0
         for _ in range(_MAX_BATCHES_PER_RUN):
             page = await self._store.query(_CONTAINER, query)
@@ -157,7 +162,12 @@ class SyncScheduler:
             for doc in page.items:
                 task = SyncTask.model_validate(doc)
                 pending = task.model_copy(
-                    update={"status": TaskStatus.PENDING, "status_changed_at": now, "next_run_at": now}
+                    update={
+                        "status": TaskStatus.PENDING,
+                        "status_changed_at": now,
+                        "next_run_at": now,
+                        "paused_until": None,
+                    }
                 )
                 try:
                     await self._store.replace(_CONTAINER, pending.to_doc(), if_match=task.etag)

@@ -201,3 +201,47 @@ async def test_the_token_refresher_audits_credentials_expiring_within_the_thresh
     audits = (await runtime.store.query("token-refresh-audit", Query())).items
     assert [audit["credentialId"] for audit in audits] == ["soon"]
     assert audits[0]["outcome"] == "unsupported"
+
+
+async def test_a_provider_pause_checkpoints_the_task_as_paused_not_failed(runtime: Runtime) -> None:
+    await seed_connection_and_task(runtime)
+    await runtime.limiter.observe_response(
+        tenant_id="t1", connection_id="conn-1", provider="github", status_code=429, headers={"Retry-After": "120"}
+    )
+    await call("sync_scheduler", TimerRequest(past_due=False))
+    (queued,) = await runtime.queue.peek("sync-inbound")
+
+    await call("sync_inbound_worker", service_bus_message(queued.body, queued.message_id))
+
+    task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
+    assert task.status is TaskStatus.PAUSED
+    assert task.paused_until is not None
+    assert 110 <= (task.paused_until - utcnow()).total_seconds() <= 121
+    result = SyncResult.model_validate(await runtime.store.read(SyncResult.container, str(task.last_result_id), "t1"))
+    assert result.status == "paused"
+
+
+async def test_a_fetch_over_its_window_is_deferred_and_the_task_stays_queued(
+    data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("RATE_LIMIT_OVERRIDES", '{"connections": {"conn-1": {"operations": {"fetch": 1}}}}')
+    await close_runtime()
+    runtime = await get_runtime()
+    try:
+        await runtime.redis.flushdb()
+        await seed_connection_and_task(runtime)
+        await runtime.limiter.check(tenant_id="t1", connection_id="conn-1", provider="github", operation="fetch")
+        await call("sync_scheduler", TimerRequest(past_due=False))
+        (queued,) = await runtime.queue.peek("sync-inbound")
+
+        await call("sync_inbound_worker", service_bus_message(queued.body, queued.message_id))
+
+        task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
+        assert task.status is TaskStatus.QUEUED
+        copies = await runtime.queue.peek("sync-inbound", max_messages=10)
+        deferred = [message for message in copies if message.message_id == f"{queued.message_id}:d1"]
+        assert len(deferred) == 1
+        assert deferred[0].scheduled_enqueue_time is not None
+    finally:
+        await close_runtime()

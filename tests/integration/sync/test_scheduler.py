@@ -190,3 +190,27 @@ async def test_a_failed_send_releases_the_claims_for_the_next_run(
         await scheduler_for(store, FailingQueue(queue), clock).run()
     assert await task_status(store, "task-1") is TaskStatus.PENDING
     assert (await scheduler_for(store, queue, clock).run()).queued == 1
+
+
+async def test_paused_tasks_resume_once_their_pause_has_ended(
+    store: SqliteDocumentStore, queue: SqliteMessageQueue, clock: ManualClock
+) -> None:
+    now = now_utc(clock)
+    for task_id, until in (("pause-over", now - timedelta(seconds=1)), ("still-paused", now + timedelta(minutes=5))):
+        task = SyncTask(
+            id=task_id,
+            tenant_id="tenant-a",
+            integration_id="salesforce",
+            connection_id=f"conn-{task_id}",
+            status=TaskStatus.PAUSED,
+            paused_until=until,
+            next_run_at=now - timedelta(hours=1),
+            status_changed_at=now - timedelta(hours=1),
+        )
+        await store.create(SyncTask.container, task.to_doc())
+
+    report = await scheduler_for(store, queue, clock).run()
+
+    assert report.recovered == 1
+    assert await queued_task_ids(queue) == ["pause-over"]
+    assert await task_status(store, "still-paused") is TaskStatus.PAUSED

@@ -1,5 +1,5 @@
-"""The delivery ledger on the real Redis server: 24-hour idempotency claims, their release, health counters, and the
-fallback to the document store while Redis is unreachable."""
+"""The delivery ledger on the real Redis server (24-hour idempotency claims, their release, the fallback to the
+document store while Redis is unreachable), and the health a registration's audit lines add up to."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import redis.asyncio as aioredis
 
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock, to_datetime
-from castiel.errors import RetryableError
-from castiel.webhooks.ledger import SEEN_TTL_SECONDS, DeliveryLedger, health_status
+from castiel.models import WebhookAudit
+from castiel.webhooks.health import health_status, registration_health
+from castiel.webhooks.ledger import SEEN_TTL_SECONDS, DeliveryLedger
 
 from .conftest import NOW
 
@@ -32,6 +33,58 @@ def ledger(redis_client: aioredis.Redis, store: SqliteDocumentStore, clock: Manu
 @pytest.fixture
 def offline(dead_redis: aioredis.Redis, store: SqliteDocumentStore, clock: ManualClock) -> DeliveryLedger:
     return DeliveryLedger(dead_redis, store, clock=clock)
+
+
+# ---------------------------------------------------------------- idempotency
+
+
+async def test_a_delivery_is_claimed_once_per_registration(ledger: DeliveryLedger) -> None:
+    assert await ledger.claim("reg-1", "delivery-1")
+    assert not await ledger.claim("reg-1", "delivery-1")
+    assert await ledger.claim("reg-1", "delivery-2")
+    assert await ledger.claim("reg-2", "delivery-1")
+
+
+async def test_a_released_claim_can_be_claimed_again(ledger: DeliveryLedger) -> None:
+    await ledger.claim("reg-1", "delivery-1")
+    await ledger.claim("reg-1", "delivery-2")
+
+    await ledger.release("reg-1", "delivery-1")
+
+    assert await ledger.claim("reg-1", "delivery-1")
+    assert not await ledger.claim("reg-1", "delivery-2")
+
+
+async def test_a_claim_is_remembered_for_24_hours(ledger: DeliveryLedger, redis_client: aioredis.Redis) -> None:
+    await ledger.claim("reg-1", "delivery-1")
+
+    (key,) = [key async for key in redis_client.scan_iter(match="*delivery-1*")]
+    assert SEEN_TTL_SECONDS == 24 * 3600
+    assert SEEN_TTL_SECONDS - 5 <= await redis_client.ttl(key) <= SEEN_TTL_SECONDS
+
+
+async def test_without_redis_claims_fall_back_to_the_store_for_24_hours(
+    offline: DeliveryLedger, clock: ManualClock
+) -> None:
+    assert await offline.claim("reg-1", "delivery-1")
+    assert not await offline.claim("reg-1", "delivery-1")
+    assert await offline.claim("reg-2", "delivery-1")
+
+    clock.advance(SEEN_TTL_SECONDS - 1)
+    assert not await offline.claim("reg-1", "delivery-1")
+    clock.advance(2)
+    assert await offline.claim("reg-1", "delivery-1")
+
+
+async def test_without_redis_a_release_still_frees_the_claim(offline: DeliveryLedger) -> None:
+    await offline.claim("reg-1", "delivery-1")
+
+    await offline.release("reg-1", "delivery-1")
+
+    assert await offline.claim("reg-1", "delivery-1")
+
+
+# ---------------------------------------------------------------- health
 
 
 @pytest.mark.parametrize(
@@ -54,82 +107,36 @@ def test_health_status_is_the_share_of_deliveries_not_accepted(
     assert health_status(accepted, rejected, failed) == status
 
 
-async def test_a_delivery_is_claimed_once_per_registration(ledger: DeliveryLedger) -> None:
-    assert (await ledger.claim("reg-1", "delivery-1")).first
-    assert not (await ledger.claim("reg-1", "delivery-1")).first
-    assert (await ledger.claim("reg-1", "delivery-2")).first
-    assert (await ledger.claim("reg-2", "delivery-1")).first
+def audit(registration_id: str, outcome: str, received_at: float) -> dict[str, object]:
+    return WebhookAudit(
+        id=f"{registration_id}-{outcome}-{received_at}",
+        registration_id=registration_id,
+        outcome=outcome,
+        status_code=200,
+        latency_ms=1.0,
+        received_at=to_datetime(received_at),
+    ).to_doc()
 
 
-async def test_a_released_claim_can_be_claimed_again_and_is_not_counted(ledger: DeliveryLedger) -> None:
-    await ledger.claim("reg-1", "delivery-1")
-    await ledger.release("reg-1", "delivery-1")
+async def test_health_adds_up_the_audit_outcomes_and_the_last_delivery(
+    offline: DeliveryLedger, store: SqliteDocumentStore
+) -> None:
+    outcomes = ["accepted", "duplicate", "handshake", "bad_signature", "malformed", "too_large", "enqueue_failed"]
+    for offset, outcome in enumerate(outcomes):
+        await store.create(WebhookAudit.container, audit("reg-1", outcome, NOW + offset))
+    await store.create(WebhookAudit.container, audit("reg-2", "accepted", NOW + 100))
+    # An idempotency document of the ledger's fallback shares the container and must not count.
+    assert await offline.claim("reg-1", "delivery-1")
 
-    assert (await ledger.health("reg-1")).accepted == 0
-    assert (await ledger.claim("reg-1", "delivery-1")).first
-    assert (await ledger.health("reg-1")).accepted == 1
+    health = await registration_health(store, "reg-1")
 
-
-async def test_releasing_what_was_never_claimed_changes_nothing(ledger: DeliveryLedger) -> None:
-    await ledger.claim("reg-1", "delivery-1")
-    await ledger.release("reg-1", "delivery-2")
-
-    assert (await ledger.health("reg-1")).accepted == 1
-    assert not (await ledger.claim("reg-1", "delivery-1")).first
-
-
-async def test_a_claim_is_remembered_for_24_hours(ledger: DeliveryLedger, redis_client: aioredis.Redis) -> None:
-    await ledger.claim("reg-1", "delivery-1")
-
-    (key,) = [key async for key in redis_client.scan_iter(match="*delivery-1*")]
-    assert SEEN_TTL_SECONDS == 24 * 3600
-    assert SEEN_TTL_SECONDS - 5 <= await redis_client.ttl(key) <= SEEN_TTL_SECONDS
-
-
-async def test_health_counts_every_outcome_and_the_last_delivery(ledger: DeliveryLedger, clock: ManualClock) -> None:
-    await ledger.claim("reg-1", "delivery-1")
-    await ledger.claim("reg-1", "delivery-2")
-    await ledger.count("reg-1", "rejected")
-    clock.advance(90)
-    await ledger.count("reg-1", "failed")
-    await ledger.count("reg-2", "rejected")
-
-    health = await ledger.health("reg-1")
-
-    assert (health.accepted, health.rejected, health.failed) == (2, 1, 1)
+    assert (health.accepted, health.rejected, health.failed) == (3, 3, 1)
     assert health.status == "failing"
-    assert health.last_received_at == to_datetime(NOW + 90)
+    assert health.last_received_at == to_datetime(NOW + len(outcomes) - 1)
 
 
-async def test_a_registration_never_delivered_to_is_healthy(ledger: DeliveryLedger) -> None:
-    health = await ledger.health("reg-never")
+async def test_a_registration_never_delivered_to_is_healthy(store: SqliteDocumentStore) -> None:
+    health = await registration_health(store, "reg-never")
 
     assert (health.accepted, health.rejected, health.failed, health.status) == (0, 0, 0, "healthy")
     assert health.last_received_at is None
-
-
-async def test_without_redis_claims_fall_back_to_the_store_for_24_hours(
-    offline: DeliveryLedger, clock: ManualClock
-) -> None:
-    assert (await offline.claim("reg-1", "delivery-1")).first
-    assert not (await offline.claim("reg-1", "delivery-1")).first
-    assert (await offline.claim("reg-2", "delivery-1")).first
-
-    clock.advance(SEEN_TTL_SECONDS - 1)
-    assert not (await offline.claim("reg-1", "delivery-1")).first
-    clock.advance(2)
-    assert (await offline.claim("reg-1", "delivery-1")).first
-
-
-async def test_without_redis_a_release_still_frees_the_claim(offline: DeliveryLedger) -> None:
-    await offline.claim("reg-1", "delivery-1")
-    await offline.release("reg-1", "delivery-1")
-
-    assert (await offline.claim("reg-1", "delivery-1")).first
-
-
-async def test_without_redis_counting_pauses_and_health_is_retryable(offline: DeliveryLedger) -> None:
-    await offline.count("reg-1", "rejected")
-
-    with pytest.raises(RetryableError, match="webhook health is unavailable"):
-        await offline.health("reg-1")
