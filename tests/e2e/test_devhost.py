@@ -7,121 +7,13 @@ or another process would, and stops it with SIGTERM. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import orjson
-import pytest
 
-from castiel.backends.embedded_redis import EmbeddedRedis, free_port
-from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.ports import OutgoingMessage, ReceivedMessage
 from tests.e2e.apps.slow import COMPLETED_FILE
-
-REPO = Path(__file__).parents[2]
-START_TIMEOUT = 30.0
-WAIT_TIMEOUT = 30.0
-# Settings that would point the host at Azure instead of the embedded backends.
-AZURE_SETTINGS = {
-    "COSMOS_ENDPOINT",
-    "COSMOS_KEY",
-    "SERVICEBUSCONNECTION",
-    "SERVICE_BUS_CONNECTION_STRING",
-    "SERVICEBUSCONNECTION__FULLYQUALIFIEDNAMESPACE",
-    "KEY_VAULT_URL",
-    "REDIS_URL",
-}
-
-
-@dataclass
-class DevHost:
-    """A running dev host process and where to reach it."""
-
-    process: asyncio.subprocess.Process
-    url: str
-    data_dir: Path
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def invocations(self, function: str) -> list[str]:
-        """The outcome of every invocation line of ``function`` so far."""
-        return re.findall(rf"invocation function={function} .*?outcome=(\w+)", self.log())
-
-    async def wait_until(self, condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
-        async with asyncio.timeout(WAIT_TIMEOUT):
-            while True:
-                outcome = condition()
-                if await outcome if isinstance(outcome, Awaitable) else outcome:
-                    return
-                if self.process.returncode is not None:
-                    pytest.fail(f"dev host exited ({self.process.returncode}) waiting for {what}:\n{self.log()}")
-                await asyncio.sleep(0.05)
-
-    async def stop(self) -> int:
-        """SIGTERM, then the exit status (bounded)."""
-        self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), WAIT_TIMEOUT)
-
-    def queue(self) -> SqliteMessageQueue:
-        """The host's own queue file, opened from this process (as the CLI or another worker would)."""
-        return SqliteMessageQueue(self.data_dir / "queue.db")
-
-
-StartHost = Callable[..., Awaitable[DevHost]]
-
-
-@pytest.fixture
-async def start_host(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator[StartHost]:
-    started: list[DevHost] = []
-
-    async def start(*args: str) -> DevHost:
-        port = free_port()
-        data_dir = tmp_path / f"data{len(started)}"
-        log_path = tmp_path / f"devhost{len(started)}.log"
-        env = {name: value for name, value in os.environ.items() if name.upper() not in AZURE_SETTINGS}
-        env.update(CASTIEL_DATA_DIR=str(data_dir), REDIS_URL=redis_server.url)
-        with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "castiel.cli",
-                "serve",
-                "--port",
-                str(port),
-                *args,
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        host = DevHost(process, f"http://127.0.0.1:{port}", data_dir, log_path)
-        started.append(host)
-        await host.wait_until(lambda: _answers(host.url), "readiness")
-        return host
-
-    yield start
-    for host in started:
-        if host.process.returncode is None:
-            host.process.kill()
-            await asyncio.wait_for(host.process.wait(), WAIT_TIMEOUT)
-
-
-async def _answers(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            response = await client.get(f"{url}/admin/host/status")
-    except httpx.TransportError:
-        return False
-    return response.status_code == 200 and response.json() == {"state": "Running"}
+from tests.e2e.conftest import WAIT_TIMEOUT, DevHost, StartHost
 
 
 async def _dead_letters(host: DevHost, queue_name: str) -> list[ReceivedMessage]:
