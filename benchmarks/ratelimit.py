@@ -31,7 +31,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from castiel.backends.embedded_redis import EmbeddedRedis
-from castiel.ratelimit.limiter import RateLimiter, connect
+from castiel.backends.redis_client import connect
+from castiel.ratelimit.limiter import RateLimiter
 from castiel.ratelimit.policy import LimitedOperation, RateLimitPolicy
 
 CONCURRENCY = 32

@@ -16,10 +16,11 @@ import redis.asyncio as aioredis
 
 from adapters.base import AdapterRegistry
 from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.backends.redis_client import connect
 from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
-from castiel.ratelimit.limiter import RateLimiter, connect
+from castiel.ratelimit.limiter import RateLimiter
 from castiel.settings import Settings, get_settings
 from castiel.sync.delivery import DeliveryPolicy
 from castiel.sync.inbound import InboundSync
@@ -99,9 +100,9 @@ class Runtime:
         store = build_store(settings, clock)
         queue = build_queue(settings, clock)
         secrets = build_secrets(settings, clock)
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = connect(redis_url, timeout_seconds=1.0, retries=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
-        # Its own fail-fast client: when Redis is unreachable the limiter answers from its local window at once.
+        # Its own client, failing faster still: with Redis unreachable the limiter answers from its local window.
         limiter = RateLimiter.from_settings(settings, connect(redis_url), clock=clock)
         adapters = AdapterRegistry()
         policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)

@@ -28,8 +28,6 @@ from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from castiel.clock import Clock, system_clock, to_datetime
@@ -49,14 +47,6 @@ MAX_BATCH = 64
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 _REPLY_LEVELS: tuple[str | None, ...] = (None, *LEVELS, PROVIDER_LEVEL)
 _PLAN_CACHE_SIZE = 65_536
-
-
-def connect(url: str, *, timeout_seconds: float = 0.5) -> Redis:
-    """A Redis client suited to the limiter: it fails fast instead of retrying, since the limiter's answer to an
-    unreachable Redis is its local window, not a caller left waiting."""
-    return Redis.from_url(
-        url, retry=Retry(NoBackoff(), 0), socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
-    )
 
 
 def raise_for_check(check: RateLimitCheck) -> None:

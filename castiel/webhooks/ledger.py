@@ -8,13 +8,11 @@ duplicate detection (deterministic message ids) instead.
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from castiel.clock import Clock, system_clock
-from castiel.errors import AlreadyExists, NotFound
+from castiel.errors import AlreadyExists, CastielError, NotFound
 from castiel.models import stable_id
 from castiel.ports import DocumentStore
 from castiel.telemetry import log_event
@@ -50,10 +48,18 @@ class DeliveryLedger:
 
     async def release(self, registration_id: str, delivery_key: str) -> None:
         """Forget a claim whose enqueue failed, so the provider's retry is accepted."""
-        with suppress(RedisError):
+        # The claim is in Redis or, if Redis was down, in the store: undo both. A failed undo makes the provider's
+        # retry look like a duplicate, so it is logged; the answer (503) stands either way.
+        try:
             await self._redis.delete(_seen_key(registration_id, delivery_key))
-        with suppress(NotFound):
+        except RedisError as exc:
+            log_event("webhook.release_failed", registration_id=registration_id, error=str(exc))
+        try:
             await self._store.delete(_SEEN_CONTAINER, _seen_doc_id(delivery_key), registration_id)
+        except NotFound:
+            pass
+        except CastielError as exc:
+            log_event("webhook.release_failed", registration_id=registration_id, error=str(exc))
 
     async def _claim_in_store(self, registration_id: str, delivery_key: str) -> bool:
         doc = {

@@ -9,10 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.backends.redis_client import connect
 from castiel.clock import ManualClock
 from castiel.models import RateLimitCheck
 from castiel.ratelimit.alerts import AlertKind, RateLimitAlert
-from castiel.ratelimit.limiter import RateLimiter, connect
+from castiel.ratelimit.limiter import RateLimiter
 from castiel.ratelimit.policy import RateLimitPolicy
 
 

@@ -11,11 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.backends.redis_client import connect
 from castiel.clock import ManualClock, now_utc
 from castiel.errors import Deferred, RateLimited
 from castiel.models import RateLimitCheck
 from castiel.ratelimit.alerts import AlertKind, RateLimitAlert, Subject
-from castiel.ratelimit.limiter import RateLimiter, connect, raise_for_check
+from castiel.ratelimit.limiter import RateLimiter, raise_for_check
 from castiel.ratelimit.policy import LimitedOperation, RateLimitPolicy
 from castiel.settings import Settings
 
@@ -51,7 +52,8 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from castiel.clock import ManualClock
-    from castiel.ratelimit.limiter import RateLimiter, connect
+    from castiel.backends.redis_client import connect
+    from castiel.ratelimit.limiter import RateLimiter
     from castiel.ratelimit.policy import RateLimitPolicy
 
     async def main(url, start, count):
