@@ -29,8 +29,10 @@ import orjson
 import redis.asyncio as aioredis
 
 from benchmarks.loadgen import LoadResult, build_request, run_load
+from castiel.backends import sqlite_queue, sqlite_store
 from castiel.backends.embedded_redis import EmbeddedRedis, free_port
 from castiel.backends.local_secrets import LocalSecretStore
+from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.models import Provider, WebhookRegistration
@@ -66,8 +68,9 @@ class Components:
     """The receiver wired from real embedded backends in ``data_dir``."""
 
     def __init__(self, data_dir: Path, redis_url: str) -> None:
-        self.store = SqliteDocumentStore(data_dir / "store.db")
-        self.queue = SqliteMessageQueue(data_dir / "queue.db")
+        self.database = SqliteDatabase(data_dir / DATABASE_FILE, sqlite_store.SCHEMA + sqlite_queue.SCHEMA)
+        self.store = SqliteDocumentStore(self.database)
+        self.queue = SqliteMessageQueue(self.database)
         self.secrets = LocalSecretStore(data_dir)
         self.redis = aioredis.Redis.from_url(redis_url)
         self.http = httpx.AsyncClient()
@@ -100,7 +103,7 @@ class Components:
         await self.receiver.drain()
         await self.http.aclose()
         await self.redis.aclose()
-        for closable in (self.queue, self.store, self.secrets):
+        for closable in (self.queue, self.store, self.secrets, self.database):
             await closable.close()
 
 

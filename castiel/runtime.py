@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from adapters.base import AdapterRegistry
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.backends.redis_client import connect
+from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
@@ -34,26 +35,43 @@ from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.verifiers import Verifiers
 
 
-def build_store(settings: Settings, clock: Clock = system_clock) -> DocumentStore:
-    """Cosmos DB when ``COSMOS_ENDPOINT`` is set, else the SQLite store under the data directory."""
+def build_store(settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None) -> DocumentStore:
+    """Cosmos DB when ``COSMOS_ENDPOINT`` is set, else the SQLite store (on ``shared`` when given)."""
     if settings.uses_cosmos:
         from castiel.backends.cosmos import CosmosDocumentStore
 
         return CosmosDocumentStore.from_settings(settings)
     from castiel.backends.sqlite_store import SqliteDocumentStore
 
-    return SqliteDocumentStore(settings.data_dir / "store.db", clock=clock)
+    if shared is not None:
+        return SqliteDocumentStore(shared, clock=clock)
+    return SqliteDocumentStore.from_settings(settings, clock=clock)
 
 
-def build_queue(settings: Settings, clock: Clock = system_clock) -> MessageQueue:
-    """Service Bus when ``ServiceBusConnection`` is set, else the SQLite queue under the data directory."""
+def build_queue(settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None) -> MessageQueue:
+    """Service Bus when ``ServiceBusConnection`` is set, else the SQLite queue (on ``shared`` when given)."""
     if settings.uses_service_bus:
         from castiel.backends.servicebus import ServiceBusMessageQueue
 
         return ServiceBusMessageQueue.from_settings(settings)
     from castiel.backends.sqlite_queue import SqliteMessageQueue
 
+    if shared is not None:
+        return SqliteMessageQueue(shared, clock=clock, max_delivery_count=settings.max_delivery_count)
     return SqliteMessageQueue.from_settings(settings, clock=clock)
+
+
+def open_shared_database(settings: Settings) -> SqliteDatabase | None:
+    """One SQLite database for the embedded store and queue together, when both are embedded.
+
+    Sharing one writer means one group commit (one fsync) makes concurrent requests' enqueues and audit lines
+    durable together, instead of one per file.
+    """
+    if settings.uses_cosmos or settings.uses_service_bus:
+        return None
+    from castiel.backends import sqlite_queue, sqlite_store
+
+    return SqliteDatabase(settings.data_dir / DATABASE_FILE, sqlite_store.SCHEMA + sqlite_queue.SCHEMA)
 
 
 def build_secrets(settings: Settings, clock: Clock = system_clock) -> SecretStore:
@@ -87,6 +105,7 @@ class Runtime:
     ledger: DeliveryLedger
     webhooks: WebhookReceiver
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
+    shared_database: SqliteDatabase | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock = system_clock) -> Runtime:
@@ -97,8 +116,9 @@ class Runtime:
             embedded = EmbeddedRedis().start()
             redis_url = embedded.url
             log_event("runtime.embedded_redis", url=redis_url)
-        store = build_store(settings, clock)
-        queue = build_queue(settings, clock)
+        shared = open_shared_database(settings)
+        store = build_store(settings, clock, shared)
+        queue = build_queue(settings, clock, shared)
         secrets = build_secrets(settings, clock)
         redis = connect(redis_url, timeout_seconds=1.0, retries=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
@@ -144,6 +164,7 @@ class Runtime:
                 clock=clock,
             ),
             embedded_redis=embedded,
+            shared_database=shared,
         )
 
     async def aclose(self) -> None:
@@ -154,6 +175,8 @@ class Runtime:
         await self.limiter.aclose()
         for closable in (self.queue, self.store, self.secrets):
             await closable.close()
+        if self.shared_database is not None:
+            await self.shared_database.close()
         if self.embedded_redis is not None:
             self.embedded_redis.stop()
 

@@ -25,6 +25,10 @@ from castiel.errors import RetryableError
 
 T = TypeVar("T")
 
+DATABASE_FILE = "castiel.db"
+"""The embedded backends' file under ``CASTIEL_DATA_DIR``: store and queue share it, and in one process one writer,
+so a single group commit makes a webhook's enqueue and its audit line durable together."""
+
 _BUSY_TIMEOUT_MS = 30_000
 _MAX_GROUP = 512
 
@@ -46,7 +50,10 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class SqliteDatabase:
-    """A SQLite database file with async ``write`` (group-committed) and ``read`` (thread pool) helpers."""
+    """A SQLite database file with async ``write`` (group-committed) and ``read`` (thread pool) helpers.
+
+    ``schema`` is the DDL of every backend that will use this instance (``CREATE … IF NOT EXISTS`` scripts).
+    """
 
     def __init__(self, path: Path, schema: str, *, readers: int = 4) -> None:
         self.path = path

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from castiel.backends.sqlite_engine import SqliteDatabase
+from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock, to_datetime
 from castiel.errors import LockLost, RetryableError
 from castiel.ports import OutgoingMessage, PropertyValue, QueueStats, ReceivedMessage, SubQueue
@@ -35,7 +35,6 @@ from castiel.settings import Settings
 
 T = TypeVar("T")
 
-QUEUE_FILE = "queue.db"
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 
 # Receivers without a same-process wake-up (a sender in another process) poll, backing off between these.
@@ -45,7 +44,7 @@ _LAST_POLL_SECONDS = 0.2
 # The statements below are assembled from these module constants only; every value is a bound parameter.
 # ruff: noqa: S608
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_sequences (
     queue TEXT PRIMARY KEY,
     last_sequence INTEGER NOT NULL
@@ -133,7 +132,7 @@ class SqliteMessageQueue:
 
     def __init__(
         self,
-        path: Path,
+        database: Path | SqliteDatabase,
         *,
         clock: Clock = system_clock,
         lock_duration_seconds: float = 60,
@@ -142,7 +141,9 @@ class SqliteMessageQueue:
     ) -> None:
         if lock_duration_seconds <= 0 or max_delivery_count < 1 or duplicate_window_seconds < 0:
             raise ValueError("lock duration and max delivery count must be positive, the window not negative")
-        self._db = SqliteDatabase(path, _SCHEMA)
+        # On a file of its own (a path), or on a database shared with the store (closed by its owner).
+        self._owns_db = isinstance(database, Path)
+        self._db = SqliteDatabase(database, SCHEMA) if isinstance(database, Path) else database
         self._clock = clock
         self._lock_duration = lock_duration_seconds
         self._max_delivery_count = max_delivery_count
@@ -151,8 +152,8 @@ class SqliteMessageQueue:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = system_clock) -> SqliteMessageQueue:
-        """The queue file ``<data_dir>/queue.db`` with the configured max delivery count."""
-        return cls(settings.data_dir / QUEUE_FILE, clock=clock, max_delivery_count=settings.max_delivery_count)
+        """The queue in ``<data_dir>/castiel.db`` with the configured max delivery count."""
+        return cls(settings.data_dir / DATABASE_FILE, clock=clock, max_delivery_count=settings.max_delivery_count)
 
     async def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         """Enqueue all of ``messages`` in one transaction, dropping ids already sent inside the window."""
@@ -247,8 +248,9 @@ class SqliteMessageQueue:
         return await self._write(count)
 
     async def close(self) -> None:
-        """Finish pending writes and close the file."""
-        await self._db.close()
+        """Finish pending writes and close the database, if this queue opened it."""
+        if self._owns_db:
+            await self._db.close()
 
     # ------------------------------------------------------------ inside a write transaction
 

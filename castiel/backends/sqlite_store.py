@@ -33,14 +33,15 @@ from castiel.backends.query_plan import (
     prepare_document,
     sort_keys,
 )
-from castiel.backends.sqlite_engine import SqliteDatabase
+from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
 from castiel.errors import AlreadyExists, NotFound, PreconditionFailed, RetryableError
 from castiel.ports import Filter, Query, QueryPage, Scalar
+from castiel.settings import Settings
 
 T = TypeVar("T")
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     container  TEXT NOT NULL,
     pk         TEXT NOT NULL,
@@ -86,15 +87,17 @@ _SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 class SqliteDocumentStore:
     """``DocumentStore`` on a SQLite file: partitioned containers, etags, TTL, filtered and paged queries."""
 
-    def __init__(self, path: Path, *, clock: Clock = system_clock) -> None:
-        self._db = SqliteDatabase(path, _SCHEMA)
+    def __init__(self, database: Path | SqliteDatabase, *, clock: Clock = system_clock) -> None:
+        """On a file of its own (a path), or on a database shared with other embedded backends (closed by its owner)."""
+        self._owns_db = isinstance(database, Path)
+        self._db = SqliteDatabase(database, SCHEMA) if isinstance(database, Path) else database
         self._clock = clock
         self._next_purge_at = clock()
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path, *, clock: Clock = system_clock) -> SqliteDocumentStore:
-        """The store at ``<data_dir>/store.db``."""
-        return cls(data_dir / "store.db", clock=clock)
+    def from_settings(cls, settings: Settings, *, clock: Clock = system_clock) -> SqliteDocumentStore:
+        """The store in ``<data_dir>/castiel.db``."""
+        return cls(settings.data_dir / DATABASE_FILE, clock=clock)
 
     @property
     def path(self) -> Path:
@@ -195,8 +198,9 @@ class SqliteDocumentStore:
         return await self._read(count)
 
     async def close(self) -> None:
-        """Finish queued writes and close the database."""
-        await self._db.close()
+        """Finish queued writes and close the database, if this store opened it."""
+        if self._owns_db:
+            await self._db.close()
 
     def _where(self, container: str, query: Query) -> tuple[str, list[Any]]:
         """The WHERE clause (and its parameters) of the live documents in ``query``'s partition matching its filters."""

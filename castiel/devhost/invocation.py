@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any, Literal
 
 from castiel.devhost.loader import HostedFunction
 from castiel.errors import CastielError
-from castiel.telemetry import correlation, log_event, new_correlation_id
+from castiel.telemetry import correlation, log_event, new_correlation_id, new_id
 
 Outcome = Literal["succeeded", "failed", "dead_lettered", "abandoned"]
 
@@ -33,7 +32,7 @@ class Invocation:
 
     def __init__(self, function: HostedFunction, correlation_id: str | None, timeout: float | None) -> None:
         self.function = function
-        self.invocation_id = uuid.uuid4().hex
+        self.invocation_id = new_id()
         self.correlation_id = correlation_id or new_correlation_id()
         self._timeout = timeout
         self._started = time.perf_counter()

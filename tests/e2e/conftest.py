@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from castiel.backends.embedded_redis import EmbeddedRedis, free_port
+from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 
 REPO = Path(__file__).parents[2]
@@ -66,7 +67,7 @@ class DevHost:
 
     def queue(self) -> SqliteMessageQueue:
         """The host's own queue file, opened from this process (as the CLI or another worker would)."""
-        return SqliteMessageQueue(self.data_dir / "queue.db")
+        return SqliteMessageQueue(self.data_dir / DATABASE_FILE)
 
 
 StartHost = Callable[..., Awaitable[DevHost]]
