@@ -12,7 +12,6 @@ Expired documents are invisible at once and purged from the table on a later wri
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +37,7 @@ from castiel.clock import Clock, system_clock
 from castiel.errors import AlreadyExists, NotFound, PreconditionFailed, RetryableError
 from castiel.ports import Filter, Query, QueryPage, Scalar
 from castiel.settings import Settings
+from castiel.telemetry import new_id
 
 T = TypeVar("T")
 
@@ -249,7 +249,7 @@ class _Row:
     def __init__(self, prepared: PreparedDocument, now: float) -> None:
         self.prepared = prepared
         self.now = now
-        self.etag = uuid.uuid4().hex
+        self.etag = new_id()
         self.ts = int(now)
         self.expires_at = None if prepared.ttl is None else now + prepared.ttl
         stored = {**prepared.body, "_etag": self.etag, "_ts": self.ts}

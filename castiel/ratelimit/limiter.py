@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from castiel.clock import Clock, system_clock, to_datetime
+from castiel.coalesce import Coalescer
 from castiel.errors import Deferred, RateLimited, RetryableError
 from castiel.models import RateLimitCheck, format_utc
 from castiel.ratelimit.adaptive import DEFAULT_ADAPTIVE, MICROS, AdaptiveConfig, Throttle, throttle_for
@@ -88,7 +89,7 @@ class _Script:
             raise RetryableError(f"Redis unreachable for the rate limiter: {exc!r}") from exc
 
 
-_Pending = tuple[WindowPlan, int, str, "asyncio.Future[WindowOutcome]"]
+_Check = tuple[WindowPlan, int, str]
 
 
 class RedisWindow:
@@ -98,8 +99,8 @@ class RedisWindow:
         self._client = redis
         self._check_script = _Script(redis, "sliding_window.lua", timeout_seconds)
         self._throttle_script = _Script(redis, "adaptive.lua", timeout_seconds)
-        self._pending: list[_Pending] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        # Checks of one event-loop turn go to Redis as one EVALSHA; each check stays atomic, and so does the batch.
+        self._checks: Coalescer[_Check, WindowOutcome] = Coalescer(self._run, max_batch=MAX_BATCH)
 
     async def aclose(self) -> None:
         """Close the Redis client."""
@@ -107,15 +108,7 @@ class RedisWindow:
 
     async def check(self, plan: WindowPlan, now_us: int, member: str) -> WindowOutcome:
         """Admit and record the call at every level, or refuse it and record nothing; ``member`` names the entry."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[WindowOutcome] = loop.create_future()
-        if not self._pending:
-            # Runs after every task already woken in this turn has had its say, so they share the call.
-            loop.call_soon(self._flush)
-        self._pending.append((plan, now_us, member, future))
-        if len(self._pending) >= MAX_BATCH:
-            self._flush()
-        return await future
+        return await self._checks.submit((plan, now_us, member))
 
     async def observe(self, throttle_key: str, throttle: Throttle, now_us: int) -> int:
         """Raise the connection's throttle; returns the pause deadline it had before."""
@@ -123,36 +116,11 @@ class RedisWindow:
         previous: int = await self._throttle_script.run((throttle_key,), args)
         return previous
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[_Pending]) -> None:
-        futures = [future for *_, future in batch]
-        try:
-            outcomes = await self._run(batch)
-        except asyncio.CancelledError:
-            for future in futures:
-                future.cancel()
-            raise
-        except Exception as exc:
-            # Every waiting check gets the error (a Redis outage, or a bug): none is left waiting for ever.
-            for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for future, outcome in zip(futures, outcomes, strict=True):
-            if not future.done():
-                future.set_result(outcome)
-
-    async def _run(self, batch: list[_Pending]) -> list[WindowOutcome]:
+    async def _run(self, batch: list[_Check]) -> list[WindowOutcome]:
         # Each key goes once, however many checks share it (their tenant, a busy connection): fewer arguments to encode.
         slots: dict[str, int] = {}
         specs: list[str] = []
-        for plan, now_us, member, _ in batch:
+        for plan, now_us, member in batch:
             k1 = slots.setdefault(plan.keys[0], len(slots) + 1)
             k2 = slots.setdefault(plan.keys[1], len(slots) + 1)
             k3 = slots.setdefault(plan.keys[2], len(slots) + 1)

@@ -1,6 +1,7 @@
 """Which deliveries the receiver already accepted in the last 24 hours (DESIGN §6 step 5).
 
-One ``SET NX EX`` per delivery in Redis: a single round trip on the hot path. When Redis is unreachable the claim
+One ``SET NX EX`` per delivery in Redis, and the claims of concurrent requests share one pipelined round trip
+(``castiel.coalesce``): the only network round trip on the hot path. When Redis is unreachable the claim
 falls back to the document store (a document per delivery with a 24 h TTL), so a verified event is still accepted,
 never refused; a delivery first seen while Redis was down and repeated after it is back is caught by the queue's
 duplicate detection (deterministic message ids) instead.
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from castiel.clock import Clock, system_clock
+from castiel.coalesce import Coalescer
 from castiel.errors import AlreadyExists, CastielError, NotFound
 from castiel.models import stable_id
 from castiel.ports import DocumentStore
@@ -36,15 +38,21 @@ class DeliveryLedger:
         self._redis = redis
         self._store = store
         self._clock = clock
+        self._claims: Coalescer[str, bool] = Coalescer(self._set_many)
 
     async def claim(self, registration_id: str, delivery_key: str) -> bool:
         """Mark a verified delivery seen; False when it was already accepted in the last 24 h."""
         try:
-            first = await self._redis.set(_seen_key(registration_id, delivery_key), b"1", nx=True, ex=SEEN_TTL_SECONDS)
-            return bool(first)
+            return await self._claims.submit(_seen_key(registration_id, delivery_key))
         except RedisError as exc:
             log_event("webhook.ledger_fallback", registration_id=registration_id, error=str(exc))
             return await self._claim_in_store(registration_id, delivery_key)
+
+    async def _set_many(self, keys: list[str]) -> list[bool]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, b"1", nx=True, ex=SEEN_TTL_SECONDS)
+            return [bool(first) for first in await pipe.execute()]
 
     async def release(self, registration_id: str, delivery_key: str) -> None:
         """Forget a claim whose enqueue failed, so the provider's retry is accepted."""
