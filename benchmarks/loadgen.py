@@ -8,7 +8,6 @@ client's own cost per request to a few microseconds.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import statistics
 import time
 from collections.abc import Sequence
@@ -83,8 +82,3 @@ async def run_load(
     started = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
     return LoadResult(len(latencies), time.perf_counter() - started, statuses, latencies)
-
-
-def take(items: Sequence[bytes], start: int, count: int) -> list[bytes]:
-    """``count`` items from ``start``, so successive runs use fresh requests."""
-    return list(itertools.islice(items, start, start + count))

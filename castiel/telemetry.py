@@ -28,8 +28,6 @@ class Metric:
     SCHEDULER_RECOVERED = "castiel.scheduler.recovered"
     WORKER_RETRIED = "castiel.worker.retried"
     WORKER_DEAD_LETTERED = "castiel.worker.dead_lettered"
-    WEBHOOK_ACCEPTED = "castiel.webhook.accepted"
-    WEBHOOK_REJECTED = "castiel.webhook.rejected"
     RATE_LIMIT_REFUSED = "castiel.ratelimit.refused"
     RATE_LIMIT_ALERT = "castiel.ratelimit.alert"
     TOKEN_REFRESHED = "castiel.token.refreshed"  # noqa: S105 - a metric name, not a credential
