@@ -10,8 +10,9 @@ Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns 
 5. idempotency: a delivery already accepted in the last 24 h → 200, nothing queued again;
 6. enqueue on ``sync-outbound`` (deterministic message ids), audit, then 202 — or the status the provider requires.
 
-The hot path costs one Redis round trip (the idempotency ``SET NX``) plus the durable enqueue, which is
-group-committed with concurrent requests' writes: a 2xx is only sent once the changes are stored. The audit line is
+The hot path costs one Redis round trip (the idempotency ``SET NX``) plus the durable enqueue; both are coalesced
+across the requests of one event-loop turn (one pipelined round trip, one ``send``), and the store group-commits
+what arrives meanwhile: a 2xx is only sent once the changes are stored. The audit line is
 written in the background (also group-committed) and drained at shutdown; it records the answer, it does not
 decide it. Bad input is always a 4xx with a JSON reason, never a 500.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from castiel.clock import Clock, now_utc, system_clock, to_datetime
+from castiel.coalesce import Coalescer
 from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableError, SignatureError
 from castiel.models import Provider, WebhookAudit, WebhookRegistration
 from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
@@ -94,6 +96,7 @@ class WebhookReceiver:
         self._queue_name = queue_name
         self._clock = clock
         self._background: set[asyncio.Task[None]] = set()
+        self._sends: Coalescer[list[OutgoingMessage], None] = Coalescer(self._send_together)
 
     async def drain(self) -> None:
         """Wait for audit lines still being written (call at shutdown, and in tests before reading audits)."""
@@ -181,7 +184,12 @@ class WebhookReceiver:
             )
             for index, change in enumerate(parsed.changes)
         ]
-        await self._queue.send(self._queue_name, messages)
+        await self._sends.submit(messages)
+
+    async def _send_together(self, batches: list[list[OutgoingMessage]]) -> list[None]:
+        """One durable send for the changes of every request of this event-loop turn (all stored, or all 503)."""
+        await self._queue.send(self._queue_name, [message for batch in batches for message in batch])
+        return [None] * len(batches)
 
     def _accepted(self, registration: WebhookRegistration, status: int, payload: dict[str, object]) -> WebhookResponse:
         if registration.settings.get("organizationId"):
