@@ -1,0 +1,101 @@
+"""The ``castiel`` CLI on the embedded backends: connections, tasks, queue inspection and resubmission, status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from castiel.backends.sqlite_engine import DATABASE_FILE
+from castiel.backends.sqlite_queue import SqliteMessageQueue
+from castiel.cli import app
+from castiel.ports import OutgoingMessage
+
+runner = CliRunner()
+
+
+def castiel(*args: str, expect: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == expect, result.output
+    return result.output
+
+
+def castiel_json(*args: str) -> Any:
+    return json.loads(castiel(*args))
+
+
+def dead_letter_one(data_dir: Path, queue: str, message_id: str) -> None:
+    async def run() -> None:
+        mq = SqliteMessageQueue(data_dir / DATABASE_FILE)
+        try:
+            await mq.send(queue, [OutgoingMessage(body=b'{"x": 1}', message_id=message_id)])
+            (received,) = await mq.receive(queue)
+            await mq.dead_letter(queue, received, reason="PermanentError: bad config", description="fix it")
+        finally:
+            await mq.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def seeded(data_dir: Path) -> Path:
+    castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh", "--entity-types", "issue")
+    return data_dir
+
+
+def test_a_task_needs_an_existing_connection(data_dir: Path) -> None:
+    output = castiel("tasks", "add", "--tenant", "acme", "--connection", "missing", expect=2)
+    assert "error:" in output
+
+
+def test_tasks_are_added_and_listed(seeded: Path) -> None:
+    task = castiel_json("tasks", "add", "--tenant", "acme", "--connection", "gh", "--priority", "high", "--id", "t1")
+    assert task["priority"] == "high"
+    assert task["status"] == "pending"
+    listed = castiel_json("tasks", "list", "--json")
+    assert [item["id"] for item in listed] == ["t1"]
+    assert "t1  pending" in castiel("tasks", "list")
+
+
+def test_queue_stats_json_has_both_queues_with_their_counts(seeded: Path) -> None:
+    dead_letter_one(seeded, "sync-inbound", "m-1")
+    stats = castiel_json("queue", "stats", "--json")
+    assert stats == {
+        "sync-inbound": {"active": 0, "scheduled": 0, "dead_lettered": 1},
+        "sync-outbound": {"active": 0, "scheduled": 0, "dead_lettered": 0},
+    }
+
+
+def test_dead_letters_show_their_reason_and_resubmit_moves_them_back(seeded: Path) -> None:
+    dead_letter_one(seeded, "sync-inbound", "m-1")
+    (dead,) = castiel_json("queue", "dead-letters", "sync-inbound")
+    assert dead["deadLetterReason"] == "PermanentError: bad config"
+    assert dead["body"] == {"x": 1}
+
+    assert "resubmitted 1 message(s)" in castiel("queue", "resubmit", "sync-inbound")
+
+    (active,) = castiel_json("queue", "peek", "sync-inbound")
+    assert active["body"] == {"x": 1}
+    assert active["applicationProperties"]["castiel-resubmitted-reason"] == "PermanentError: bad config"
+    assert castiel_json("queue", "dead-letters", "sync-inbound") == []
+
+
+def test_status_json_reports_tasks_shards_queues_and_results(seeded: Path) -> None:
+    castiel("tasks", "add", "--tenant", "acme", "--connection", "gh", "--id", "t1")
+    status = castiel_json("status", "--json")
+    assert status["tasks"]["pending"] == 1
+    assert set(status["tasks"]) == {"pending", "queued", "running", "failed", "paused", "needs_reauth"}
+    assert status["shards"] == {"issue": 0}
+    assert set(status["queues"]) == {"sync-inbound", "sync-outbound"}
+    assert status["lastResults"] == []
+
+
+def test_an_invalid_setting_is_a_clear_error_not_a_traceback(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_BATCH_SIZE", "lots")
+    output = castiel("queue", "stats", expect=2)
+    assert "SYNC_BATCH_SIZE" in output
+    assert "Traceback" not in output
