@@ -55,3 +55,27 @@ def test_secrets_stay_out_of_the_repr(data_dir: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ServiceBusConnection", "Endpoint=sb://x/;SharedAccessKey=super-secret-sas")
     text = repr(Settings())
     assert "super-secret" not in text
+
+
+def _variables() -> set[str]:
+    from pydantic import AliasChoices
+
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif isinstance(alias, AliasChoices):
+            names.update(str(choice) for choice in alias.choices)
+    return names
+
+
+def test_every_variable_is_in_the_functions_settings_example_and_the_readme() -> None:
+    import json
+
+    root = Path(__file__).parents[2]
+    example = json.loads((root / "local.settings.json.example").read_text())
+    listed = set(example["Values"]) | set(example.get("UnsetByDefault", {}))
+    readme = (root / "README.md").read_text()
+    assert _variables() - listed == set()
+    assert {name for name in _variables() if f"`{name}`" not in readme} == set()
