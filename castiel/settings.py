@@ -108,6 +108,20 @@ class Settings(BaseSettings):
         return self.key_vault_url is not None
 
 
+BACKEND_SELECTORS = frozenset(
+    {
+        "COSMOS_ENDPOINT",
+        "COSMOS_KEY",
+        "SERVICEBUSCONNECTION",
+        "SERVICE_BUS_CONNECTION_STRING",
+        "SERVICEBUSCONNECTION__FULLYQUALIFIEDNAMESPACE",
+        "KEY_VAULT_URL",
+        "REDIS_URL",
+    }
+)
+"""The variables (upper-cased; names are case-insensitive) whose presence moves a backend off the embedded default."""
+
+
 def load_settings() -> Settings:
     """Read the environment once; an invalid value raises ``ConfigError`` naming the variable."""
     try:

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.settings import BACKEND_SELECTORS
 
 
 @pytest.fixture(scope="session")
@@ -34,15 +35,7 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private CASTIEL_DATA_DIR, with every Azure setting removed so embedded backends are chosen."""
     for name in list(os.environ):
-        if name.upper() in {
-            "COSMOS_ENDPOINT",
-            "COSMOS_KEY",
-            "SERVICEBUSCONNECTION",
-            "SERVICE_BUS_CONNECTION_STRING",
-            "SERVICEBUSCONNECTION__FULLYQUALIFIEDNAMESPACE",
-            "KEY_VAULT_URL",
-            "REDIS_URL",
-        }:
+        if name.upper() in BACKEND_SELECTORS:
             monkeypatch.delenv(name)
     path = tmp_path / "data"
     monkeypatch.setenv("CASTIEL_DATA_DIR", str(path))

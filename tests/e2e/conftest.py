@@ -18,20 +18,11 @@ import pytest
 from castiel.backends.embedded_redis import EmbeddedRedis, free_port
 from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_queue import SqliteMessageQueue
+from castiel.settings import BACKEND_SELECTORS
 
 REPO = Path(__file__).parents[2]
 START_TIMEOUT = 30.0
 WAIT_TIMEOUT = 30.0
-# Settings that would point the host at Azure instead of the embedded backends.
-AZURE_SETTINGS = {
-    "COSMOS_ENDPOINT",
-    "COSMOS_KEY",
-    "SERVICEBUSCONNECTION",
-    "SERVICE_BUS_CONNECTION_STRING",
-    "SERVICEBUSCONNECTION__FULLYQUALIFIEDNAMESPACE",
-    "KEY_VAULT_URL",
-    "REDIS_URL",
-}
 
 
 @dataclass
@@ -81,7 +72,7 @@ async def start_host(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterat
         port = free_port()
         data_dir = tmp_path / f"data{len(started)}"
         log_path = tmp_path / f"devhost{len(started)}.log"
-        env = {name: value for name, value in os.environ.items() if name.upper() not in AZURE_SETTINGS}
+        env = {name: value for name, value in os.environ.items() if name.upper() not in BACKEND_SELECTORS}
         env.update(CASTIEL_DATA_DIR=str(data_dir), REDIS_URL=redis_server.url)
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(

@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 
+from castiel.settings import BACKEND_SELECTORS
 from castiel.webhooks.signatures import GITHUB, SLACK
-from tests.e2e.conftest import AZURE_SETTINGS, REPO, DevHost, StartHost
+from tests.e2e.conftest import REPO, DevHost, StartHost
 
 PAYLOADS = REPO / "tests/unit/webhooks/payloads"
 GITHUB_SECRET = "e2e-github-secret"
@@ -25,7 +26,7 @@ SLACK_SECRET = "e2e-slack-signing-secret"
 
 def castiel(data_dir: Path, *args: str) -> Any:
     """Run a ``castiel`` command against the host's data directory and parse its JSON output."""
-    env = {name: value for name, value in os.environ.items() if name.upper() not in AZURE_SETTINGS}
+    env = {name: value for name, value in os.environ.items() if name.upper() not in BACKEND_SELECTORS}
     env["CASTIEL_DATA_DIR"] = str(data_dir)
     done = subprocess.run(
         [sys.executable, "-m", "castiel.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
