@@ -1,13 +1,20 @@
 """Which deliveries the receiver already accepted in the last 24 hours (DESIGN §6 step 5).
 
-One ``SET NX EX`` per delivery in Redis, and the claims of concurrent requests share one pipelined round trip
-(``castiel.coalesce``): the only network round trip on the hot path. When Redis is unreachable the claim
-falls back to the document store (a document per delivery with a 24 h TTL), so a verified event is still accepted,
-never refused; a delivery first seen while Redis was down and repeated after it is back is caught by the queue's
-duplicate detection (deterministic message ids) instead.
+A delivery is *claimed* before it is enqueued (``SET NX`` with a short TTL) and *confirmed* once its changes are
+durably queued (the key's TTL raised to 24 h). A receiver that dies between the two leaves only a pending claim,
+which lapses within ``PENDING_TTL_SECONDS``: the provider's retry is then accepted rather than taken for a
+duplicate, so a verified event is never lost (at worst queued twice, which the queue's duplicate detection on
+deterministic message ids absorbs within its window).
+
+The claims of concurrent requests share one pipelined round trip (``castiel.coalesce``), the only network round
+trip on the hot path; confirmations are coalesced too and run after the answer. When Redis is unreachable, claims
+fall back to the document store (a document per delivery, with the same TTLs), so a verified event is still
+accepted, never refused.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -20,6 +27,7 @@ from castiel.ports import DocumentStore
 from castiel.telemetry import log_event
 
 SEEN_TTL_SECONDS = 24 * 3600
+PENDING_TTL_SECONDS = 120
 _SEEN_CONTAINER = "webhook-audit"
 
 
@@ -38,21 +46,53 @@ class DeliveryLedger:
         self._redis = redis
         self._store = store
         self._clock = clock
-        self._claims: Coalescer[str, bool] = Coalescer(self._set_many)
+        self._claims: Coalescer[str, bool] = Coalescer(self._claim_many)
+        self._confirms: Coalescer[str, bool] = Coalescer(self._confirm_many)
+        self._background: set[asyncio.Task[None]] = set()
 
     async def claim(self, registration_id: str, delivery_key: str) -> bool:
-        """Mark a verified delivery seen; False when it was already accepted in the last 24 h."""
+        """Claim a verified delivery, pending its enqueue; False when it is already claimed or accepted."""
         try:
             return await self._claims.submit(_seen_key(registration_id, delivery_key))
         except RedisError as exc:
             log_event("webhook.ledger_fallback", registration_id=registration_id, error=str(exc))
             return await self._claim_in_store(registration_id, delivery_key)
 
-    async def _set_many(self, keys: list[str]) -> list[bool]:
+    def confirm(self, registration_id: str, delivery_key: str) -> None:
+        """Remember an enqueued delivery for 24 h; runs in the background, after the answer (see ``drain``)."""
+        task = asyncio.get_running_loop().create_task(self._confirm(registration_id, delivery_key))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for confirmations still in flight."""
+        while self._background:
+            await asyncio.gather(*list(self._background))
+
+    async def _claim_many(self, keys: list[str]) -> list[bool]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.set(key, b"1", nx=True, ex=SEEN_TTL_SECONDS)
+                pipe.set(key, b"pending", nx=True, ex=PENDING_TTL_SECONDS)
             return [bool(first) for first in await pipe.execute()]
+
+    async def _confirm_many(self, keys: list[str]) -> list[bool]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, b"accepted", xx=True, ex=SEEN_TTL_SECONDS)
+            return [bool(present) for present in await pipe.execute()]
+
+    async def _confirm(self, registration_id: str, delivery_key: str) -> None:
+        try:
+            if await self._confirms.submit(_seen_key(registration_id, delivery_key)):
+                return
+        except RedisError as exc:
+            log_event("webhook.ledger_fallback", registration_id=registration_id, error=str(exc))
+        # Not in Redis: the claim was made in the store while Redis was down.
+        try:
+            await self._store.upsert(_SEEN_CONTAINER, self._seen_doc(registration_id, delivery_key, SEEN_TTL_SECONDS))
+        except CastielError as exc:
+            # The pending claim lapses instead: a redelivery after that is accepted again (never lost).
+            log_event("webhook.confirm_failed", registration_id=registration_id, error=str(exc))
 
     async def release(self, registration_id: str, delivery_key: str) -> None:
         """Forget a claim whose enqueue failed, so the provider's retry is accepted."""
@@ -69,16 +109,20 @@ class DeliveryLedger:
         except CastielError as exc:
             log_event("webhook.release_failed", registration_id=registration_id, error=str(exc))
 
-    async def _claim_in_store(self, registration_id: str, delivery_key: str) -> bool:
-        doc = {
+    def _seen_doc(self, registration_id: str, delivery_key: str, ttl: int) -> dict[str, object]:
+        return {
             "id": _seen_doc_id(delivery_key),
             "registrationId": registration_id,
             "outcome": "seen",
-            "ttl": SEEN_TTL_SECONDS,
+            "ttl": ttl,
             "seenAt": self._clock(),
         }
+
+    async def _claim_in_store(self, registration_id: str, delivery_key: str) -> bool:
         try:
-            await self._store.create(_SEEN_CONTAINER, doc)
+            await self._store.create(
+                _SEEN_CONTAINER, self._seen_doc(registration_id, delivery_key, PENDING_TTL_SECONDS)
+            )
         except AlreadyExists:
             return False
         return True

@@ -8,7 +8,8 @@ Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns 
 3. handshakes (Slack ``url_verification``, GitHub ``ping``, Notion's unsigned verification token, stored *pending*);
 4. parse into ``OutboundChange``s → 400 with a reason when it cannot be parsed;
 5. idempotency: a delivery already accepted in the last 24 h → 200, nothing queued again;
-6. enqueue on ``sync-outbound`` (deterministic message ids), audit, then 202 — or the status the provider requires.
+6. enqueue on ``sync-outbound`` (deterministic message ids), audit, then 202 — or the status the provider requires;
+   the delivery is remembered for 24 h only once its changes are stored (``ledger``: claim, then confirm).
 
 The hot path costs one Redis round trip (the idempotency ``SET NX``) plus the durable enqueue; both are coalesced
 across the requests of one event-loop turn (one pipelined round trip, one ``send``), and the store group-commits
@@ -99,9 +100,10 @@ class WebhookReceiver:
         self._sends: Coalescer[list[OutgoingMessage], None] = Coalescer(self._send_together)
 
     async def drain(self) -> None:
-        """Wait for audit lines still being written (call at shutdown, and in tests before reading audits)."""
+        """Wait for audit lines and ledger confirmations still being written (at shutdown; in tests before reading)."""
         while self._background:
             await asyncio.gather(*list(self._background))
+        await self._ledger.drain()
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
         """Answer one delivery; never raises for anything the sender controls."""
@@ -155,6 +157,7 @@ class WebhookReceiver:
             await self._ledger.release(registration.id, delivery_key)
             log_event("webhook.enqueue_failed", registration_id=registration.id, error=str(exc))
             return "enqueue_failed", delivery_id, WebhookResponse.error(503, "could not store the event; retry")
+        self._ledger.confirm(registration.id, delivery_key)
         status = 200 if registration.provider in _ANSWER_200 else 202
         return "accepted", delivery_id, self._accepted(registration, status, {"accepted": len(parsed.changes)})
 

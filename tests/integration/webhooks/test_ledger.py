@@ -13,7 +13,7 @@ from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock, to_datetime
 from castiel.models import WebhookAudit
 from castiel.webhooks.health import health_status, registration_health
-from castiel.webhooks.ledger import SEEN_TTL_SECONDS, DeliveryLedger
+from castiel.webhooks.ledger import PENDING_TTL_SECONDS, SEEN_TTL_SECONDS, DeliveryLedger
 
 from .conftest import NOW
 
@@ -55,22 +55,42 @@ async def test_a_released_claim_can_be_claimed_again(ledger: DeliveryLedger) -> 
     assert not await ledger.claim("reg-1", "delivery-2")
 
 
-async def test_a_claim_is_remembered_for_24_hours(ledger: DeliveryLedger, redis_client: aioredis.Redis) -> None:
+async def test_a_claim_is_pending_until_confirmed_then_remembered_for_24_hours(
+    ledger: DeliveryLedger, redis_client: aioredis.Redis
+) -> None:
     await ledger.claim("reg-1", "delivery-1")
-
     (key,) = [key async for key in redis_client.scan_iter(match="*delivery-1*")]
+    assert 0 < await redis_client.ttl(key) <= PENDING_TTL_SECONDS
+
+    ledger.confirm("reg-1", "delivery-1")
+    await ledger.drain()
+
     assert SEEN_TTL_SECONDS == 24 * 3600
     assert SEEN_TTL_SECONDS - 5 <= await redis_client.ttl(key) <= SEEN_TTL_SECONDS
+    assert not await ledger.claim("reg-1", "delivery-1")
 
 
-async def test_without_redis_claims_fall_back_to_the_store_for_24_hours(
+async def test_without_redis_a_confirmed_claim_is_kept_in_the_store_for_24_hours(
     offline: DeliveryLedger, clock: ManualClock
 ) -> None:
     assert await offline.claim("reg-1", "delivery-1")
     assert not await offline.claim("reg-1", "delivery-1")
     assert await offline.claim("reg-2", "delivery-1")
+    offline.confirm("reg-1", "delivery-1")
+    await offline.drain()
 
     clock.advance(SEEN_TTL_SECONDS - 1)
+    assert not await offline.claim("reg-1", "delivery-1")
+    clock.advance(2)
+    assert await offline.claim("reg-1", "delivery-1")
+
+
+async def test_a_claim_never_confirmed_lapses_so_the_retry_of_a_lost_delivery_is_accepted(
+    offline: DeliveryLedger, clock: ManualClock
+) -> None:
+    # A receiver died between claiming and enqueuing: its claim must not turn the provider's retry into a "duplicate".
+    assert await offline.claim("reg-1", "delivery-1")
+    clock.advance(PENDING_TTL_SECONDS - 1)
     assert not await offline.claim("reg-1", "delivery-1")
     clock.advance(2)
     assert await offline.claim("reg-1", "delivery-1")

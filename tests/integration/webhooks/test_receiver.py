@@ -24,6 +24,7 @@ from castiel.clock import to_datetime
 from castiel.errors import NotFound, RetryableError
 from castiel.models import ChangeOrigin, Operation
 from castiel.ports import OutgoingMessage
+from castiel.webhooks.ledger import PENDING_TTL_SECONDS
 from castiel.webhooks.receiver import MAX_BODY_BYTES, PENDING_TOKEN_SUFFIX, WebhookResponse
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
 from castiel.webhooks.verifiers import ROTATION_GRACE
@@ -524,3 +525,21 @@ async def test_no_secret_reaches_a_log_line(harness: Harness, caplog: pytest.Log
     keys = [base64.b64decode(s.removeprefix("whsec_")).decode() for s in SECRETS.values() if s.startswith("whsec_")]
     for value in [*secrets, *keys, *(s.removeprefix("whsec_") for s in secrets)]:
         assert value not in logged
+
+
+async def test_a_delivery_is_remembered_for_24_hours_only_once_its_changes_are_stored(
+    build: Build, redis_client: aioredis.Redis
+) -> None:
+    harness = await build(queue_class=FailingQueue)
+    await harness.register("github")
+
+    assert (await harness.deliver("github")).status == 503
+    await harness.receiver.drain()
+    assert [key async for key in redis_client.scan_iter(match="castiel:webhook:seen:*")] == []
+
+    assert isinstance(harness.queue, FailingQueue)
+    harness.queue.failing = False
+    assert (await harness.deliver("github")).status == 202
+    await harness.receiver.drain()
+    (key,) = [key async for key in redis_client.scan_iter(match="castiel:webhook:seen:*")]
+    assert await redis_client.ttl(key) > PENDING_TTL_SECONDS
