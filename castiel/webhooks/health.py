@@ -42,6 +42,8 @@ async def registration_health(store: DocumentStore, registration_id: str) -> Web
     latest = await store.query(
         WebhookAudit.container,
         Query(
+            # Only audit lines carry receivedAt (not the ledger's "seen" documents), and Cosmos DB needs the sort
+            # field present in every matching document.
             filters=(Filter("receivedAt", ">", ""),),
             partition_key=registration_id,
             order_by=(("receivedAt", "desc"),),
