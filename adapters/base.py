@@ -36,7 +36,3 @@ class AdapterRegistry:
             return self._adapters[provider]
         except KeyError:
             raise PermanentError(f"no adapter is installed for provider '{provider.value}'") from None
-
-    @property
-    def providers(self) -> list[Provider]:
-        return sorted(self._adapters, key=lambda p: p.value)

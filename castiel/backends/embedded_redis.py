@@ -99,10 +99,6 @@ class EmbeddedRedis:
             self._workdir.cleanup()
             self._workdir = None
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def _answers_ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
