@@ -32,6 +32,10 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """The result for ``item``, computed together with the other items of this turn."""
+        return await self.post(item)
+
+    def post(self, item: T) -> asyncio.Future[R]:
+        """Add ``item`` to this turn's batch without waiting: the future holds its result (for fire-and-forget)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         if not self._pending:
@@ -39,7 +43,7 @@ class Coalescer(Generic[T, R]):
         self._pending.append((item, future))
         if len(self._pending) >= self._max_batch:
             self._flush()
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from castiel.errors import CastielError
+
 # ---------------------------------------------------------------- documents
 
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
@@ -62,6 +64,13 @@ class DocumentStore(Protocol):
 
     async def create(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Insert; raises ``AlreadyExists`` if ``(partition key, id)`` is present."""
+        ...
+
+    async def create_many(self, container: str, docs: Sequence[Mapping[str, Any]]) -> list[CastielError | None]:
+        """Insert each of ``docs`` as ``create`` would, independently, in one call (records written in bulk, such as
+        audit lines): one outcome per document, in order, None when it was created, else the error ``create`` would
+        have raised. May instead raise ``RetryableError`` when the store itself failed; ``ValueError`` (nothing
+        written) when a document is invalid."""
         ...
 
     async def upsert(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:

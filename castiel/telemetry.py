@@ -71,6 +71,17 @@ def _render(value: object) -> str:
     return f'"{text}"' if (" " in text or not text) else text
 
 
+def _is_secret_field(name: str) -> bool:
+    masked = _masked_fields.get(name)
+    if masked is None:
+        masked = _masked_fields[name] = any(marker in name.lower() for marker in _SECRET_FIELD_MARKERS)
+    return masked
+
+
+# Field names come from code (keyword arguments), so this stays as small as the set of names in use.
+_masked_fields: dict[str, bool] = {}
+
+
 def log_event(event: str, *, level: int = logging.INFO, **fields: object) -> None:
     """Log one structured event; fields named like secrets are masked, the correlation id is added."""
     _emit(event, level, fields)
@@ -84,9 +95,10 @@ def _emit(event: str, level: int, fields: dict[str, object]) -> None:
         fields["correlation_id"] = correlation_id
     parts = [event]
     for name, value in fields.items():
-        shown = "***" if any(marker in name.lower() for marker in _SECRET_FIELD_MARKERS) else _render(value)
-        parts.append(f"{name}={shown}")
-    logger.log(level, " ".join(parts))
+        parts.append(f"{name}={'***' if _is_secret_field(name) else _render(value)}")
+    # ``makeRecord`` + ``handle`` is ``logger.log`` without its stack walk for the caller's file and line: every line
+    # comes from here, so that walk would cost each request several microseconds to name this function.
+    logger.handle(logger.makeRecord(logger.name, level, __file__, 0, " ".join(parts), (), None, "log_event"))
 
 
 def emit_metric(name: str, value: float = 1, **dimensions: object) -> None:

@@ -26,6 +26,7 @@ from azure.identity.aio import DefaultAzureCredential
 
 from castiel.backends.cosmos_query import CosmosSql, count_sql, indexing_policy, select_sql
 from castiel.backends.query_plan import (
+    PreparedDocument,
     SortKey,
     check_key,
     decode_continuation,
@@ -102,6 +103,21 @@ class CosmosDocumentStore:
         proxy = await self._container(container)
         with _translated(f"create {container}/{prepared.doc_id}"):
             return _public(await proxy.create_item(body=prepared.body))
+
+    async def create_many(self, container: str, docs: Sequence[Mapping[str, Any]]) -> list[CastielError | None]:
+        """``create`` for each document, concurrently (Cosmos DB has no cross-partition batch); one outcome each."""
+        prepared = [prepare_document(container, doc) for doc in docs]
+        proxy = await self._container(container)
+
+        async def create(document: PreparedDocument) -> CastielError | None:
+            try:
+                with _translated(f"create {container}/{document.doc_id}"):
+                    await proxy.create_item(body=document.body)
+            except CastielError as exc:
+                return exc
+            return None
+
+        return list(await asyncio.gather(*(create(document) for document in prepared)))
 
     async def upsert(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Insert or overwrite unconditionally."""

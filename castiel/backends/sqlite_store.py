@@ -34,7 +34,7 @@ from castiel.backends.query_plan import (
 )
 from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
-from castiel.errors import AlreadyExists, NotFound, PreconditionFailed, RetryableError
+from castiel.errors import AlreadyExists, CastielError, NotFound, PreconditionFailed, RetryableError
 from castiel.ports import Filter, Query, QueryPage, Scalar
 from castiel.settings import Settings
 from castiel.telemetry import new_id
@@ -113,6 +113,20 @@ class SqliteDocumentStore:
                 raise AlreadyExists(f"{row.describe(container)} already exists")
 
         return await self._write_document(container, doc, insert)
+
+    async def create_many(self, container: str, docs: Sequence[Mapping[str, Any]]) -> list[CastielError | None]:
+        """``create`` for each document, in one write: a live document's key is ``AlreadyExists`` for that one only."""
+        now = self._clock()
+        rows = [_Row(prepare_document(container, doc), now) for doc in docs]
+
+        def insert_all(conn: sqlite3.Connection) -> list[CastielError | None]:
+            outcomes: list[CastielError | None] = []
+            for row in rows:
+                inserted = conn.execute(_CREATE, (*row.values(container), row.now)).rowcount
+                outcomes.append(None if inserted else AlreadyExists(f"{row.describe(container)} already exists"))
+            return outcomes
+
+        return await self._run_write(now, insert_all)
 
     async def upsert(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Insert or overwrite unconditionally."""

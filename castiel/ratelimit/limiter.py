@@ -18,17 +18,13 @@ that doubles from one second to thirty.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import itertools
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from importlib.resources import files
-from typing import Any
+from collections.abc import Mapping
+from functools import partial
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
 
 from castiel.clock import Clock, system_clock, to_datetime
 from castiel.coalesce import Coalescer
@@ -38,6 +34,7 @@ from castiel.ratelimit.adaptive import DEFAULT_ADAPTIVE, MICROS, AdaptiveConfig,
 from castiel.ratelimit.alerts import AlertCallback, AlertKind, RateLimitAlert, Subject, UsageAlarm, log_alert
 from castiel.ratelimit.local_window import LocalWindow, WindowOutcome, WindowPlan
 from castiel.ratelimit.policy import LEVELS, PROVIDER_LEVEL, QUEUED_OPERATIONS, Limit, LimitedOperation, RateLimitPolicy
+from castiel.redis_script import RedisScript
 from castiel.settings import Settings
 from castiel.telemetry import log_event
 
@@ -45,7 +42,6 @@ KEY_PREFIX = "castiel:rl"
 MAX_BATCH = 64
 """Checks per script call: bounds how long one call holds Redis (single-threaded) from everyone else."""
 
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 _REPLY_LEVELS: tuple[str | None, ...] = (None, *LEVELS, PROVIDER_LEVEL)
 _PLAN_CACHE_SIZE = 65_536
 
@@ -65,30 +61,6 @@ def raise_for_check(check: RateLimitCheck) -> None:
     raise RateLimited(message, check.retry_after_seconds, check.level)
 
 
-class _Script:
-    """A Lua script of this package, run by ``EVALSHA`` and loaded again when the server answers ``NOSCRIPT``.
-
-    The boundary with redis-py: no answer within ``timeout_seconds``, or any Redis error, is a ``RetryableError``.
-    """
-
-    def __init__(self, redis: Redis, name: str, timeout_seconds: float) -> None:
-        self._redis = redis
-        self._source = (files(__package__) / name).read_text(encoding="utf-8")
-        self._sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
-        self._timeout = timeout_seconds
-
-    async def run(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        try:
-            async with asyncio.timeout(self._timeout):
-                try:
-                    return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
-                except NoScriptError:
-                    self._sha = await self._redis.script_load(self._source)
-                    return await self._redis.evalsha(self._sha, len(keys), *keys, *args)
-        except _REDIS_FAILURES as exc:
-            raise RetryableError(f"Redis unreachable for the rate limiter: {exc!r}") from exc
-
-
 _Check = tuple[WindowPlan, int, str]
 
 
@@ -97,8 +69,11 @@ class RedisWindow:
 
     def __init__(self, redis: Redis, *, timeout_seconds: float = 1.0) -> None:
         self._client = redis
-        self._check_script = _Script(redis, "sliding_window.lua", timeout_seconds)
-        self._throttle_script = _Script(redis, "adaptive.lua", timeout_seconds)
+        script = partial(
+            RedisScript, redis, "castiel.ratelimit", purpose="the rate limiter", timeout_seconds=timeout_seconds
+        )
+        self._check_script = script("sliding_window.lua")
+        self._throttle_script = script("adaptive.lua")
         # Checks of one event-loop turn go to Redis as one EVALSHA; each check stays atomic, and so does the batch.
         self._checks: Coalescer[_Check, WindowOutcome] = Coalescer(self._run, max_batch=MAX_BATCH)
 

@@ -6,28 +6,33 @@ which lapses within ``PENDING_TTL_SECONDS``: the provider's retry is then accept
 duplicate, so a verified event is never lost (at worst queued twice, which the queue's duplicate detection on
 deterministic message ids absorbs within its window).
 
-The claims of concurrent requests share one pipelined round trip (``castiel.coalesce``), the only network round
-trip on the hot path; confirmations are coalesced too and run after the answer. When Redis is unreachable, claims
-fall back to the document store (a document per delivery, with the same TTLs), so a verified event is still
-accepted, never refused.
+The claims of concurrent requests, and the confirmations of the requests answered just before, go to Redis together
+as one ``EVALSHA`` of ``ledger.lua`` per event-loop turn (``castiel.coalesce``): the only network round trip on the
+hot path, and one command to encode instead of one per key. Confirmations are not waited for. When Redis is
+unreachable, claims fall back to the document store (a document per delivery, with the same TTLs), so a verified
+event is still accepted, never refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from functools import partial
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from castiel.clock import Clock, system_clock
 from castiel.coalesce import Coalescer
-from castiel.errors import AlreadyExists, CastielError, NotFound
+from castiel.errors import AlreadyExists, CastielError, NotFound, RetryableError
 from castiel.models import stable_id
 from castiel.ports import DocumentStore
+from castiel.redis_script import REDIS_FAILURES, RedisScript
 from castiel.telemetry import log_event
 
 SEEN_TTL_SECONDS = 24 * 3600
 PENDING_TTL_SECONDS = 120
+REDIS_TIMEOUT_SECONDS = 1.0
+"""How long a claim waits for Redis before the store stands in (Slack, the least patient sender, waits 3 s)."""
 _SEEN_CONTAINER = "webhook-audit"
 
 
@@ -39,6 +44,12 @@ def _seen_doc_id(delivery_key: str) -> str:
     return stable_id("seen", delivery_key)
 
 
+@dataclass(frozen=True, slots=True)
+class _Command:
+    key: str
+    confirm: bool
+
+
 class DeliveryLedger:
     """Idempotency keys per registration."""
 
@@ -46,48 +57,57 @@ class DeliveryLedger:
         self._redis = redis
         self._store = store
         self._clock = clock
-        self._claims: Coalescer[str, bool] = Coalescer(self._claim_many)
-        self._confirms: Coalescer[str, bool] = Coalescer(self._confirm_many)
-        self._background: set[asyncio.Task[None]] = set()
+        self._script = RedisScript(
+            redis, "castiel.webhooks", "ledger.lua", purpose="the webhook ledger", timeout_seconds=REDIS_TIMEOUT_SECONDS
+        )
+        self._commands: Coalescer[_Command, bool] = Coalescer(self._run)
+        self._background: set[asyncio.Future[bool] | asyncio.Task[None]] = set()
 
     async def claim(self, registration_id: str, delivery_key: str) -> bool:
         """Claim a verified delivery, pending its enqueue; False when it is already claimed or accepted."""
         try:
-            return await self._claims.submit(_seen_key(registration_id, delivery_key))
-        except RedisError as exc:
+            return await self._commands.submit(_Command(_seen_key(registration_id, delivery_key), confirm=False))
+        except RetryableError as exc:
             log_event("webhook.ledger_fallback", registration_id=registration_id, error=str(exc))
             return await self._claim_in_store(registration_id, delivery_key)
 
     def confirm(self, registration_id: str, delivery_key: str) -> None:
         """Remember an enqueued delivery for 24 h; runs in the background, after the answer (see ``drain``)."""
-        task = asyncio.get_running_loop().create_task(self._confirm(registration_id, delivery_key))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        confirmed = self._commands.post(_Command(_seen_key(registration_id, delivery_key), confirm=True))
+        self._background.add(confirmed)
+        confirmed.add_done_callback(partial(self._after_confirm, registration_id, delivery_key))
 
     async def drain(self) -> None:
         """Wait for confirmations still in flight."""
         while self._background:
-            await asyncio.gather(*list(self._background))
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    async def _claim_many(self, keys: list[str]) -> list[bool]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, b"pending", nx=True, ex=PENDING_TTL_SECONDS)
-            return [bool(first) for first in await pipe.execute()]
+    async def _run(self, commands: list[_Command]) -> list[bool]:
+        # Confirmations first: the script takes its keys in that order (see ledger.lua).
+        order = sorted(range(len(commands)), key=lambda index: not commands[index].confirm)
+        confirms = sum(command.confirm for command in commands)
+        keys = [commands[index].key for index in order]
+        replies = await self._script.run(keys, (confirms, PENDING_TTL_SECONDS, SEEN_TTL_SECONDS))
+        results = [False] * len(commands)
+        for index, reply in zip(order, replies, strict=True):
+            results[index] = bool(reply)
+        return results
 
-    async def _confirm_many(self, keys: list[str]) -> list[bool]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, b"accepted", xx=True, ex=SEEN_TTL_SECONDS)
-            return [bool(present) for present in await pipe.execute()]
+    def _after_confirm(self, registration_id: str, delivery_key: str, confirmed: asyncio.Future[bool]) -> None:
+        self._background.discard(confirmed)
+        if confirmed.cancelled():
+            return
+        error = confirmed.exception()
+        if error is None and confirmed.result():
+            return
+        if error is not None:
+            log_event("webhook.ledger_fallback", registration_id=registration_id, error=str(error))
+        # Not in Redis: the claim was made in the store while Redis was down (or Redis is down now).
+        task = asyncio.get_running_loop().create_task(self._confirm_in_store(registration_id, delivery_key))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _confirm(self, registration_id: str, delivery_key: str) -> None:
-        try:
-            if await self._confirms.submit(_seen_key(registration_id, delivery_key)):
-                return
-        except RedisError as exc:
-            log_event("webhook.ledger_fallback", registration_id=registration_id, error=str(exc))
-        # Not in Redis: the claim was made in the store while Redis was down.
+    async def _confirm_in_store(self, registration_id: str, delivery_key: str) -> None:
         try:
             await self._store.upsert(_SEEN_CONTAINER, self._seen_doc(registration_id, delivery_key, SEEN_TTL_SECONDS))
         except CastielError as exc:
@@ -100,7 +120,7 @@ class DeliveryLedger:
         # retry look like a duplicate, so it is logged; the answer (503) stands either way.
         try:
             await self._redis.delete(_seen_key(registration_id, delivery_key))
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             log_event("webhook.release_failed", registration_id=registration_id, error=str(exc))
         try:
             await self._store.delete(_SEEN_CONTAINER, _seen_doc_id(delivery_key), registration_id)

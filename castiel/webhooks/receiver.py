@@ -13,9 +13,9 @@ Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns 
 
 The hot path costs one Redis round trip (the idempotency ``SET NX``) plus the durable enqueue; both are coalesced
 across the requests of one event-loop turn (one pipelined round trip, one ``send``), and the store group-commits
-what arrives meanwhile: a 2xx is only sent once the changes are stored. The audit line is
-written in the background (also group-committed) and drained at shutdown; it records the answer, it does not
-decide it. Bad input is always a 4xx with a JSON reason, never a 500.
+what arrives meanwhile: a 2xx is only sent once the changes are stored. The audit lines
+of a turn are written together in the background (``create_many``, group-committed too) and drained at shutdown;
+they record the answer, they do not decide it. Bad input is always a 4xx with a JSON reason, never a 500.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import asyncio
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import orjson
 
@@ -96,13 +98,14 @@ class WebhookReceiver:
         self._secrets = secrets
         self._queue_name = queue_name
         self._clock = clock
-        self._background: set[asyncio.Task[None]] = set()
+        self._audits_in_flight: set[asyncio.Future[CastielError | None]] = set()
         self._sends: Coalescer[list[OutgoingMessage], None] = Coalescer(self._send_together)
+        self._audits: Coalescer[dict[str, Any], CastielError | None] = Coalescer(self._write_audits)
 
     async def drain(self) -> None:
         """Wait for audit lines and ledger confirmations still being written (at shutdown; in tests before reading)."""
-        while self._background:
-            await asyncio.gather(*list(self._background))
+        while self._audits_in_flight:
+            await asyncio.gather(*list(self._audits_in_flight), return_exceptions=True)
         await self._ledger.drain()
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
@@ -208,12 +211,18 @@ class WebhookReceiver:
         await self._secrets.set_secret(name, handshake.verification_token, tags={"registration": registration.id})
         log_event("webhook.pending_token", registration_id=registration.id, secret_name=name)
 
-    async def _write_audit(self, audit: WebhookAudit) -> None:
-        try:
-            await self._store.create(WebhookAudit.container, audit.to_doc())
-        except CastielError as exc:
+    async def _write_audits(self, docs: list[dict[str, Any]]) -> list[CastielError | None]:
+        """The audit lines of one event-loop turn, in one store call."""
+        return await self._store.create_many(WebhookAudit.container, docs)
+
+    def _audit_written(self, registration_id: str, written: asyncio.Future[CastielError | None]) -> None:
+        self._audits_in_flight.discard(written)
+        if written.cancelled():
+            return
+        error = written.exception() or written.result()
+        if error is not None:
             # The answer is already decided and the event stored; a lost audit line must not turn it into an error.
-            log_event("webhook.audit_failed", registration_id=audit.registration_id, error=str(exc))
+            log_event("webhook.audit_failed", registration_id=registration_id, error=str(error))
 
     def _audit(
         self,
@@ -236,9 +245,9 @@ class WebhookReceiver:
             latency_ms=round((self._clock() - started) * 1000, 3),
             received_at=now_utc(lambda: started),
         )
-        task = asyncio.create_task(self._write_audit(audit))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        written = self._audits.post(audit.to_doc())
+        self._audits_in_flight.add(written)
+        written.add_done_callback(partial(self._audit_written, registration_id))
         # The one log line of a delivery: App Insights counts outcomes per provider from it (infra/queries).
         log_event(
             "webhook.delivery",

@@ -142,6 +142,32 @@ async def test_create_of_an_existing_id_raises_already_exists_and_keeps_the_orig
     assert await h.store.read(SHARDS, "a", h.tenant("t1")) == original
 
 
+async def test_create_many_creates_each_document_and_refuses_only_those_already_there(h: Harness) -> None:
+    original = await h.store.create(SHARDS, h.doc("b", name="first"))
+
+    outcomes = await h.store.create_many(
+        SHARDS, [h.doc("a", name="Ada"), h.doc("b", name="second"), h.doc("c", "t2"), h.doc("a", name="again")]
+    )
+
+    assert isinstance(outcomes[1], AlreadyExists)
+    assert outcomes[2] is None
+    # The same key twice in one batch: exactly one is created (Cosmos DB runs the creates concurrently).
+    assert sorted(outcome is None for outcome in (outcomes[0], outcomes[3])) == [False, True]
+    expected = "Ada" if outcomes[0] is None else "again"
+    assert (await h.store.read(SHARDS, "a", h.tenant("t1")))["name"] == expected
+    assert await h.store.read(SHARDS, "b", h.tenant("t1")) == original
+    assert (await h.store.read(SHARDS, "c", h.tenant("t2")))["run"] == h.run
+    assert await h.store.create_many(SHARDS, []) == []
+
+
+async def test_create_many_with_an_invalid_document_raises_value_error_and_writes_nothing(h: Harness) -> None:
+    with pytest.raises(ValueError, match="tenantId"):
+        await h.store.create_many(SHARDS, [h.doc("a"), {"id": "b", "run": h.run}])
+
+    with pytest.raises(NotFound):
+        await h.store.read(SHARDS, "a", h.tenant("t1"))
+
+
 async def test_upsert_inserts_then_overwrites_with_a_new_etag(h: Harness) -> None:
     inserted = await h.store.upsert(SHARDS, h.doc("a", name="first", extra=True))
     # Writing back a document as read (store fields included) must not keep its old etag.
