@@ -6,49 +6,75 @@ A function run by the dev host sees exactly the types it sees under ``func start
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
-from starlette.requests import Request
-from starlette.responses import Response
 
 from castiel.ports import ReceivedMessage
 
 
-def http_request_from(request: Request, body: bytes) -> func.HttpRequest:
-    """A Starlette request and its body as ``func.HttpRequest``; repeated headers are joined with ``, ``."""
+def http_request_from(scope: Mapping[str, Any], route_params: dict[str, str], body: bytes) -> func.HttpRequest:
+    """An ASGI request, its route parameters and its body as ``func.HttpRequest``.
+
+    Repeated headers are joined with ``, ``; the URL is rebuilt from the ``Host`` header (else the server address).
+    """
     headers: dict[str, str] = {}
-    for raw_name, raw_value in request.headers.raw:
+    for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1")
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    query = scope.get("query_string", b"").decode("latin-1")
+    host = headers.get("host")
+    if host is None:
+        server_host, server_port = scope["server"]
+        host = f"{server_host}:{server_port}"
     return func.HttpRequest(
-        method=request.method,
-        url=str(request.url),
+        method=scope["method"],
+        url=f"{scope.get('scheme', 'http')}://{host}{scope['path']}{'?' + query if query else ''}",
         headers=headers,
-        params=dict(request.query_params),
-        route_params={name: str(value) for name, value in request.path_params.items()},
+        params=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
+        route_params=route_params,
         body=body,
     )
 
 
-def response_from(result: object) -> Response:
-    """An HTTP function's return value as a Starlette response (``None`` is 204, ``str``/``bytes`` a 200 body)."""
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """What to send back: status, body, content type (None: no header) and further headers."""
+
+    status: int
+    body: bytes
+    content_type: str | None
+    headers: Mapping[str, str]
+
+
+_TEXT = "text/plain; charset=utf-8"
+
+
+def answer_from(result: object) -> HttpAnswer:
+    """An HTTP function's return value as the answer (``None`` is 204, ``str``/``bytes`` a 200 text body)."""
     if isinstance(result, func.HttpResponse):
-        return Response(
-            content=result.get_body(),
-            status_code=result.status_code,
-            headers=dict(result.headers),
-            media_type=result.mimetype,
-        )
+        headers = {name: value for name, value in result.headers.items() if name.lower() != "content-type"}
+        content_type = result.headers.get("content-type") or _with_charset(result.mimetype, result.charset)
+        return HttpAnswer(result.status_code, result.get_body(), content_type, headers)
     if result is None:
-        return Response(status_code=204)
-    if isinstance(result, str | bytes):
-        return Response(content=result, media_type="text/plain")
+        return HttpAnswer(204, b"", None, {})
+    if isinstance(result, str):
+        return HttpAnswer(200, result.encode(), _TEXT, {})
+    if isinstance(result, bytes):
+        return HttpAnswer(200, result, _TEXT, {})
     raise TypeError(f"an HTTP function returned {type(result).__name__}, not func.HttpResponse, str or bytes")
+
+
+def _with_charset(mimetype: str, charset: str) -> str:
+    # As the Functions worker answers: a text type carries its charset.
+    return f"{mimetype}; charset={charset}" if mimetype.startswith("text/") and "charset=" not in mimetype else mimetype
 
 
 def timer_request(*, past_due: bool, last: datetime | None, next_fire: datetime) -> TimerRequest:

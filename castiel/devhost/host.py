@@ -1,6 +1,6 @@
 """The dev host: runs a ``FunctionApp``'s functions in one process without the Azure Functions runtime.
 
-HTTP triggers on Starlette/uvicorn, timers on their schedules, Service Bus triggers on the runtime's queue (DESIGN §9).
+HTTP triggers on uvicorn, timers on their schedules, Service Bus triggers on the runtime's queue (DESIGN §9).
 SIGINT/SIGTERM stop the HTTP listener, the timers and the receivers; invocations in flight finish (each bounded by
 ``functionTimeout``), messages are settled, and only then is the runtime closed (which stops an embedded Redis).
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from castiel.devhost.config import HostConfig, read_host_config
-from castiel.devhost.http import HttpServer, build_app
+from castiel.devhost.http import HttpApp, HttpServer
 from castiel.devhost.loader import HostedFunction, QueueBinding, TimerBinding, discover, load_app
 from castiel.devhost.queues import QueuePump
 from castiel.devhost.timers import TimerRunner
@@ -113,7 +113,7 @@ class _Host:
                 )
                 loops.append((function.name, pump))
         server = HttpServer(
-            build_app(self._functions, timeout),
+            HttpApp(self._functions, timeout),
             host=self._options.host,
             port=self._options.port,
             graceful_timeout=timeout,

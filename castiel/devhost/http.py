@@ -1,8 +1,13 @@
-"""HTTP triggers served by Starlette on uvicorn, with the Functions host's routing and answers.
+"""HTTP triggers served by uvicorn (uvloop, httptools), with the Functions host's routing and answers.
 
-Routes come from the HTTP triggers (route prefix empty); a method the trigger does not allow is 405, an unknown path
-404, both with a JSON reason. An exception escaping a function is a bug: logged with its traceback, answered 500.
-``GET /admin/host/status`` answers ``{"state": "Running"}`` for readiness checks, as the Functions host does.
+Routes come from the HTTP triggers (route prefix empty); a method the trigger does not allow is 405 with ``Allow``,
+an unknown path 404, both with a JSON reason. An exception escaping a function is a bug: logged with its traceback,
+answered 500. ``GET /admin/host/status`` answers ``{"state": "Running"}`` for readiness checks, as the Functions
+host does.
+
+The app is plain ASGI: a route table matched with one compiled pattern per trigger. Every webhook delivery passes
+through it, so it does only what the host's contract needs; a web framework's request, middleware and response
+objects would cost each delivery more than the signature check.
 """
 
 from __future__ import annotations
@@ -11,16 +16,14 @@ import asyncio
 import contextlib
 import re
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import orjson
 import uvicorn
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from castiel.devhost.convert import http_request_from, response_from
+from castiel.devhost.convert import HttpAnswer, answer_from, http_request_from
 from castiel.devhost.invocation import Invocation
 from castiel.devhost.loader import HostedFunction, HttpBinding
 from castiel.errors import ConfigError
@@ -31,66 +34,122 @@ ALL_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIO
 
 _PARAMETER = re.compile(r"\{([^{}]*)\}")
 
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-def starlette_path(route: str) -> str:
-    """A Functions route template as a Starlette path.
 
-    ``{name}`` stays, ``{*name}`` takes the rest of the path, constraints (``{id:int}``) are dropped because route
-    parameters reach the function as strings anyway. Optional and defaulted parameters are refused.
+def route_pattern(route: str) -> re.Pattern[str]:
+    """A Functions route template as the pattern of the paths it serves.
+
+    ``{name}`` is one path segment, ``{*name}`` the rest of the path; constraints (``{id:int}``) are dropped because
+    route parameters reach the function as strings anyway. Optional and defaulted parameters are refused.
     """
-
-    def parameter(match: re.Match[str]) -> str:
+    parts: list[str] = []
+    position = 0
+    template = "/" + route.strip("/")
+    for match in _PARAMETER.finditer(template):
         inner = match[1]
         name = inner.lstrip("*").split(":", 1)[0]
         if not name.isidentifier():
             raise ConfigError(f"route parameter {{{inner}}} in {route!r} is not supported by the dev host")
-        return f"{{{name}:path}}" if inner.startswith("*") else f"{{{name}}}"
+        capture = f"(?P<{name}>.*)" if inner.startswith("*") else f"(?P<{name}>[^/]+)"
+        parts += [re.escape(template[position : match.start()]), capture]
+        position = match.end()
+    parts.append(re.escape(template[position:]))
+    return re.compile("".join(parts))
 
-    return "/" + _PARAMETER.sub(parameter, route.strip("/"))
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    function: HostedFunction | None  # None: the host's status endpoint
 
 
-def _endpoint(function: HostedFunction, timeout: float | None) -> Route:
-    binding = function.binding
-    assert isinstance(binding, HttpBinding)
+def _allowed(methods: frozenset[str] | None) -> frozenset[str]:
+    allowed = ALL_METHODS if methods is None else methods
+    # A GET route answers HEAD as well, as the Functions host does.
+    return allowed | {"HEAD"} if "GET" in allowed else allowed
 
-    async def invoke(request: Request) -> Response:
-        invocation = Invocation(function, request.headers.get("x-correlation-id"), timeout)
+
+class HttpApp:
+    """The ASGI app serving every HTTP-triggered function in ``functions`` plus the status endpoint."""
+
+    def __init__(self, functions: Sequence[HostedFunction], timeout: float | None) -> None:
+        self._timeout = timeout
+        self.routes: tuple[_Route, ...] = (
+            _Route(re.compile(re.escape(STATUS_PATH)), _allowed(frozenset({"GET"})), None),
+            *(
+                _Route(route_pattern(fn.binding.route), _allowed(fn.binding.methods), fn)
+                for fn in functions
+                if isinstance(fn.binding, HttpBinding)
+            ),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        allowed: set[str] = set()
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if method not in route.methods:
+                allowed |= route.methods
+                continue
+            if route.function is None:
+                answer = _json(200, {"state": "Running"})
+            else:
+                answer = await self._invoke(route.function, match.groupdict(), scope, receive)
+            await _send(send, answer)
+            return
+        if allowed:
+            answer = _json(405, {"error": f"{method} is not allowed at {path}"}, {"allow": ", ".join(sorted(allowed))})
+        else:
+            answer = _json(404, {"error": f"no function at {method} {path}"})
+        await _send(send, answer)
+
+    async def _invoke(
+        self, function: HostedFunction, route_params: dict[str, str], scope: Scope, receive: Receive
+    ) -> HttpAnswer:
+        request = http_request_from(scope, route_params, await _read_body(receive))
+        invocation = Invocation(function, request.headers.get("x-correlation-id"), self._timeout)
         try:
-            result = await invocation.call(http_request_from(request, await request.body()))
-            response = response_from(result)
+            answer = answer_from(await invocation.call(request))
         except Exception as exc:
             invocation.finish("failed", exc)
-            return JSONResponse(
-                {"error": f"function {function.name} failed", "invocationId": invocation.invocation_id},
-                status_code=500,
-            )
+            payload = {"error": f"function {function.name} failed", "invocationId": invocation.invocation_id}
+            return _json(500, payload)
         invocation.finish("succeeded")
-        return response
-
-    methods = sorted(binding.methods if binding.methods is not None else ALL_METHODS)
-    return Route(starlette_path(binding.route), invoke, methods=methods, name=function.name)
+        return answer
 
 
-async def _status(_: Request) -> Response:
-    return JSONResponse({"state": "Running"})
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message: Any = await receive()
+        if message["type"] != "http.request":  # the client went away; the function still runs, like on the host
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        reason = f"no function at {request.method} {request.url.path}"
-    elif exc.status_code == 405:
-        reason = f"{request.method} is not allowed at {request.url.path}"
-    else:
-        reason = exc.detail
-    return JSONResponse({"error": reason}, status_code=exc.status_code, headers=exc.headers)
+def _json(status: int, payload: Mapping[str, object], headers: Mapping[str, str] | None = None) -> HttpAnswer:
+    return HttpAnswer(status, orjson.dumps(payload), "application/json", headers or {})
 
 
-def build_app(functions: Sequence[HostedFunction], timeout: float | None) -> Starlette:
-    """The ASGI app serving every HTTP-triggered function in ``functions`` plus the status endpoint."""
-    routes: list[BaseRoute] = [Route(STATUS_PATH, _status, methods=["GET"])]
-    routes += [_endpoint(fn, timeout) for fn in functions if isinstance(fn.binding, HttpBinding)]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+async def _send(send: Send, answer: HttpAnswer) -> None:
+    headers = [(b"content-length", str(len(answer.body)).encode())]
+    if answer.content_type is not None:
+        headers.append((b"content-type", answer.content_type.encode("latin-1")))
+    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers.items()]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 class _HostOwnedSignals(uvicorn.Server):
@@ -115,7 +174,7 @@ def _bind(host: str, port: int) -> socket.socket:
 class HttpServer:
     """The listening socket (bound at construction, so a busy port fails fast) and the uvicorn server on it."""
 
-    def __init__(self, app: Starlette, *, host: str, port: int, graceful_timeout: float | None) -> None:
+    def __init__(self, app: HttpApp, *, host: str, port: int, graceful_timeout: float | None) -> None:
         self._socket = _bind(host, port)
         self.host = host
         self.port: int = self._socket.getsockname()[1]

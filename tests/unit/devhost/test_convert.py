@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 import azure.functions as func
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
-from starlette.requests import Request
 
-from castiel.devhost.convert import http_request_from, response_from, service_bus_message_from, timer_request
+from castiel.devhost.convert import answer_from, http_request_from, service_bus_message_from, timer_request
 from castiel.ports import ReceivedMessage
 
 ENQUEUED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -54,9 +53,8 @@ def test_http_request_keeps_method_url_params_route_params_and_joins_repeated_he
         "path": "/webhooks/r1/events",
         "query_string": b"a=1&b=two",
         "headers": [(b"x-one", b"1"), (b"x-many", b"a"), (b"x-many", b"b"), (b"host", b"127.0.0.1:7071")],
-        "path_params": {"registrationId": "r1"},
     }
-    request = func_request = http_request_from(Request(scope), b"payload")
+    request = func_request = http_request_from(scope, {"registrationId": "r1"}, b"payload")
     assert isinstance(request, func.HttpRequest)
     assert func_request.method == "POST"
     assert func_request.url == "http://127.0.0.1:7071/webhooks/r1/events?a=1&b=two"
@@ -65,6 +63,13 @@ def test_http_request_keeps_method_url_params_route_params_and_joins_repeated_he
     assert func_request.headers["X-One"] == "1"
     assert func_request.headers["x-many"] == "a, b"
     assert func_request.get_body() == b"payload"
+
+
+def test_http_request_without_a_host_header_names_the_server_and_keeps_blank_params() -> None:
+    scope = {"method": "GET", "server": ("10.0.0.1", 80), "path": "/x", "query_string": b"flag=&a=1&a=2", "headers": []}
+    request = http_request_from(scope, {}, b"")
+    assert request.url == "http://10.0.0.1:80/x?flag=&a=1&a=2"
+    assert dict(request.params) == {"flag": "", "a": "2"}
 
 
 @pytest.mark.parametrize(
@@ -82,17 +87,17 @@ def test_http_request_keeps_method_url_params_route_params_and_joins_repeated_he
         (None, 204, b"", None),
     ],
 )
-def test_function_results_as_responses(result: object, status: int, body: bytes, content_type: str | None) -> None:
-    response = response_from(result)
-    assert (response.status_code, response.body, response.headers.get("content-type")) == (status, body, content_type)
+def test_function_results_as_answers(result: object, status: int, body: bytes, content_type: str | None) -> None:
+    answer = answer_from(result)
+    assert (answer.status, answer.body, answer.content_type) == (status, body, content_type)
 
 
-def test_response_headers_are_kept() -> None:
-    response = response_from(func.HttpResponse("x", headers={"X-Trace": "t1", "Content-Type": "text/csv"}))
-    assert response.headers["x-trace"] == "t1"
-    assert response.headers.getlist("content-type") == ["text/csv"]
+def test_response_headers_are_kept_and_an_explicit_content_type_wins() -> None:
+    answer = answer_from(func.HttpResponse("x", headers={"X-Trace": "t1", "Content-Type": "text/csv"}))
+    assert answer.headers == {"X-Trace": "t1"}
+    assert answer.content_type == "text/csv"
 
 
 def test_an_unconvertible_result_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="returned dict"):
-        response_from({"not": "a response"})
+        answer_from({"not": "a response"})

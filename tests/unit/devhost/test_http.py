@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from castiel.devhost.http import build_app
+from castiel.devhost.http import HttpApp
 from castiel.devhost.loader import HostedFunction, HttpBinding, caller
 from castiel.errors import NotFound
 
@@ -54,7 +54,7 @@ FUNCTIONS = [
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_app(FUNCTIONS, timeout=5))
+    transport = httpx.ASGITransport(app=HttpApp(FUNCTIONS, timeout=5))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:7071") as http:
         yield http
 

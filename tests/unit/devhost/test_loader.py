@@ -8,10 +8,9 @@ from pathlib import Path
 
 import azure.functions as func
 import pytest
-from starlette.routing import Route
 
 import function_app
-from castiel.devhost.http import build_app, starlette_path
+from castiel.devhost.http import STATUS_PATH, HttpApp, route_pattern
 from castiel.devhost.loader import (
     Binding,
     HttpBinding,
@@ -47,32 +46,46 @@ def test_only_with_an_unknown_name_is_refused_naming_it() -> None:
 
 
 def test_route_table_of_the_real_app() -> None:
-    app = build_app(discover(function_app.app), timeout=None)
-    table = {route.path: route.methods for route in app.routes if isinstance(route, Route)}
-    assert table == {
-        "/admin/host/status": {"GET", "HEAD"},
-        "/webhooks/{registrationId}/events": {"POST"},
-    }
+    app = HttpApp(discover(function_app.app), timeout=None)
+    table = {route.function.name if route.function else STATUS_PATH: route.methods for route in app.routes}
+    assert table == {STATUS_PATH: {"GET", "HEAD"}, "webhook_receiver": {"POST"}}
+    assert app.routes[1].pattern.fullmatch("/webhooks/reg-1/events")
+
+
+@pytest.mark.parametrize(
+    ("route", "path", "params"),
+    [
+        ("webhooks/{registrationId}/events", "/webhooks/r-1/events", {"registrationId": "r-1"}),
+        ("/items/{id:int}/", "/items/42", {"id": "42"}),
+        ("files/{*rest}", "/files/a/b.txt", {"rest": "a/b.txt"}),
+        ("plain", "/plain", {}),
+        ("a.b", "/a.b", {}),
+        ("", "/", {}),
+    ],
+)
+def test_functions_route_templates_match_their_paths(route: str, path: str, params: dict[str, str]) -> None:
+    match = route_pattern(route).fullmatch(path)
+    assert match is not None
+    assert match.groupdict() == params
 
 
 @pytest.mark.parametrize(
     ("route", "path"),
     [
-        ("webhooks/{registrationId}/events", "/webhooks/{registrationId}/events"),
-        ("/items/{id:int}/", "/items/{id}"),
-        ("files/{*rest}", "/files/{rest:path}"),
-        ("plain", "/plain"),
-        ("", "/"),
+        ("webhooks/{registrationId}/events", "/webhooks/a/b/events"),
+        ("webhooks/{registrationId}/events", "/webhooks//events"),
+        ("a.b", "/axb"),
+        ("plain", "/plain/more"),
     ],
 )
-def test_functions_route_templates_as_starlette_paths(route: str, path: str) -> None:
-    assert starlette_path(route) == path
+def test_functions_route_templates_refuse_other_paths(route: str, path: str) -> None:
+    assert route_pattern(route).fullmatch(path) is None
 
 
 @pytest.mark.parametrize("route", ["items/{id?}", "items/{id=7}", "items/{}"])
 def test_route_parameters_the_dev_host_cannot_serve_are_refused(route: str) -> None:
     with pytest.raises(ConfigError, match="not supported"):
-        starlette_path(route)
+        route_pattern(route)
 
 
 def test_defaults_unsupported_triggers_and_sync_functions(caplog: pytest.LogCaptureFixture) -> None:
