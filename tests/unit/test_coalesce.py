@@ -30,6 +30,16 @@ async def test_items_of_one_turn_share_one_batch_and_get_their_own_results() -> 
     assert recorder.batches == [[0, 1, 2, 3, 4]]
 
 
+async def test_posted_items_join_the_batch_of_the_turn_without_waiting() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.run)
+    posted = coalescer.post(7)
+    assert not posted.done()
+    assert await coalescer.submit(8) == 80
+    assert posted.result() == 70
+    assert recorder.batches == [[7, 8]]
+
+
 async def test_items_of_later_turns_go_in_later_batches() -> None:
     recorder = Recorder()
     coalescer = Coalescer(recorder.run)

@@ -3,6 +3,7 @@ document store while Redis is unreachable), and the health a registration's audi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -68,6 +69,26 @@ async def test_a_claim_is_pending_until_confirmed_then_remembered_for_24_hours(
     assert SEEN_TTL_SECONDS == 24 * 3600
     assert SEEN_TTL_SECONDS - 5 <= await redis_client.ttl(key) <= SEEN_TTL_SECONDS
     assert not await ledger.claim("reg-1", "delivery-1")
+
+
+async def test_claims_and_confirmations_of_one_turn_go_to_redis_as_one_command(
+    ledger: DeliveryLedger, redis_client: aioredis.Redis
+) -> None:
+    assert await ledger.claim("reg-1", "earlier")
+    commands_before = (await redis_client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+
+    async def confirm_earlier() -> None:
+        ledger.confirm("reg-1", "earlier")
+
+    _, *claims = await asyncio.gather(
+        confirm_earlier(), ledger.claim("reg-1", "new"), ledger.claim("reg-1", "earlier"), ledger.claim("reg-1", "new")
+    )
+    await ledger.drain()
+
+    assert claims == [True, False, False]  # the retry of a confirmed delivery and a repeat in the same turn
+    assert (await redis_client.info("commandstats"))["cmdstat_evalsha"]["calls"] == commands_before + 1
+    assert await redis_client.get("castiel:webhook:seen:{reg-1}:earlier") == b"accepted"
+    assert await redis_client.get("castiel:webhook:seen:{reg-1}:new") == b"pending"
 
 
 async def test_without_redis_a_confirmed_claim_is_kept_in_the_store_for_24_hours(

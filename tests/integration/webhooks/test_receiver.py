@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.clock import to_datetime
-from castiel.errors import NotFound, RetryableError
+from castiel.errors import CastielError, NotFound, RetryableError
 from castiel.models import ChangeOrigin, Operation
 from castiel.ports import OutgoingMessage
 from castiel.webhooks.ledger import PENDING_TTL_SECONDS
@@ -458,6 +458,24 @@ async def test_an_enqueue_failure_is_a_503_and_the_retry_is_accepted_once(build:
     assert len(await harness.queued()) == 1
     assert [a.outcome for a in await harness.audits(registration.id)] == ["enqueue_failed", "accepted"]
     assert await counters(harness, registration.id) == (1, 0, 1)
+
+
+async def test_an_audit_write_failure_is_logged_and_changes_no_answer(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    registration = await harness.register("github")
+
+    async def store_down(container: str, docs: Sequence[Mapping[str, Any]]) -> list[CastielError | None]:
+        raise RetryableError("the store is unavailable")
+
+    monkeypatch.setattr(harness.store, "create_many", store_down)
+    with caplog.at_level(logging.INFO):
+        response = await harness.deliver("github")
+        await harness.receiver.drain()
+
+    assert response.status == 202
+    assert len(await harness.queued()) == 1
+    assert f"webhook.audit_failed registration_id={registration.id} error=\"the store is unavailable\"" in caplog.text
 
 
 @pytest.mark.parametrize("kind", ["github", "slack", "standard"])
