@@ -475,7 +475,7 @@ async def test_an_audit_write_failure_is_logged_and_changes_no_answer(
 
     assert response.status == 202
     assert len(await harness.queued()) == 1
-    assert f"webhook.audit_failed registration_id={registration.id} error=\"the store is unavailable\"" in caplog.text
+    assert f'webhook.audit_failed registration_id={registration.id} error="the store is unavailable"' in caplog.text
 
 
 @pytest.mark.parametrize("kind", ["github", "slack", "standard"])
