@@ -55,12 +55,14 @@ class HttpAnswer:
 
 
 _TEXT = "text/plain; charset=utf-8"
+_HOST_HEADERS = frozenset({"content-type", "content-length"})
 
 
 def answer_from(result: object) -> HttpAnswer:
     """An HTTP function's return value as the answer (``None`` is 204, ``str``/``bytes`` a 200 text body)."""
     if isinstance(result, func.HttpResponse):
-        headers = {name: value for name, value in result.headers.items() if name.lower() != "content-type"}
+        # The host writes the body's length itself; a function's own Content-Length could only contradict it.
+        headers = {name: value for name, value in result.headers.items() if name.lower() not in _HOST_HEADERS}
         content_type = result.headers.get("content-type") or _with_charset(result.mimetype, result.charset)
         return HttpAnswer(result.status_code, result.get_body(), content_type, headers)
     if result is None:

@@ -103,7 +103,10 @@ class HttpApp:
             if route.function is None:
                 answer = _json(200, {"state": "Running"})
             else:
-                answer = await self._invoke(route.function, match.groupdict(), scope, receive)
+                body = await _read_body(receive)
+                if body is None:  # the client went away before it finished sending: nobody to answer, nothing to run
+                    return
+                answer = await self._invoke(route.function, match.groupdict(), scope, body)
             await _send(send, answer)
             return
         if allowed:
@@ -113,9 +116,9 @@ class HttpApp:
         await _send(send, answer)
 
     async def _invoke(
-        self, function: HostedFunction, route_params: dict[str, str], scope: Scope, receive: Receive
+        self, function: HostedFunction, route_params: dict[str, str], scope: Scope, body: bytes
     ) -> HttpAnswer:
-        request = http_request_from(scope, route_params, await _read_body(receive))
+        request = http_request_from(scope, route_params, body)
         invocation = Invocation(function, request.headers.get("x-correlation-id"), self._timeout)
         try:
             answer = answer_from(await invocation.call(request))
@@ -127,16 +130,16 @@ class HttpApp:
         return answer
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected first."""
     chunks: list[bytes] = []
     while True:
         message: Any = await receive()
-        if message["type"] != "http.request":  # the client went away; the function still runs, like on the host
-            break
+        if message["type"] != "http.request":
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _json(status: int, payload: Mapping[str, object], headers: Mapping[str, str] | None = None) -> HttpAnswer:
@@ -144,7 +147,8 @@ def _json(status: int, payload: Mapping[str, object], headers: Mapping[str, str]
 
 
 async def _send(send: Send, answer: HttpAnswer) -> None:
-    headers = [(b"content-length", str(len(answer.body)).encode())]
+    # A 204 or 304 has no body, so no length either (RFC 9110 §8.6).
+    headers = [] if answer.status in (204, 304) else [(b"content-length", str(len(answer.body)).encode())]
     if answer.content_type is not None:
         headers.append((b"content-type", answer.content_type.encode("latin-1")))
     headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers.items()]

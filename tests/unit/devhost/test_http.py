@@ -105,8 +105,11 @@ async def test_sync_function_with_any_method(client: httpx.AsyncClient) -> None:
         assert (response.status_code, response.text) == (200, "hello bob")
 
 
-async def test_none_is_204(client: httpx.AsyncClient) -> None:
-    assert (await client.delete("/nothing")).status_code == 204
+async def test_none_is_204_without_a_body_or_its_length(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/nothing")
+    assert response.status_code == 204
+    assert "content-length" not in response.headers
+    assert response.content == b""
 
 
 async def test_a_bug_is_a_500_logged_with_its_traceback(
@@ -145,3 +148,24 @@ async def test_each_request_logs_one_invocation_line_with_the_callers_correlatio
     assert "function=echo" in lines[0]
     assert "correlation_id=corr-77" in lines[0]
     assert "outcome=succeeded" in lines[0]
+
+
+async def test_a_client_gone_before_its_body_arrived_runs_nothing_and_gets_no_answer() -> None:
+    calls: list[func.HttpRequest] = []
+
+    async def record(req: func.HttpRequest) -> str:
+        calls.append(req)
+        return "ran"
+
+    app = HttpApp([HostedFunction("record", HttpBinding("record", None), caller(record, "req"))], timeout=5)
+    scope = {"type": "http", "method": "POST", "path": "/record", "query_string": b"", "headers": []}
+    sent: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert (calls, sent) == ([], [])
