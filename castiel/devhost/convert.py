@@ -75,8 +75,8 @@ def answer_from(result: object) -> HttpAnswer:
 
 
 def _with_charset(mimetype: str, charset: str) -> str:
-    # As the Functions worker answers: a text type carries its charset.
-    return f"{mimetype}; charset={charset}" if mimetype.startswith("text/") and "charset=" not in mimetype else mimetype
+    # The rule of the Functions worker's encoder (azure.functions.http): a text type carries its charset.
+    return f"{mimetype}; charset={charset}" if mimetype.startswith("text/") else mimetype
 
 
 def timer_request(*, past_due: bool, last: datetime | None, next_fire: datetime) -> TimerRequest:

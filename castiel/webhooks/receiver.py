@@ -11,11 +11,11 @@ Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns 
 6. enqueue on ``sync-outbound`` (deterministic message ids), audit, then 202 — or the status the provider requires;
    the delivery is remembered for 24 h only once its changes are stored (``ledger``: claim, then confirm).
 
-The hot path costs one Redis round trip (the idempotency ``SET NX``) plus the durable enqueue; both are coalesced
-across the requests of one event-loop turn (one pipelined round trip, one ``send``), and the store group-commits
-what arrives meanwhile: a 2xx is only sent once the changes are stored. The audit lines
-of a turn are written together in the background (``create_many``, group-committed too) and drained at shutdown;
-they record the answer, they do not decide it. Bad input is always a 4xx with a JSON reason, never a 500.
+The hot path costs one Redis round trip (the idempotency claim) plus the durable enqueue; both are coalesced across
+the requests of one event-loop turn (one ``EVALSHA`` of the ledger's script, one ``send``), and the store
+group-commits what arrives meanwhile: a 2xx is only sent once the changes are stored. The audit lines of a turn are
+written together in the background (``create_many``, group-committed too) and drained at shutdown; they record the
+answer, they do not decide it. Bad input is always a 4xx with a JSON reason, never a 500.
 """
 
 from __future__ import annotations
