@@ -83,15 +83,10 @@ class DeliveryLedger:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _run(self, commands: list[_Command]) -> list[bool]:
-        # Confirmations first: the script takes its keys in that order (see ledger.lua).
-        order = sorted(range(len(commands)), key=lambda index: not commands[index].confirm)
-        confirms = sum(command.confirm for command in commands)
-        keys = [commands[index].key for index in order]
-        replies = await self._script.run(keys, (confirms, PENDING_TTL_SECONDS, SEEN_TTL_SECONDS))
-        results = [False] * len(commands)
-        for index, reply in zip(order, replies, strict=True):
-            results[index] = bool(reply)
-        return results
+        keys = [command.key for command in commands]
+        operations = ["confirm" if command.confirm else "claim" for command in commands]
+        replies = await self._script.run(keys, (PENDING_TTL_SECONDS, SEEN_TTL_SECONDS, *operations))
+        return [bool(reply) for reply in replies]
 
     def _after_confirm(self, registration_id: str, delivery_key: str, confirmed: asyncio.Future[bool]) -> None:
         self._background.discard(confirmed)
