@@ -61,3 +61,22 @@ async def test_a_failed_batch_raises_in_every_caller() -> None:
     assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
     with pytest.raises(ConnectionError, match="backend down"):
         await coalescer.submit(9)
+
+
+async def test_a_delayed_batch_gathers_the_items_of_several_turns() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.run, delay=0.05)
+    first = coalescer.post(1)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = coalescer.post(2)
+    assert recorder.batches == []
+    assert await asyncio.gather(first, second) == [10, 20]
+    assert recorder.batches == [[1, 2]]
+
+
+async def test_a_full_delayed_batch_is_sent_at_once() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.run, max_batch=2, delay=60)
+    assert await asyncio.wait_for(asyncio.gather(coalescer.submit(1), coalescer.submit(2)), timeout=5) == [10, 20]
+    assert recorder.batches == [[1, 2]]
