@@ -110,10 +110,11 @@ class WebhookReceiver:
         )
 
     async def drain(self) -> None:
-        """Wait for audit lines and ledger confirmations still being written (at shutdown; in tests before reading)."""
+        """Wait for background work: audit lines, ledger confirmations, a registration check (at shutdown; in tests)."""
         while self._audits_in_flight:
             await asyncio.gather(*list(self._audits_in_flight), return_exceptions=True)
         await self._ledger.drain()
+        await self._registrations.drain()
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
         """Answer one delivery; never raises for anything the sender controls."""

@@ -1,23 +1,31 @@
 """Webhook registrations: stored in the ``webhooks`` container, looked up through a short in-process cache.
 
 The receiver looks a registration up on every delivery, by id alone (the URL carries no tenant), so lookups are a
-cross-partition query; the cache (5-minute TTL, dropped on removal or change here) keeps that off the hot path.
+cross-partition query; the cache (5-minute TTL) keeps that off the hot path. A removal or change made through this
+object drops its entry at once. One made elsewhere (the CLI, another instance of the app) is noticed within
+``REVALIDATE_SECONDS``: that often, a lookup starts a background check of every cached registration against the
+store, one query for all of them, and entries removed or changed since are dropped. The store is the only thing
+every process shares in every deployment (the embedded Redis is private to ``castiel serve``), so it is what is asked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
 from castiel.clock import Clock, system_clock
-from castiel.errors import NotFound
+from castiel.errors import CastielError, NotFound
 from castiel.models import WebhookRegistration
 from castiel.ports import DocumentStore, Filter, Query
+from castiel.telemetry import log_event
 
 CACHE_TTL_SECONDS = 300.0
 # Absences are cached briefly: long enough to blunt a flood of unknown ids, short enough that a registration
 # added by the CLI (another process) is served within seconds.
 ABSENT_TTL_SECONDS = 5.0
+REVALIDATE_SECONDS = 10.0
+_REVALIDATE_CHUNK = 100  # ids per query
 
 
 @dataclass(slots=True)
@@ -33,10 +41,14 @@ class WebhookRegistrations:
         self._store = store
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
+        self._revalidate_at = clock() + REVALIDATE_SECONDS
+        self._revalidation: asyncio.Task[None] | None = None
 
     async def find(self, registration_id: str) -> WebhookRegistration | None:
         """The registration with this id, or None; answers from the cache when fresh."""
         now = self._clock()
+        if now >= self._revalidate_at:
+            self._start_revalidation(now)
         cached = self._cache.get(registration_id)
         if cached is not None and cached.expires_at > now:
             return cached.registration
@@ -85,3 +97,40 @@ class WebhookRegistrations:
         registration = await self.get(registration_id)
         await self._store.delete(WebhookRegistration.container, registration.id, registration.tenant_id)
         self._cache.pop(registration_id, None)
+
+    async def drain(self) -> None:
+        """Wait for a background check still running (at shutdown; in tests)."""
+        if self._revalidation is not None:
+            await self._revalidation
+
+    def _start_revalidation(self, now: float) -> None:
+        self._revalidate_at = now + REVALIDATE_SECONDS
+        if self._revalidation is not None and not self._revalidation.done():
+            return
+        checked = {
+            key: (entry, entry.registration.etag)
+            for key, entry in self._cache.items()
+            if entry.registration is not None
+        }
+        if checked:
+            self._revalidation = asyncio.get_running_loop().create_task(self._revalidate(checked))
+
+    async def _revalidate(self, checked: dict[str, tuple[_Cached, str | None]]) -> None:
+        """Drop the entries whose registration was removed or changed (another etag) in the store since cached."""
+        ids = list(checked)
+        current: dict[str, object] = {}
+        try:
+            for start in range(0, len(ids), _REVALIDATE_CHUNK):
+                chunk = tuple(ids[start : start + _REVALIDATE_CHUNK])
+                page = await self._store.query(
+                    WebhookRegistration.container, Query(filters=(Filter("id", "in", chunk),), limit=len(chunk))
+                )
+                current.update((doc["id"], doc.get("_etag")) for doc in page.items)
+        except CastielError as exc:
+            # The entries stay until their TTL; the next check tries again.
+            log_event("webhook.registrations_check_failed", error=str(exc))
+            return
+        for key, (entry, etag) in checked.items():
+            # Only the entry that was checked: one cached since then is newer than this answer.
+            if current.get(key) != etag and self._cache.get(key) is entry:
+                del self._cache[key]
