@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -84,8 +84,17 @@ _COLUMNS = (
 )
 _INSERT = (
     "INSERT INTO queue_messages (queue, sequence_number, message_id, body, correlation_id, properties, "
-    "content_type, enqueued_at, scheduled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "content_type, enqueued_at, scheduled_at) VALUES "
 )
+_INSERT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK_ROWS = 100  # rows per multi-row statement, far below SQLite's limit on bound parameters
+
+
+def _chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        yield rows[start : start + _CHUNK_ROWS]
+
+
 _AVAILABLE = (
     "queue = :queue AND dead_lettered = :dead_lettered AND enqueued_at <= :now "
     "AND (locked_until IS NULL OR locked_until <= :now)"
@@ -257,14 +266,21 @@ class SqliteMessageQueue:
     def _insert(self, conn: sqlite3.Connection, queue: str, rows: list[_Row], now: float) -> None:
         conn.execute("DELETE FROM queue_duplicates WHERE expires_at <= ?", (now,))
         expires_at = now + self._duplicate_window
-        fresh = [
-            row
-            for row in rows
-            if conn.execute(
-                "INSERT INTO queue_duplicates (queue, message_id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (queue, row[0], expires_at),
-            ).rowcount
-        ]
+        # One statement per chunk rather than one per message: each statement costs the writer a GIL round trip.
+        recorded: set[str] = set()
+        for chunk in _chunks(rows):
+            cursor = conn.execute(
+                "INSERT INTO queue_duplicates (queue, message_id, expires_at) VALUES "
+                + ", ".join(["(?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING RETURNING message_id",
+                [value for row in chunk for value in (queue, row[0], expires_at)],
+            )
+            recorded.update(message_id for (message_id,) in cursor.fetchall())
+        fresh = []
+        for row in rows:
+            if row[0] in recorded:
+                recorded.discard(row[0])  # a message id sent twice in one batch is kept once
+                fresh.append(row)
         if not fresh:
             return
         (last,) = conn.execute(
@@ -273,7 +289,12 @@ class SqliteMessageQueue:
             (queue, len(fresh)),
         ).fetchone()
         first = last - len(fresh) + 1
-        conn.executemany(_INSERT, [(queue, first + offset, *row) for offset, row in enumerate(fresh)])
+        numbered = [(queue, first + offset, *row) for offset, row in enumerate(fresh)]
+        for rows_of_chunk in _chunks(numbered):
+            conn.execute(
+                _INSERT + ", ".join([_INSERT_VALUES] * len(rows_of_chunk)),
+                [value for row in rows_of_chunk for value in row],
+            )
 
     def _claim(self, queue: str, dead_lettered: int, limit: int, conn: sqlite3.Connection) -> list[ReceivedMessage]:
         now = self._expire_exhausted(conn, queue) if not dead_lettered else self._clock()

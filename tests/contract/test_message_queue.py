@@ -219,6 +219,18 @@ async def test_duplicate_inside_the_window_is_dropped(backend: Backend) -> None:
     assert [(m.message_id, dict(m.application_properties)) for m in received] == [("msg-a", {})]
 
 
+async def test_a_large_send_keeps_every_message_in_order_and_drops_its_own_duplicates(backend: Backend) -> None:
+    # More messages than the embedded queue writes in one statement, with repeats far apart in the batch.
+    ids = [str(n) for n in range(250)]
+    await backend.queue.send(backend.name, [outgoing(i) for i in [*ids, "3", "249", "120"]])
+
+    peeked = await backend.queue.peek(backend.name, max_messages=300)
+
+    assert [m.message_id for m in peeked] == [f"msg-{i}" for i in ids]
+    sequence_numbers = [m.sequence_number for m in peeked]
+    assert sequence_numbers == sorted(set(sequence_numbers))
+
+
 @pytest.mark.parametrize(("elapsed", "accepted"), [(1.0, 1), (WINDOW_SECONDS - 1, 1), (WINDOW_SECONDS + 1, 2)])
 async def test_duplicate_detection_window(backend: Backend, elapsed: float, accepted: int) -> None:
     clock = backend.manual_clock()
