@@ -89,12 +89,6 @@ _INSERT = (
 _INSERT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _CHUNK_ROWS = 100  # rows per multi-row statement, far below SQLite's limit on bound parameters
 
-
-def _chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(rows), _CHUNK_ROWS):
-        yield rows[start : start + _CHUNK_ROWS]
-
-
 _AVAILABLE = (
     "queue = :queue AND dead_lettered = :dead_lettered AND enqueued_at <= :now "
     "AND (locked_until IS NULL OR locked_until <= :now)"
@@ -425,3 +419,8 @@ def _received(row: Sequence[Any], *, peeked: bool) -> ReceivedMessage:
         dead_letter_reason=dead_letter_reason,
         dead_letter_description=dead_letter_description,
     )
+
+
+def _chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        yield rows[start : start + _CHUNK_ROWS]
