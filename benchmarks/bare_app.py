@@ -1,21 +1,35 @@
-"""The baselines of ``benchmarks.webhooks``: apps that read the body and answer 200, on the server the dev host uses
-(uvicorn with uvloop and httptools, no access log, no lifespan).
+"""The baselines of ``benchmarks.webhooks``, on the server the dev host uses (uvicorn with uvloop and httptools, no
+access log, no lifespan).
 
-``--app starlette`` (the default) is the issue's reference, a bare Starlette app. ``--app asgi`` is a plain ASGI
-callable with no framework at all: the dev host's own HTTP layer is plain ASGI too, so the benchmark prints our
-throughput against it as well, for the reader to see both.
+``--app starlette`` (the default) is the issue's reference, a bare Starlette app that reads the body and answers 200.
+``--app asgi`` is the same with no framework at all: the dev host's own HTTP layer is plain ASGI too, so the benchmark
+prints our throughput against it as well, for the reader to see both.
+
+``--app prototype`` is the issue's prototype, a floor rather than a baseline: what a webhook costs with nothing but
+the work the issue says is unavoidable. It verifies a GitHub signature, claims the delivery id with one coalesced Redis
+script per event-loop turn and stores the event with one group-committed SQLite insert (the dev host's own
+``Coalescer`` and ``SqliteDatabase``), then answers 202. No host, no registration lookup, no models, no audit, no log.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+import orjson
+import redis.asyncio as aioredis
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from castiel.backends.sqlite_engine import SqliteDatabase
+from castiel.coalesce import Coalescer
 
 ANSWER = b'{"accepted":1}'
 
@@ -40,13 +54,77 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": ANSWER})
 
 
+_CLAIM = """
+local replies = {}
+for i, key in ipairs(KEYS) do replies[i] = redis.call('SET', key, '1', 'NX', 'EX', 86400) and 1 or 0 end
+return replies
+"""
+_EVENTS = "CREATE TABLE IF NOT EXISTS events (delivery_id TEXT PRIMARY KEY, body BLOB NOT NULL)"
+
+
+class PrototypeApp:
+    """Verify, one Redis round trip and one durable write per event-loop turn, then 202 (see the module docstring)."""
+
+    def __init__(self, secret: str, redis_url: str, data_dir: Path) -> None:
+        self._secret = secret.encode()
+        self._claim = aioredis.Redis.from_url(redis_url).register_script(_CLAIM)
+        self._database = SqliteDatabase(data_dir / "prototype.db", _EVENTS)
+        self._claims: Coalescer[str, int] = Coalescer(self._claim_all)
+        self._inserts: Coalescer[tuple[str, bytes], None] = Coalescer(self._insert_all)
+
+    async def _claim_all(self, keys: list[str]) -> list[int]:
+        replies: list[int] = await self._claim(keys=keys)
+        return replies
+
+    async def _insert_all(self, rows: list[tuple[str, bytes]]) -> list[None]:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany("INSERT INTO events VALUES (?, ?)", rows)
+
+        await self._database.write(insert)
+        return [None] * len(rows)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        more_body = True
+        while more_body:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more_body = message.get("more_body", False)
+        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        signature = headers.get(b"x-hub-signature-256", b"").removeprefix(b"sha256=")
+        expected = hmac.new(self._secret, body, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(signature, expected):
+            status, answer = 401, b'{"error":"signature"}'
+        else:
+            event = orjson.loads(body)
+            delivery_id = headers[b"x-github-delivery"].decode()
+            if await self._claims.submit(f"prototype:seen:{delivery_id}"):
+                change = {"entityId": str(event["issue"]["id"]), "action": event["action"]}
+                await self._inserts.submit((delivery_id, orjson.dumps(change)))
+                status, answer = 202, ANSWER
+            else:
+                status, answer = 200, b'{"duplicate":true}'
+        headers_out = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers_out})
+        await send({"type": "http.response.body", "body": answer})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--app", choices=("starlette", "asgi"), default="starlette")
+    parser.add_argument("--app", choices=("starlette", "asgi", "prototype"), default="starlette")
+    parser.add_argument("--secret", help="prototype: the GitHub webhook secret")
+    parser.add_argument("--redis-url", help="prototype: the Redis server")
+    parser.add_argument("--data-dir", type=Path, help="prototype: where its SQLite file goes")
     args = parser.parse_args()
+    apps: dict[str, Any] = {"starlette": starlette_app, "asgi": asgi_app}
+    if args.app == "prototype":
+        apps["prototype"] = PrototypeApp(args.secret, args.redis_url, args.data_dir)
     uvicorn.run(
-        starlette_app if args.app == "starlette" else asgi_app, host="127.0.0.1", port=args.port, lifespan="off",
+        apps[args.app], host="127.0.0.1", port=args.port, lifespan="off",
         access_log=False, log_level="warning", server_header=False, loop="uvloop", http="httptools",
     )  # fmt: skip
 

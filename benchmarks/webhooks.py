@@ -5,8 +5,11 @@
 (b) Over HTTP: ``castiel serve`` answering signed GitHub deliveries, against a bare app that reads the body and
     answers 200 on the same server (uvicorn, uvloop, httptools), at concurrency 16 and 64, in the same run. The
     ratio's baseline is the issue's reference, a bare Starlette app; a plain ASGI callable (no framework, like the
-    dev host's own HTTP layer) is measured too and printed for comparison. All servers stay up and are measured in
-    alternating rounds, so drift of a shared, noisy machine falls on every side of each ratio.
+    dev host's own HTTP layer) is measured too and printed for comparison. So are two floors, to show where the
+    time goes: the dev host running an empty function (``empty_function_app``), and the issue's prototype
+    (``bare_app --app prototype``: verify, one Redis script, one group-committed SQLite write, no host). All servers
+    stay up and are measured in alternating rounds, so drift of a shared, noisy machine falls on every side of each
+    ratio.
 
 Every request is a distinct delivery (its own ``X-GitHub-Delivery`` and signature), so idempotency never
 short-circuits the work. Ends with the ``RESULT`` lines the issue names.
@@ -54,8 +57,14 @@ REGISTRATION_ID = "bench-github"
 BODY_BYTES = 2048
 ROUNDS = 4
 ROUND_SECONDS = 2.0
-OURS_PER_ROUND = 8_000  # more than the dev host can answer in a round here; a round ends early if it runs out
-BARE_PER_ROUND = 60_000  # likewise for the bare apps
+OURS_PER_ROUND = 20_000  # more than ours or the prototype can answer in a round here; a round ends if it runs out
+BARE_PER_ROUND = 60_000  # likewise for the others
+
+
+FLOORS = {
+    "empty": "the dev host running an empty function",
+    "prototype": "the issue's prototype (verify, one Redis script, one group-committed SQLite write; no host)",
+}
 
 
 def github_body() -> bytes:
@@ -198,8 +207,14 @@ def merged(results: list[LoadResult]) -> LoadResult:
     )
 
 
+def unique_requests(port: int, body: bytes) -> Iterator[bytes]:
+    """Signed deliveries, each with its own id: for servers whose idempotency would short-circuit a repeat."""
+    while True:
+        yield from http_requests(port, body, 1000)
+
+
 def over_http(redis_url: str, body: bytes) -> dict[tuple[str, int], LoadResult]:
-    """Alternating rounds against our dev host and the bare app, per concurrency."""
+    """Alternating rounds against every server, per concurrency."""
     rounds: dict[tuple[str, int], list[LoadResult]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         data_dir = Path(tmp)
@@ -211,29 +226,35 @@ def over_http(redis_url: str, body: bytes) -> dict[tuple[str, int], LoadResult]:
 
         asyncio.run(seed())
         env = {**os.environ, "CASTIEL_DATA_DIR": str(data_dir), "REDIS_URL": redis_url}
-        ports = {"ours": free_port(), "bare": free_port(), "asgi": free_port()}
+        ports = {name: free_port() for name in ("ours", "empty", "prototype", "bare", "asgi")}
+        serve = [sys.executable, "-m", "castiel.cli", "serve", "--only", "webhook_receiver", "--port"]
+        baseline = [sys.executable, "-m", "benchmarks.bare_app", "--port"]
         commands = {
-            "ours": [
-                sys.executable,
-                "-m",
-                "castiel.cli",
-                "serve",
-                "--port",
-                str(ports["ours"]),
-                "--only",
-                "webhook_receiver",
+            "ours": [*serve, str(ports["ours"])],
+            "empty": [*serve, str(ports["empty"]), "--app", "benchmarks.empty_function_app:app"],
+            "prototype": [
+                *baseline,
+                str(ports["prototype"]),
+                "--app",
+                "prototype",
+                "--secret",
+                SECRET,
+                "--redis-url",
+                redis_url,
+                "--data-dir",
+                tmp,
             ],
-            "bare": [sys.executable, "-m", "benchmarks.bare_app", "--port", str(ports["bare"])],
-            "asgi": [sys.executable, "-m", "benchmarks.bare_app", "--port", str(ports["asgi"]), "--app", "asgi"],
+            "bare": [*baseline, str(ports["bare"])],
+            "asgi": [*baseline, str(ports["asgi"]), "--app", "asgi"],
         }
-        # Ours needs every delivery unique (idempotency would short-circuit a repeat): one pool, consumed in order.
-        # The bare apps ignore what they read, so their pools are reused.
-        unique = iter(http_requests(ports["ours"], body, 300 + 2 * ROUNDS * OURS_PER_ROUND))
-        pools = {name: http_requests(ports[name], body, BARE_PER_ROUND) for name in ("bare", "asgi")}
+        # Ours and the prototype need every delivery unique (idempotency would short-circuit a repeat): signed as
+        # they are consumed, between rounds. The others ignore what they read, so their pools are reused.
+        unique = {name: unique_requests(ports[name], body) for name in ("ours", "prototype")}
+        pools = {name: http_requests(ports[name], body, BARE_PER_ROUND) for name in ("empty", "bare", "asgi")}
 
         def batch(name: str, size: int | None = None) -> list[bytes]:
-            if name == "ours":
-                return list(itertools.islice(unique, size or OURS_PER_ROUND))
+            if name in unique:
+                return list(itertools.islice(unique[name], size or OURS_PER_ROUND))
             return pools[name][:size]
 
         with contextlib.ExitStack() as servers:
@@ -274,6 +295,8 @@ def main() -> None:
             embedded.stop()
     ours16, bare16 = results[("ours", 16)], results[("bare", 16)]
     print(f"(b) ours / plain ASGI app at c=16: {ours16.throughput / results[('asgi', 16)].throughput:.3f}")
+    for name, what in FLOORS.items():
+        print(f"(b) floor, {what} / bare at c=16: {results[(name, 16)].throughput / bare16.throughput:.3f}")
     print(f"RESULT inproc_vs_hmac_ratio {concurrent_s / hmac_s:.1f}")
     print(f"RESULT http_ratio {ours16.throughput / bare16.throughput:.3f}")
     print(f"RESULT p99_ms_c16 {ours16.percentile(0.99):.2f}")
