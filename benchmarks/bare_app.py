@@ -42,13 +42,21 @@ async def receive(request: Request) -> Response:
 starlette_app = Starlette(routes=[Route("/webhooks/{registrationId}/events", receive, methods=["POST"])])
 
 
-async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
+async def read_body(receive: Any) -> bytes:
+    """The whole request body, from as many ASGI messages as the server sends it in."""
+    chunks = []
     more_body = True
     while more_body:
         message = await receive()
+        chunks.append(message.get("body", b""))
         more_body = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": ANSWER})
@@ -86,13 +94,7 @@ class PrototypeApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        chunks = []
-        more_body = True
-        while more_body:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more_body = message.get("more_body", False)
-        body = b"".join(chunks)
+        body = await read_body(receive)
         headers = dict(scope["headers"])
         signature = headers.get(b"x-hub-signature-256", b"").removeprefix(b"sha256=")
         expected = hmac.new(self._secret, body, hashlib.sha256).hexdigest().encode()
@@ -122,6 +124,8 @@ def main() -> None:
     args = parser.parse_args()
     apps: dict[str, Any] = {"starlette": starlette_app, "asgi": asgi_app}
     if args.app == "prototype":
+        if not (args.secret and args.redis_url and args.data_dir):
+            parser.error("--app prototype needs --secret, --redis-url and --data-dir")
         apps["prototype"] = PrototypeApp(args.secret, args.redis_url, args.data_dir)
     uvicorn.run(
         apps[args.app], host="127.0.0.1", port=args.port, lifespan="off",
