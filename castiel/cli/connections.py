@@ -1,0 +1,49 @@
+"""``castiel connections``: a tenant's links to provider accounts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import typer
+
+from castiel.cli.common import echo_json, run, with_store
+from castiel.models import (
+    Connection,
+    Provider,
+    SyncMode,
+)
+from castiel.ports import Query
+
+connections_app = typer.Typer(no_args_is_help=True, help="Tenant connections to providers.")
+
+
+@connections_app.command("add")
+def connections_add(
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    provider: Annotated[Provider, typer.Option(help="Provider.")],
+    entity_types: Annotated[str, typer.Option("--entity-types", help="Comma-separated entity types.")] = "",
+    connection_id: Annotated[str, typer.Option("--id", help="Connection id (generated when empty).")] = "",
+    integration: Annotated[str, typer.Option(help="Integration id (defaults to the provider).")] = "",
+    direction: Annotated[SyncMode, typer.Option(help="Sync direction.")] = SyncMode.BIDIRECTIONAL,
+    base_url: Annotated[str, typer.Option("--base-url", help="Provider API base URL.")] = "",
+) -> None:
+    """Add a connection and print it as JSON."""
+    connection = Connection(
+        id=connection_id or uuid.uuid4().hex,
+        tenant_id=tenant,
+        integration_id=integration or provider.value,
+        provider=provider,
+        base_url=base_url or None,
+        entity_types=[name.strip() for name in entity_types.split(",") if name.strip()],
+        sync_direction=direction,
+    )
+    stored = run(with_store(lambda store: store.create(Connection.container, connection.to_doc())))
+    echo_json(stored)
+
+
+@connections_app.command("list")
+def connections_list(tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "") -> None:
+    """List connections as JSON."""
+    page = run(with_store(lambda store: store.query(Connection.container, Query(partition_key=tenant or None))))
+    echo_json(page.items)

@@ -1,0 +1,102 @@
+"""``castiel queue``: queue depths, messages, dead letters and their resubmission."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from castiel.cli.common import JsonFlag, echo_json, run, with_queue
+from castiel.ports import MessageQueue, ReceivedMessage
+from castiel.settings import Settings
+from castiel.sync.resubmit import resubmit_dead_letters
+
+queue_app = typer.Typer(no_args_is_help=True, help="Queues and their dead letters.")
+
+
+def queue_names(settings: Settings, queue: str | None) -> list[str]:
+    """The one queue asked for, or both of the app's queues."""
+    return [queue] if queue else [settings.service_bus_queue, settings.service_bus_queue_outbound]
+
+
+@queue_app.command("stats")
+def queue_stats(
+    queue: Annotated[str | None, typer.Argument(help="One queue (default: both).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Active, scheduled and dead-lettered counts per queue."""
+
+    async def stats(mq: MessageQueue, settings: Settings) -> dict[str, dict[str, int]]:
+        result = {}
+        for name in queue_names(settings, queue):
+            counts = await mq.stats(name)
+            result[name] = {
+                "active": counts.active,
+                "scheduled": counts.scheduled,
+                "dead_lettered": counts.dead_lettered,
+            }
+        return result
+
+    result = run(with_queue(stats))
+    if as_json:
+        echo_json(result)
+        return
+    for name, counts in result.items():
+        typer.echo(f"{name:<20} " + "  ".join(f"{key}={value}" for key, value in counts.items()))
+
+
+def _message_json(message: ReceivedMessage) -> dict[str, Any]:
+    body: Any
+    try:
+        body = json.loads(message.body)
+    except ValueError:
+        body = message.body.decode("utf-8", errors="replace")
+    return {
+        "messageId": message.message_id,
+        "sequenceNumber": message.sequence_number,
+        "deliveryCount": message.delivery_count,
+        "enqueuedTime": message.enqueued_time.isoformat(),
+        "scheduledEnqueueTime": message.scheduled_enqueue_time.isoformat() if message.scheduled_enqueue_time else None,
+        "correlationId": message.correlation_id,
+        "applicationProperties": dict(message.application_properties),
+        "deadLetterReason": message.dead_letter_reason,
+        "deadLetterDescription": message.dead_letter_description,
+        "body": body,
+    }
+
+
+def _peek(queue: str, max_messages: int, dead_letter: bool) -> None:
+    async def peek(mq: MessageQueue, _: Settings) -> list[ReceivedMessage]:
+        return await mq.peek(queue, max_messages=max_messages, sub_queue="dead_letter" if dead_letter else None)
+
+    echo_json([_message_json(message) for message in run(with_queue(peek))])
+
+
+@queue_app.command("peek")
+def queue_peek(
+    queue: Annotated[str, typer.Argument(help="Queue name.")],
+    max_messages: Annotated[int, typer.Option("--max", help="How many.")] = 10,
+    dead_letter: Annotated[bool, typer.Option("--dead-letter", help="Peek the dead-letter sub-queue.")] = False,
+) -> None:
+    """Show messages without locking them."""
+    _peek(queue, max_messages, dead_letter)
+
+
+@queue_app.command("dead-letters")
+def queue_dead_letters(
+    queue: Annotated[str, typer.Argument(help="Queue name.")],
+    max_messages: Annotated[int, typer.Option("--max", help="How many.")] = 50,
+) -> None:
+    """Show dead-lettered messages with their reasons."""
+    _peek(queue, max_messages, dead_letter=True)
+
+
+@queue_app.command("resubmit")
+def queue_resubmit(
+    queue: Annotated[str, typer.Argument(help="Queue name.")],
+    max_messages: Annotated[int, typer.Option("--max", help="At most this many.")] = 100,
+) -> None:
+    """Send dead-lettered messages back to their queue (retry counts reset), removing them from the dead letters."""
+    count = run(with_queue(lambda mq, _: resubmit_dead_letters(mq, queue, max_messages=max_messages)))
+    typer.echo(f"resubmitted {count} message(s) to {queue}")

@@ -1,0 +1,30 @@
+"""``castiel serve``: the dev host, running function_app.py in one process."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from castiel.cli.common import settings
+from castiel.errors import CastielError
+
+
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 7071,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    run_timers_now: Annotated[bool, typer.Option("--run-timers-now", help="Fire every timer once at start.")] = False,
+    only: Annotated[str, typer.Option(help="Comma-separated function names to run (default: all).")] = "",
+    app_ref: Annotated[str, typer.Option("--app", help="module:attribute of the FunctionApp.")] = "function_app:app",
+) -> None:
+    """Run function_app.py in one process: HTTP routes, timers and queue triggers, like the Functions host."""
+    from castiel.devhost.host import HostOptions
+    from castiel.devhost.host import serve as serve_host
+
+    names = frozenset(name.strip() for name in only.split(",") if name.strip())
+    try:
+        settings()
+        serve_host(HostOptions(port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref))
+    except CastielError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
