@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from castiel.errors import CastielError
+from castiel.models import Document
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
 from castiel.runtime import build_queue, build_secrets, build_store
 from castiel.settings import Settings, load_settings
@@ -63,3 +64,22 @@ async def with_secrets(work: Callable[[SecretStore], Awaitable[T]]) -> T:
 def echo_json(payload: object) -> None:
     """Print ``payload`` as indented JSON."""
     typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def public(item: Document | Mapping[str, Any]) -> dict[str, Any]:
+    """The one JSON shape of a stored thing in CLI output: its camelCase fields, without the store's own
+    bookkeeping (``_etag``, ``_ts``). ``show``, ``add`` and every ``list --json`` print exactly this."""
+    doc = item.to_doc() if isinstance(item, Document) else item
+    return {key: value for key, value in doc.items() if not key.startswith("_")}
+
+
+def echo_items(
+    items: Sequence[Document | Mapping[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]
+) -> None:
+    """A list command's output: a JSON array of ``public`` objects with ``--json``, else one ``line`` per item."""
+    shown = [public(item) for item in items]
+    if as_json:
+        echo_json(shown)
+        return
+    for item in shown:
+        typer.echo(line(item))
