@@ -8,6 +8,8 @@ A backend is chosen by what is configured — ``COSMOS_ENDPOINT``, ``ServiceBusC
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -83,6 +85,23 @@ def build_secrets(settings: Settings, clock: Clock = system_clock) -> SecretStor
     from castiel.backends.local_secrets import LocalSecretStore
 
     return LocalSecretStore(settings.data_dir, clock=clock)
+
+
+@asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client on ``REDIS_URL``, else on an embedded Redis kept for the duration of the block; closed afterwards."""
+    embedded = None
+    url = settings.redis_url
+    if url is None:
+        embedded = await asyncio.to_thread(EmbeddedRedis().start)
+        url = embedded.url
+    client = connect(url, timeout_seconds=1.0, retries=1)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            embedded.stop()
 
 
 @dataclass

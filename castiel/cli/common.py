@@ -7,12 +7,13 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
+import redis.asyncio
 import typer
 
 from castiel.errors import CastielError
 from castiel.models import Document
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
-from castiel.runtime import build_queue, build_secrets, build_store
+from castiel.runtime import build_queue, build_secrets, build_store, open_redis
 from castiel.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -59,6 +60,13 @@ async def with_secrets(work: Callable[[SecretStore], Awaitable[T]]) -> T:
         return await work(secrets)
     finally:
         await secrets.close()
+
+
+async def with_redis(work: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+    """Run ``work`` with a client on the Redis this data directory uses (``REDIS_URL``, else the data directory's
+    shared embedded Redis), closed afterwards."""
+    async with open_redis(settings()) as client:
+        return await work(client)
 
 
 def echo_json(payload: object) -> None:
