@@ -53,6 +53,8 @@ _DIGEST_SIZE = hashlib.sha256().digest_size
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _MAX_TIMESTAMP_DIGITS = 12
 _WHSEC_PREFIX = "whsec_"
+_SHOWN_REASONS = 3
+_SHOWN_VERSION = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +178,10 @@ class StandardWebhooksScheme(HmacScheme):
 
     Keys are ``whsec_<base64>`` as the spec serializes them (padding optional); any other text, or bytes, is used
     as the raw key. The signature header is a space-separated list of ``<version>,<base64>`` entries; ``v1``
-    entries are HMAC-SHA256 and any one matching verifies, other versions (``v1a``) are skipped.
+    entries are HMAC-SHA256 and any one matching verifies, as in the reference library (standard-webhooks,
+    ``libraries/python``). Entries it cannot use — another version (``v1a``), no comma, not base64, not 32 bytes —
+    are skipped, never fatal (the reference raises on the last three): a sender may list signatures we do not know
+    beside one we do. A refusal names what was skipped.
     """
 
     name = "standard"
@@ -205,8 +210,13 @@ class StandardWebhooksScheme(HmacScheme):
         value = header(headers, self.signature_header)
         if value is None:
             raise SignatureError(f"missing {self.signature_header} header")
-        candidates = _v1_signatures(value)
-        index = self._match(keys, candidates, f"{delivery_id}.{stamp}.".encode(), body)
+        candidates, skipped = _v1_signatures(value)
+        try:
+            index = self._match(keys, candidates, f"{delivery_id}.{stamp}.".encode(), body)
+        except SignatureError as exc:
+            if not skipped:
+                raise
+            raise SignatureError(f"{exc} (skipped: {_listed(skipped)})") from None
         return Verified(self.name, delivery_id=delivery_id, timestamp=timestamp, key_index=index)
 
     def sign(self, body: bytes, secret: Secret, *, now: float, delivery_id: str | None = None) -> dict[str, str]:
@@ -267,27 +277,39 @@ def _timestamp(value: str | None, name: str, now: float) -> tuple[int, str]:
     return timestamp, value
 
 
-def _v1_signatures(value: str) -> list[bytes]:
+def _v1_signatures(value: str) -> tuple[list[bytes], list[str]]:
+    """The ``v1`` signatures of a ``webhook-signature`` header, and why each other entry was skipped."""
     entries = [entry for entry in value.split(" ") if entry]
     if not entries:
         raise SignatureError("webhook-signature is empty")
-    signatures = []
+    signatures: list[bytes] = []
+    skipped: list[str] = []
     for position, entry in enumerate(entries, start=1):
         version, comma, encoded = entry.partition(",")
         if not comma:
-            raise SignatureError(f"webhook-signature entry {position} has no comma (expected v1,<base64>)")
-        if version != "v1":
-            continue
-        try:
-            signature = base64.b64decode(encoded, validate=True)
-        except ValueError as exc:
-            raise SignatureError(f"webhook-signature entry {position} is not valid base64") from exc
-        if len(signature) != _DIGEST_SIZE:
-            raise SignatureError(f"webhook-signature entry {position} is not a {_DIGEST_SIZE}-byte HMAC-SHA256")
-        signatures.append(signature)
+            skipped.append(f"entry {position} has no comma")
+        elif version != "v1":
+            skipped.append(f"entry {position} is version {version[:_SHOWN_VERSION]}")
+        else:
+            try:
+                signature = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                skipped.append(f"entry {position} is not valid base64")
+                continue
+            if len(signature) == _DIGEST_SIZE:
+                signatures.append(signature)
+            else:
+                skipped.append(f"entry {position} is not a {_DIGEST_SIZE}-byte HMAC-SHA256")
     if not signatures:
-        raise SignatureError("webhook-signature has no v1 signature")
-    return signatures
+        raise SignatureError(f"webhook-signature has no usable v1 signature ({_listed(skipped)})")
+    return signatures, skipped
+
+
+def _listed(reasons: Sequence[str]) -> str:
+    """Reasons joined for a refusal, at most ``_SHOWN_REASONS`` of them (a header may carry thousands of entries)."""
+    shown = "; ".join(reasons[:_SHOWN_REASONS])
+    more = len(reasons) - _SHOWN_REASONS
+    return f"{shown}; {more} more" if more > 0 else shown
 
 
 # ---------------------------------------------------------------- verifiers bound to a registration

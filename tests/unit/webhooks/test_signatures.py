@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Callable
 
 import httpx
@@ -54,6 +55,7 @@ STANDARD_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 STANDARD_TIMESTAMP = 1614265330
 STANDARD_BODY = b'{"test": 2432232314}'
 STANDARD_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+B64_32 = base64.b64encode(b"\x01" * 32).decode()
 
 VECTORS = [
     pytest.param(
@@ -164,6 +166,55 @@ def test_standard_accepts_any_matching_entry_among_several_signatures() -> None:
     assert STANDARD.verify(valid, body, STANDARD.keys(["s3cret"]), NOW).delivery_id == "delivery-1"
 
 
+# The reference library's own multi-signature case (standard-webhooks, libraries/python,
+# test_multi_sig_payload_is_valid), plus entries it would not expect: no comma, not base64, the wrong length, an
+# unknown version, padding missing.
+UNUSABLE_ENTRIES = [
+    "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+    "v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+    "v1" + B64_32,
+    "v1,not*base64",
+    "v1,\u00e9" + B64_32[1:],
+    "v1," + B64_32[:-4],
+    "v1," + B64_32.rstrip("="),
+    "v1,",
+    ",",
+    "v1a," + B64_32,
+]
+
+
+@pytest.mark.parametrize("unusable", UNUSABLE_ENTRIES)
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_standard_skips_entries_it_cannot_use_and_verifies_with_any_v1_that_matches(
+    unusable: str, position: str
+) -> None:
+    headers = {
+        "webhook-id": STANDARD_ID,
+        "webhook-timestamp": str(STANDARD_TIMESTAMP),
+        "webhook-signature": STANDARD_SIGNATURE,
+    }
+    entries = [unusable, STANDARD_SIGNATURE] if position == "before" else [STANDARD_SIGNATURE, unusable]
+    headers["webhook-signature"] = " ".join(entries)
+
+    verified = STANDARD.verify(headers, STANDARD_BODY, STANDARD.keys([STANDARD_SECRET]), STANDARD_TIMESTAMP)
+
+    assert (verified.delivery_id, verified.key_index) == (STANDARD_ID, 0)
+
+
+def test_standard_without_a_usable_v1_entry_says_what_it_skipped() -> None:
+    headers = {
+        "webhook-id": STANDARD_ID,
+        "webhook-timestamp": str(STANDARD_TIMESTAMP),
+        "webhook-signature": "v1,not*base64 v2,xyz nocomma",
+    }
+    with pytest.raises(SignatureError) as refused:
+        STANDARD.verify(headers, STANDARD_BODY, STANDARD.keys([STANDARD_SECRET]), STANDARD_TIMESTAMP)
+    assert str(refused.value) == (
+        "webhook-signature has no usable v1 signature"
+        " (entry 1 is not valid base64; entry 2 is version v2; entry 3 has no comma)"
+    )
+
+
 @pytest.mark.parametrize(
     ("scheme", "name"),
     [(GITHUB, "X-Hub-Signature-256"), (SLACK, "X-Slack-Signature"), (NOTION, "X-Notion-Signature")],
@@ -234,13 +285,13 @@ MALFORMED = [
     (STANDARD, "webhook-signature", DELETE, "missing webhook-signature header"),
     (STANDARD, "webhook-signature", "", "webhook-signature is empty"),
     (STANDARD, "webhook-signature", "   ", "webhook-signature is empty"),
-    (STANDARD, "webhook-signature", "v1" + B64, "entry 1 has no comma"),
-    (STANDARD, "webhook-signature", f"v1,{B64} v1{B64}", "entry 2 has no comma"),
-    (STANDARD, "webhook-signature", "v1,not*base64", "entry 1 is not valid base64"),
-    (STANDARD, "webhook-signature", "v1," + B64[:-4], "entry 1 is not a 32-byte HMAC-SHA256"),
-    (STANDARD, "webhook-signature", "v1,", "entry 1 is not a 32-byte HMAC-SHA256"),
-    (STANDARD, "webhook-signature", "v1a," + B64, "has no v1 signature"),
-    (STANDARD, "webhook-signature", "v1,\u00e9" + B64[1:], "entry 1 is not valid base64"),
+    (STANDARD, "webhook-signature", "v1" + B64, "no usable v1 signature (entry 1 has no comma)"),
+    (STANDARD, "webhook-signature", f"v1,{B64} v1{B64}", "none of the registration's secrets (skipped: entry 2 has"),
+    (STANDARD, "webhook-signature", "v1,not*base64", "no usable v1 signature (entry 1 is not valid base64)"),
+    (STANDARD, "webhook-signature", "v1," + B64[:-4], "no usable v1 signature (entry 1 is not a 32-byte HMAC-SHA256)"),
+    (STANDARD, "webhook-signature", "v1,", "no usable v1 signature (entry 1 is not a 32-byte HMAC-SHA256)"),
+    (STANDARD, "webhook-signature", "v1a," + B64, "no usable v1 signature (entry 1 is version v1a)"),
+    (STANDARD, "webhook-signature", "v1,\u00e9" + B64[1:], "no usable v1 signature (entry 1 is not valid base64)"),
 ]
 
 
@@ -257,7 +308,7 @@ def test_malformed_headers_are_refused_with_a_reason(
         del headers[name]
     else:
         headers[name] = value
-    with pytest.raises(SignatureError, match=reason.replace("(", r"\(").replace("+", r"\+")):
+    with pytest.raises(SignatureError, match=re.escape(reason)):
         scheme.verify(headers, b'{"event": 1}', scheme.keys(["s3cret"]), NOW)
 
 
