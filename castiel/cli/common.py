@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import redis.asyncio
 import typer
 
-from castiel.errors import CastielError
+from castiel.cli.exits import one_line_errors
 from castiel.models import Document
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
 from castiel.runtime import build_queue, build_secrets, build_store, open_redis
@@ -21,12 +21,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.
 
 
 def run(work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``; a Castiel error is printed and exits with status 2 (no traceback for an operator's mistake)."""
-    try:
+    """Run ``work``; whatever goes wrong ends as one ``error: …`` line and exit code 2 (usage) or 1 (runtime),
+    never a traceback (``castiel.cli.exits``)."""
+    with one_line_errors():
         return asyncio.run(work)
-    except CastielError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def settings() -> Settings:

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from castiel.cli.common import echo_json, run, with_store
+from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
+from castiel.cli.lookup import create_named
 from castiel.models import (
     Connection,
     Provider,
@@ -20,13 +22,17 @@ connections_app = typer.Typer(no_args_is_help=True, help="Tenant connections to 
 
 @connections_app.command("add")
 def connections_add(
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    tenant: Annotated[str, typer.Option(callback=check_id, help=f"Tenant id ({ID_RULE}).")],
     provider: Annotated[Provider, typer.Option(help="Provider.")],
     entity_types: Annotated[str, typer.Option("--entity-types", help="Comma-separated entity types.")] = "",
-    connection_id: Annotated[str, typer.Option("--id", help="Connection id (generated when empty).")] = "",
+    connection_id: Annotated[
+        str, typer.Option("--id", callback=check_optional_id, help="Connection id (same rule; generated when empty).")
+    ] = "",
     integration: Annotated[str, typer.Option(help="Integration id (defaults to the provider).")] = "",
     direction: Annotated[SyncMode, typer.Option(help="Sync direction.")] = SyncMode.BIDIRECTIONAL,
-    base_url: Annotated[str, typer.Option("--base-url", help="Provider API base URL.")] = "",
+    base_url: Annotated[
+        str, typer.Option("--base-url", callback=check_http_url, help="Provider API base URL (http or https).")
+    ] = "",
 ) -> None:
     """Add a connection and print it as JSON."""
     connection = Connection(
@@ -38,7 +44,7 @@ def connections_add(
         entity_types=[name.strip() for name in entity_types.split(",") if name.strip()],
         sync_direction=direction,
     )
-    stored = run(with_store(lambda store: store.create(Connection.container, connection.to_doc())))
+    stored = run(with_store(lambda store: create_named(store, connection, "connection")))
     echo_json(stored)
 
 

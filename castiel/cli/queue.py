@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from castiel.cli.common import JsonFlag, echo_json, run, with_queue
+from castiel.cli.common import JsonFlag, echo_json, run, settings, with_queue
 from castiel.ports import MessageQueue, ReceivedMessage
 from castiel.settings import Settings
 from castiel.sync.resubmit import resubmit_dead_letters
@@ -16,8 +16,13 @@ queue_app = typer.Typer(no_args_is_help=True, help="Queues and their dead letter
 
 
 def queue_names(settings: Settings, queue: str | None) -> list[str]:
-    """The one queue asked for, or both of the app's queues."""
-    return [queue] if queue else [settings.service_bus_queue, settings.service_bus_queue_outbound]
+    """The one queue asked for, or both of the app's queues; a usage error for a queue the app does not have."""
+    known = [settings.service_bus_queue, settings.service_bus_queue_outbound]
+    if queue is None:
+        return known
+    if queue not in known:
+        raise typer.BadParameter(f"no queue {queue!r}: the queues are {' and '.join(known)}", param_hint="QUEUE")
+    return [queue]
 
 
 @queue_app.command("stats")
@@ -27,9 +32,11 @@ def queue_stats(
 ) -> None:
     """Active, scheduled and dead-lettered counts per queue."""
 
-    async def stats(mq: MessageQueue, settings: Settings) -> dict[str, dict[str, int]]:
+    names = queue_names(settings(), queue)
+
+    async def stats(mq: MessageQueue, _: Settings) -> dict[str, dict[str, int]]:
         result = {}
-        for name in queue_names(settings, queue):
+        for name in names:
             counts = await mq.stats(name)
             result[name] = {
                 "active": counts.active,
@@ -67,8 +74,10 @@ def _message_json(message: ReceivedMessage) -> dict[str, Any]:
 
 
 def _peek(queue: str, max_messages: int, dead_letter: bool) -> None:
+    (name,) = queue_names(settings(), queue)
+
     async def peek(mq: MessageQueue, _: Settings) -> list[ReceivedMessage]:
-        return await mq.peek(queue, max_messages=max_messages, sub_queue="dead_letter" if dead_letter else None)
+        return await mq.peek(name, max_messages=max_messages, sub_queue="dead_letter" if dead_letter else None)
 
     echo_json([_message_json(message) for message in run(with_queue(peek))])
 
@@ -76,7 +85,7 @@ def _peek(queue: str, max_messages: int, dead_letter: bool) -> None:
 @queue_app.command("peek")
 def queue_peek(
     queue: Annotated[str, typer.Argument(help="Queue name.")],
-    max_messages: Annotated[int, typer.Option("--max", help="How many.")] = 10,
+    max_messages: Annotated[int, typer.Option("--max", min=1, help="How many.")] = 10,
     dead_letter: Annotated[bool, typer.Option("--dead-letter", help="Peek the dead-letter sub-queue.")] = False,
 ) -> None:
     """Show messages without locking them."""
@@ -86,7 +95,7 @@ def queue_peek(
 @queue_app.command("dead-letters")
 def queue_dead_letters(
     queue: Annotated[str, typer.Argument(help="Queue name.")],
-    max_messages: Annotated[int, typer.Option("--max", help="How many.")] = 50,
+    max_messages: Annotated[int, typer.Option("--max", min=1, help="How many.")] = 50,
 ) -> None:
     """Show dead-lettered messages with their reasons."""
     _peek(queue, max_messages, dead_letter=True)
@@ -95,8 +104,9 @@ def queue_dead_letters(
 @queue_app.command("resubmit")
 def queue_resubmit(
     queue: Annotated[str, typer.Argument(help="Queue name.")],
-    max_messages: Annotated[int, typer.Option("--max", help="At most this many.")] = 100,
+    max_messages: Annotated[int, typer.Option("--max", min=1, help="At most this many.")] = 100,
 ) -> None:
     """Send dead-lettered messages back to their queue (retry counts reset), removing them from the dead letters."""
-    count = run(with_queue(lambda mq, _: resubmit_dead_letters(mq, queue, max_messages=max_messages)))
+    (name,) = queue_names(settings(), queue)
+    count = run(with_queue(lambda mq, _: resubmit_dead_letters(mq, name, max_messages=max_messages)))
     typer.echo(f"resubmitted {count} message(s) to {queue}")

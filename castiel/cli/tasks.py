@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from castiel.cli.common import JsonFlag, echo_json, run, with_store
+from castiel.cli.flags import ID_RULE, check_optional_id
+from castiel.cli.lookup import create_named, read_named
 from castiel.models import (
     Connection,
     Priority,
@@ -28,14 +30,16 @@ def tasks_add(
     connection: Annotated[str, typer.Option(help="Connection id.")],
     mode: Annotated[SyncMode, typer.Option(help="pull, push or bidirectional.")] = SyncMode.PULL,
     priority: Annotated[Priority, typer.Option(help="high, normal or low.")] = Priority.NORMAL,
-    interval: Annotated[int, typer.Option(help="Minutes between runs.")] = 60,
-    delay: Annotated[int, typer.Option(help="Minutes until the first run (0 = due now).")] = 0,
-    task_id: Annotated[str, typer.Option("--id", help="Task id (generated when empty).")] = "",
+    interval: Annotated[int, typer.Option(min=1, help="Minutes between runs.")] = 60,
+    delay: Annotated[int, typer.Option(min=0, help="Minutes until the first run (0 = due now).")] = 0,
+    task_id: Annotated[
+        str, typer.Option("--id", callback=check_optional_id, help=f"Task id ({ID_RULE}; generated when empty).")
+    ] = "",
 ) -> None:
     """Schedule a sync of a connection and print the task as JSON."""
 
     async def add(store: DocumentStore) -> dict[str, Any]:
-        conn = Connection.model_validate(await store.read(Connection.container, connection, tenant))
+        conn = await read_named(store, Connection, "connection", connection, tenant)
         task = SyncTask(
             id=task_id or uuid.uuid4().hex,
             tenant_id=tenant,
@@ -47,7 +51,7 @@ def tasks_add(
             interval_minutes=interval,
             status_changed_at=utcnow(),
         )
-        return await store.create(SyncTask.container, task.to_doc())
+        return await create_named(store, task, "task")
 
     echo_json(run(with_store(add)))
 

@@ -163,7 +163,9 @@ def _parse_header(raw: str) -> tuple[str, str]:
 @webhooks_app.command("verify")
 def verify(
     provider: Annotated[Provider, typer.Option(help="Who signed it.")],
-    body_file: Annotated[Path, typer.Option("--body-file", help="The raw body, byte for byte.", exists=True)],
+    body_file: Annotated[
+        Path, typer.Option("--body-file", help="The raw body, byte for byte.", exists=True, dir_okay=False)
+    ],
     secret: Annotated[list[str] | None, typer.Option(help="Signing secret (repeat for rotation).")] = None,
     header: Annotated[list[str] | None, typer.Option(help="'Name: value' (repeat).")] = None,
     now: Annotated[float | None, typer.Option(help="Verify as of this UNIX time (default: now).")] = None,

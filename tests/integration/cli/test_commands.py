@@ -2,54 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
-import pytest
-from typer.testing import CliRunner
-
-from castiel.backends.sqlite_engine import DATABASE_FILE
-from castiel.backends.sqlite_queue import SqliteMessageQueue
-from castiel.cli import app
-from castiel.ports import OutgoingMessage
-
-runner = CliRunner()
-
-
-def castiel(*args: str, expect: int = 0) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == expect, result.output
-    return result.output
-
-
-def castiel_json(*args: str) -> Any:
-    return json.loads(castiel(*args))
-
-
-def dead_letter_one(data_dir: Path, queue: str, message_id: str) -> None:
-    async def run() -> None:
-        mq = SqliteMessageQueue(data_dir / DATABASE_FILE)
-        try:
-            await mq.send(queue, [OutgoingMessage(body=b'{"x": 1}', message_id=message_id)])
-            (received,) = await mq.receive(queue)
-            await mq.dead_letter(queue, received, reason="PermanentError: bad config", description="fix it")
-        finally:
-            await mq.close()
-
-    asyncio.run(run())
-
-
-@pytest.fixture
-def seeded(data_dir: Path) -> Path:
-    castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh", "--entity-types", "issue")
-    return data_dir
-
-
-def test_a_task_needs_an_existing_connection(data_dir: Path) -> None:
-    output = castiel("tasks", "add", "--tenant", "acme", "--connection", "missing", expect=2)
-    assert "error:" in output
+from tests.integration.cli.helpers import castiel, castiel_json, dead_letter_one
 
 
 def test_tasks_are_added_and_listed(seeded: Path) -> None:
@@ -92,10 +47,3 @@ def test_status_json_reports_tasks_shards_queues_and_results(seeded: Path) -> No
     assert status["shards"] == {"issue": 0}
     assert set(status["queues"]) == {"sync-inbound", "sync-outbound"}
     assert status["lastResults"] == []
-
-
-def test_an_invalid_setting_is_a_clear_error_not_a_traceback(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SYNC_BATCH_SIZE", "lots")
-    output = castiel("queue", "stats", expect=2)
-    assert "SYNC_BATCH_SIZE" in output
-    assert "Traceback" not in output
