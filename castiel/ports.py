@@ -54,6 +54,42 @@ class QueryPage:
     continuation: str | None = None
 
 
+BatchKind = Literal["create", "upsert", "replace", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOperation:
+    """One write of a ``write_batch``: build it with ``create``, ``upsert``, ``replace`` or ``delete``.
+
+    Each behaves as the single-document method of the same name would, inside the batch's transaction.
+    """
+
+    kind: BatchKind
+    doc: Mapping[str, Any] | None = None
+    doc_id: str | None = None
+    if_match: str | None = None
+
+    @classmethod
+    def create(cls, doc: Mapping[str, Any]) -> BatchOperation:
+        """Insert; the batch fails with ``AlreadyExists`` if the document is there."""
+        return cls("create", doc)
+
+    @classmethod
+    def upsert(cls, doc: Mapping[str, Any]) -> BatchOperation:
+        """Insert or overwrite unconditionally."""
+        return cls("upsert", doc)
+
+    @classmethod
+    def replace(cls, doc: Mapping[str, Any], *, if_match: str | None = None) -> BatchOperation:
+        """Overwrite; the batch fails with ``NotFound`` if absent, ``PreconditionFailed`` on a stale etag."""
+        return cls("replace", doc, if_match=if_match)
+
+    @classmethod
+    def delete(cls, doc_id: str, *, if_match: str | None = None) -> BatchOperation:
+        """Remove; the batch fails with ``NotFound`` if absent, ``PreconditionFailed`` on a stale etag."""
+        return cls("delete", doc_id=doc_id, if_match=if_match)
+
+
 class DocumentStore(Protocol):
     """JSON documents in named containers, partitioned, with etags and TTL (Cosmos DB semantics).
 
@@ -87,6 +123,25 @@ class DocumentStore(Protocol):
 
     async def delete(self, container: str, doc_id: str, partition_key: str, *, if_match: str | None = None) -> None:
         """Remove; ``NotFound`` if absent, ``PreconditionFailed`` on a stale etag."""
+        ...
+
+    async def read_many(self, container: str, partition_key: str, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The documents of one partition with these ids, in one round trip (or a few for thousands of ids):
+        id → document, missing ids absent. ``ValueError`` (nothing read) for an invalid id."""
+        ...
+
+    async def write_batch(
+        self, container: str, partition_key: str, operations: Sequence[BatchOperation]
+    ) -> list[str | None]:
+        """Apply ``operations`` in order to one partition, all or nothing: the new ``_etag`` of each written
+        document (None for a delete). If one fails, none is applied and its error is raised (``AlreadyExists``,
+        ``NotFound``, ``PreconditionFailed``, or ``RetryableError`` when the store failed); ``ValueError`` (nothing
+        written) for a document that is invalid or outside ``partition_key``.
+
+        A backend that caps a transaction (Cosmos DB: 100 operations) commits a longer batch in consecutive
+        transactions: each is all or nothing, and a failure stops the ones after it but leaves those before it
+        committed. Write batches that may be redone whole: upserts and etag-conditional replaces of deterministic ids.
+        """
         ...
 
     async def query(self, container: str, query: Query) -> QueryPage:

@@ -6,9 +6,15 @@ identity in Azure). Containers are opened on first use and created if absent, wi
 counts) and the composite indexes its queries order by. Queries page by keyset continuation (see
 ``cosmos_query``), not by the SDK's tokens, which cannot resume cross-partition ORDER BY queries.
 
+``write_batch`` runs transactional batches (``execute_item_batch``). Cosmos DB caps one at 100 operations and its
+payload (the SDK documents 1.2 MB), so a longer batch is committed as consecutive transactions of at most 100
+operations and 1 MB of documents: each is all or nothing; a failure stops the rest but leaves the earlier ones
+committed, as the port documents. ``read_many`` is one single-partition query per 1,000 ids.
+
 SDK errors are translated here, once: 404 ``NotFound``, 409 ``AlreadyExists``, 412 ``PreconditionFailed``,
 429 ``RateLimited``, 408/410/449/5xx and network failures ``RetryableError``, 401/403 ``ConfigError``, any other
-4xx ``PermanentError``.
+4xx ``PermanentError``. A failed batch is reported by the status of the operation that failed (the others answer
+424, failed dependency), and the error names that operation.
 """
 
 from __future__ import annotations
@@ -18,13 +24,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
+from azure.cosmos.exceptions import CosmosBatchOperationError
 from azure.identity.aio import DefaultAzureCredential
 
-from castiel.backends.cosmos_query import CosmosSql, count_sql, indexing_policy, select_sql
+from castiel.backends.cosmos_query import CosmosSql, count_sql, ids_sql, indexing_policy, select_sql
 from castiel.backends.query_plan import (
     PreparedDocument,
     SortKey,
@@ -46,7 +55,7 @@ from castiel.errors import (
     RateLimited,
     RetryableError,
 )
-from castiel.ports import Query, QueryPage
+from castiel.ports import BatchOperation, Query, QueryPage
 from castiel.settings import Settings
 
 DEFAULT_ORDERINGS: Mapping[str, Sequence[tuple[SortKey, ...]]] = {
@@ -63,6 +72,9 @@ a new ordering also goes into the infrastructure templates.
 """
 
 _SDK_FIELDS = ("_rid", "_self", "_attachments", "_lsn")
+_BATCH_MAX_OPERATIONS = 100  # Cosmos DB's limit per transactional batch
+_BATCH_MAX_BYTES = 1_000_000  # under the SDK's documented 1.2 MB, leaving room for the operations' framing
+_READ_MANY_CHUNK = 1_000
 _RETRY_AFTER_HEADER = "x-ms-retry-after-ms"
 _RETRYABLE_STATUS = frozenset({408, 410, 449})
 
@@ -77,13 +89,15 @@ class CosmosDocumentStore:
         *,
         key: str | None = None,
         orderings: Mapping[str, Sequence[tuple[SortKey, ...]]] = DEFAULT_ORDERINGS,
+        transport: AsyncHttpTransport[Any, Any] | None = None,
     ) -> None:
+        """``transport`` replaces azure-core's HTTP transport (tests answer the SDK's requests through it)."""
         self._credential: DefaultAzureCredential | None = None
         if key:
-            self._client = CosmosClient(endpoint, credential=key)
+            self._client = CosmosClient(endpoint, credential=key, transport=transport)
         else:
             self._credential = DefaultAzureCredential()
-            self._client = CosmosClient(endpoint, credential=self._credential)
+            self._client = CosmosClient(endpoint, credential=self._credential, transport=transport)
         self._database_name = database
         self._orderings = orderings
         self._database: DatabaseProxy | None = None
@@ -147,6 +161,32 @@ class CosmosDocumentStore:
         proxy = await self._container(container)
         with _translated(f"delete {container}/{doc_id}"):
             await proxy.delete_item(item=doc_id, partition_key=partition_key, **_condition(if_match))
+
+    async def read_many(self, container: str, partition_key: str, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The documents of one partition with these ids (missing ones absent): one query per 1,000 ids."""
+        wanted = list(dict.fromkeys(check_key(doc_id, partition_key)[0] for doc_id in doc_ids))
+        partition_key_field(container)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), _READ_MANY_CHUNK):
+            sql = ids_sql(wanted[start : start + _READ_MANY_CHUNK])
+            for item in await self._run(container, sql, partition_key, None):
+                found[item["id"]] = _public(item)
+        return found
+
+    async def write_batch(
+        self, container: str, partition_key: str, operations: Sequence[BatchOperation]
+    ) -> list[str | None]:
+        """``operations`` in order as transactional batches of at most 100 operations (see the module docstring)."""
+        sdk_operations = [_sdk_operation(container, partition_key, operation) for operation in operations]
+        if not sdk_operations:
+            return []
+        proxy = await self._container(container)
+        etags: list[str | None] = []
+        for start, chunk in _batch_chunks(sdk_operations):
+            with _translated_batch(container, partition_key, operations, start):
+                results = await proxy.execute_item_batch(batch_operations=chunk, partition_key=partition_key)
+            etags += [_result_etag(operation, result) for operation, result in zip(chunk, results, strict=True)]
+        return etags
 
     async def query(self, container: str, query: Query) -> QueryPage:
         """One page of the documents matching ``query``, resuming after its continuation token."""
@@ -232,6 +272,66 @@ def _translated(action: str) -> Iterator[None]:
         raise translate_error(exc, action) from exc
     except TimeoutError as exc:
         raise RetryableError(f"Cosmos DB timed out to {action}") from exc
+
+
+SdkOperation = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""One operation as ``execute_item_batch`` takes it: ``(kind, args, kwargs)``."""
+
+
+def _sdk_operation(container: str, partition_key: str, operation: BatchOperation) -> SdkOperation:
+    """``operation`` checked (its document in the batch's partition) and spelled for the SDK."""
+    options = {} if operation.if_match is None else {"if_match_etag": operation.if_match}
+    if operation.kind == "delete":
+        doc_id, _ = check_key(operation.doc_id, partition_key)
+        return ("delete", (doc_id,), options)
+    if operation.doc is None:
+        raise ValueError(f"a {operation.kind} needs a document")
+    prepared = prepare_document(container, operation.doc)
+    if prepared.partition_key != partition_key:
+        raise ValueError(
+            f"{container}/{prepared.partition_key}/{prepared.doc_id} is not in the batch's partition {partition_key!r}"
+        )
+    if operation.kind == "replace":
+        return ("replace", (prepared.doc_id, prepared.body), options)
+    return (operation.kind, (prepared.body,), options)
+
+
+def _batch_chunks(operations: Sequence[SdkOperation]) -> Iterator[tuple[int, list[SdkOperation]]]:
+    """``(offset, operations)`` runs of at most 100 operations and about 1 MB of documents, in order."""
+    start, size = 0, 0
+    chunk: list[SdkOperation] = []
+    for position, operation in enumerate(operations):
+        body = operation[1][-1]
+        weight = len(orjson.dumps(body)) if isinstance(body, dict) else len(body)
+        if chunk and (len(chunk) == _BATCH_MAX_OPERATIONS or size + weight > _BATCH_MAX_BYTES):
+            yield start, chunk
+            start, chunk, size = position, [], 0
+        chunk.append(operation)
+        size += weight
+    yield start, chunk
+
+
+def _result_etag(operation: SdkOperation, result: Mapping[str, Any]) -> str | None:
+    if operation[0] == "delete":
+        return None
+    etag = result.get("eTag") or (result.get("resourceBody") or {}).get("_etag")
+    return None if etag is None else str(etag)
+
+
+@contextmanager
+def _translated_batch(
+    container: str, partition_key: str, operations: Sequence[BatchOperation], start: int
+) -> Iterator[None]:
+    """``_translated``, and a failed operation of the batch starting at ``start`` named in the error."""
+    with _translated(f"write a batch to {container}/{partition_key}"):
+        try:
+            yield
+        except CosmosBatchOperationError as exc:
+            position = start + (exc.error_index or 0)
+            failed = operations[position]
+            doc_id = failed.doc_id or (failed.doc or {}).get("id")
+            action = f"apply batch operation {position} ({failed.kind} {doc_id}) to {container}/{partition_key}"
+            raise translate_error(exc, action) from exc
 
 
 def _condition(if_match: str | None) -> dict[str, Any]:

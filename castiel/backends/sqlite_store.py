@@ -35,7 +35,7 @@ from castiel.backends.query_plan import (
 from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
 from castiel.errors import AlreadyExists, CastielError, NotFound, PreconditionFailed, RetryableError
-from castiel.ports import Filter, Query, QueryPage, Scalar
+from castiel.ports import BatchOperation, Filter, Query, QueryPage, Scalar
 from castiel.settings import Settings
 from castiel.telemetry import new_id
 
@@ -81,6 +81,11 @@ _DELETE = (
     " AND (expires_at IS NULL OR expires_at > ?) AND (? IS NULL OR etag = ?)"
 )
 _PURGE = "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?"
+_READ_MANY = (
+    "SELECT id, doc FROM documents WHERE container = ? AND pk = ? AND id IN ({placeholders})"
+    " AND (expires_at IS NULL OR expires_at > ?)"
+)
+_READ_MANY_CHUNK = 500  # ids bound per statement, well under SQLite's variable limit
 _SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -106,47 +111,54 @@ class SqliteDocumentStore:
 
     async def create(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Insert; ``AlreadyExists`` if a live document has the same key (an expired one is replaced)."""
-
-        def insert(conn: sqlite3.Connection, row: _Row) -> None:
-            cursor = conn.execute(_CREATE, (*row.values(container), row.now))
-            if cursor.rowcount == 0:
-                raise AlreadyExists(f"{row.describe(container)} already exists")
-
-        return await self._write_document(container, doc, insert)
+        return await self._write_document(container, BatchOperation.create(doc))
 
     async def create_many(self, container: str, docs: Sequence[Mapping[str, Any]]) -> list[CastielError | None]:
         """``create`` for each document, in one write: a live document's key is ``AlreadyExists`` for that one only."""
         now = self._clock()
-        rows = [_Row(prepare_document(container, doc), now) for doc in docs]
+        steps = [_Step.prepare(container, BatchOperation.create(doc), now) for doc in docs]
 
         def insert_all(conn: sqlite3.Connection) -> list[CastielError | None]:
             outcomes: list[CastielError | None] = []
-            for row in rows:
-                inserted = conn.execute(_CREATE, (*row.values(container), row.now)).rowcount
-                outcomes.append(None if inserted else AlreadyExists(f"{row.describe(container)} already exists"))
+            for step in steps:
+                try:
+                    step.apply(conn)
+                except AlreadyExists as exc:  # a create that matched nothing wrote nothing: the others go on
+                    outcomes.append(exc)
+                else:
+                    outcomes.append(None)
             return outcomes
 
         return await self._run_write(now, insert_all)
 
     async def upsert(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Insert or overwrite unconditionally."""
-
-        def upsert(conn: sqlite3.Connection, row: _Row) -> None:
-            conn.execute(_UPSERT, row.values(container))
-
-        return await self._write_document(container, doc, upsert)
+        return await self._write_document(container, BatchOperation.upsert(doc))
 
     async def replace(self, container: str, doc: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
         """Overwrite a live document; ``NotFound`` if absent, ``PreconditionFailed`` if ``if_match`` is stale."""
+        return await self._write_document(container, BatchOperation.replace(doc, if_match=if_match))
 
-        def replace(conn: sqlite3.Connection, row: _Row) -> None:
-            key = row.key(container)
-            parameters = (row.doc, row.etag, row.ts, row.expires_at, *key, row.now, if_match, if_match)
-            cursor = conn.execute(_REPLACE, parameters)
-            if cursor.rowcount == 0:
-                _raise_missing_or_stale(conn, key, row.now)
+    async def write_batch(
+        self, container: str, partition_key: str, operations: Sequence[BatchOperation]
+    ) -> list[str | None]:
+        """``operations`` in order in one transaction (one savepoint of the group commit): all land or none does."""
+        now = self._clock()
+        steps = [_Step.prepare(container, operation, now, partition_key) for operation in operations]
+        if not steps:
+            return []
 
-        return await self._write_document(container, doc, replace)
+        def apply_all(conn: sqlite3.Connection) -> list[str | None]:
+            etags: list[str | None] = []
+            for position, step in enumerate(steps):
+                try:
+                    etags.append(step.apply(conn))
+                except (AlreadyExists, NotFound, PreconditionFailed) as exc:
+                    # Raising out of the job rolls its savepoint back: the steps before this one are undone too.
+                    raise type(exc)(f"batch operation {position} ({step.kind}): {exc}") from None
+            return etags
+
+        return await self._run_write(now, apply_all)
 
     async def read(self, container: str, doc_id: str, partition_key: str) -> dict[str, Any]:
         """One live document; ``NotFound`` if absent or expired."""
@@ -164,15 +176,26 @@ class SqliteDocumentStore:
 
     async def delete(self, container: str, doc_id: str, partition_key: str, *, if_match: str | None = None) -> None:
         """Remove a live document; ``NotFound`` if absent, ``PreconditionFailed`` if ``if_match`` is stale."""
-        key = _key(container, doc_id, partition_key)
+        now = self._clock()
+        step = _Step.prepare(container, BatchOperation.delete(doc_id, if_match=if_match), now, partition_key)
+        await self._run_write(now, step.apply)
+
+    async def read_many(self, container: str, partition_key: str, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The live documents of one partition with these ids (missing ones absent), in one read job."""
+        wanted = [_key(container, doc_id, partition_key)[2] for doc_id in dict.fromkeys(doc_ids)]
+        if not wanted:
+            return {}
         now = self._clock()
 
-        def delete(conn: sqlite3.Connection) -> None:
-            cursor = conn.execute(_DELETE, (*key, now, if_match, if_match))
-            if cursor.rowcount == 0:
-                _raise_missing_or_stale(conn, key, now)
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            found: list[tuple[str, str]] = []
+            for start in range(0, len(wanted), _READ_MANY_CHUNK):
+                chunk = wanted[start : start + _READ_MANY_CHUNK]
+                sql = _READ_MANY.format(placeholders=", ".join("?" * len(chunk)))
+                found += conn.execute(sql, (container, partition_key, *chunk, now)).fetchall()
+            return found
 
-        await self._run_write(now, delete)
+        return {doc_id: _load(text) for doc_id, text in await self._read(read)}
 
     async def query(self, container: str, query: Query) -> QueryPage:
         """One page of the live documents matching ``query``, in its order then by id and partition key."""
@@ -230,13 +253,11 @@ class SqliteDocumentStore:
             parameters += values
         return " AND ".join(conditions), parameters
 
-    async def _write_document(
-        self, container: str, doc: Mapping[str, Any], apply: Callable[[sqlite3.Connection, _Row], None]
-    ) -> dict[str, Any]:
+    async def _write_document(self, container: str, operation: BatchOperation) -> dict[str, Any]:
         now = self._clock()
-        row = _Row(prepare_document(container, doc), now)
-        await self._run_write(now, lambda conn: apply(conn, row))
-        return _load(row.doc)  # a fresh copy of what was stored, sharing nothing with the caller's document
+        step = _Step.prepare(container, operation, now)
+        await self._run_write(now, step.apply)
+        return _load(step.stored())  # a fresh copy of what was stored, sharing nothing with the caller's document
 
     async def _run_write(self, now: float, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in a committed write; at most once a purge interval the same write drops expired rows."""
@@ -286,12 +307,67 @@ class _Row:
         return (*self.key(container), self.doc, self.etag, self.ts, self.expires_at)
 
 
+class _Step:
+    """One checked write: the row to store (or the key to delete), applied by the statement its kind needs."""
+
+    __slots__ = ("container", "if_match", "key", "kind", "now", "row")
+
+    def __init__(
+        self, container: str, kind: str, key: tuple[str, str, str], now: float, if_match: str | None, row: _Row | None
+    ) -> None:
+        self.container = container
+        self.kind = kind
+        self.key = key
+        self.now = now
+        self.if_match = if_match
+        self.row = row
+
+    @classmethod
+    def prepare(cls, container: str, operation: BatchOperation, now: float, partition_key: str | None = None) -> _Step:
+        """Validate ``operation`` before anything is written; ``partition_key``, when given, must be its partition."""
+        if operation.kind == "delete":
+            if partition_key is None:
+                raise ValueError("a delete needs the document's partition key")
+            key = _key(container, operation.doc_id, partition_key)
+            return cls(container, "delete", key, now, operation.if_match, None)
+        if operation.doc is None:
+            raise ValueError(f"a {operation.kind} needs a document")
+        row = _Row(prepare_document(container, operation.doc), now)
+        if partition_key is not None and row.prepared.partition_key != partition_key:
+            raise ValueError(f"{row.describe(container)} is not in the batch's partition {partition_key!r}")
+        return cls(container, operation.kind, row.key(container), now, operation.if_match, row)
+
+    def stored(self) -> str:
+        """The JSON text written (a delete writes none)."""
+        if self.row is None:
+            raise ValueError("a delete stores no document")
+        return self.row.doc
+
+    def apply(self, conn: sqlite3.Connection) -> str | None:
+        """Write; returns the new etag (None for a delete), or raises the error of the single-document method."""
+        row, key, now, if_match = self.row, self.key, self.now, self.if_match
+        if row is None:
+            if conn.execute(_DELETE, (*key, now, if_match, if_match)).rowcount == 0:
+                _raise_missing_or_stale(conn, key, now)
+            return None
+        if self.kind == "upsert":
+            conn.execute(_UPSERT, row.values(self.container))
+        elif self.kind == "create":
+            if conn.execute(_CREATE, (*row.values(self.container), now)).rowcount == 0:
+                raise AlreadyExists(f"{row.describe(self.container)} already exists")
+        else:
+            parameters = (row.doc, row.etag, row.ts, row.expires_at, *key, now, if_match, if_match)
+            if conn.execute(_REPLACE, parameters).rowcount == 0:
+                _raise_missing_or_stale(conn, key, now)
+        return row.etag
+
+
 def _load(text: str) -> dict[str, Any]:
     doc: dict[str, Any] = orjson.loads(text)
     return doc
 
 
-def _key(container: str, doc_id: str, partition_key: str) -> tuple[str, str, str]:
+def _key(container: str, doc_id: object, partition_key: object) -> tuple[str, str, str]:
     partition_key_field(container)
     doc_id, partition_key = check_key(doc_id, partition_key)
     return container, partition_key, doc_id

@@ -24,7 +24,7 @@ from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock
 from castiel.errors import AlreadyExists, NotFound, PreconditionFailed
 from castiel.models import format_utc
-from castiel.ports import DocumentStore, Filter, Query, SortOrder
+from castiel.ports import BatchOperation, DocumentStore, Filter, Query, SortOrder
 from castiel.settings import load_settings
 
 SHARDS = "shards"
@@ -40,6 +40,7 @@ CONTRACT_ORDERINGS: dict[str, tuple[tuple[tuple[str, SortOrder], ...], ...]] = {
     ),
 }
 COSMOS_SKIP = "COSMOS_ENDPOINT not set: Cosmos DB contract skipped"
+COSMOS_BATCH_LIMIT = 100  # operations per Cosmos DB transactional batch
 
 
 @dataclass
@@ -275,6 +276,144 @@ async def test_concurrent_conditional_replaces_let_exactly_one_win(h: Harness) -
     assert len(winners) == 1
     assert all(isinstance(outcome, PreconditionFailed) for outcome in outcomes if outcome is not winners[0])
     assert (await h.store.read(SHARDS, "a", h.tenant("t1")))["version"] == winners[0]["version"]
+
+
+# ---------------------------------------------------------------- batches
+
+
+async def test_write_batch_applies_every_kind_of_operation_in_order(h: Harness) -> None:
+    kept = await h.store.create(SHARDS, h.doc("kept", version=0))
+    await h.store.create(SHARDS, h.doc("gone"))
+
+    etags = await h.store.write_batch(
+        SHARDS,
+        h.tenant("t1"),
+        [
+            BatchOperation.create(h.doc("new", version=1)),
+            BatchOperation.upsert(h.doc("new", version=2)),  # sees the create before it
+            BatchOperation.replace(h.doc("kept", version=3), if_match=kept["_etag"]),
+            BatchOperation.delete("gone"),
+            BatchOperation.upsert(h.doc("fresh")),
+        ],
+    )
+
+    stored = await h.store.read_many(SHARDS, h.tenant("t1"), ["new", "kept", "gone", "fresh"])
+    assert sorted(stored) == ["fresh", "kept", "new"]
+    assert (stored["new"]["version"], stored["kept"]["version"]) == (2, 3)
+    assert etags == [etags[0], stored["new"]["_etag"], stored["kept"]["_etag"], None, stored["fresh"]["_etag"]]
+    assert etags[0] != etags[1]
+    assert await h.store.write_batch(SHARDS, h.tenant("t1"), []) == []
+
+
+FAILING_BATCH_OPERATIONS: dict[str, tuple[Callable[[Harness, str], BatchOperation], type[Exception]]] = {
+    "create-existing": (lambda h, etag: BatchOperation.create(h.doc("there")), AlreadyExists),
+    "replace-stale": (
+        lambda h, etag: BatchOperation.replace(h.doc("there"), if_match="stale-etag"),
+        PreconditionFailed,
+    ),
+    "replace-missing": (lambda h, etag: BatchOperation.replace(h.doc("absent")), NotFound),
+    "delete-stale": (lambda h, etag: BatchOperation.delete("there", if_match="stale-etag"), PreconditionFailed),
+    "delete-missing": (lambda h, etag: BatchOperation.delete("absent", if_match=etag), NotFound),
+}
+
+
+@pytest.mark.parametrize("failing", FAILING_BATCH_OPERATIONS)
+async def test_a_failing_operation_fails_the_batch_and_nothing_of_it_is_written(h: Harness, failing: str) -> None:
+    there = await h.store.create(SHARDS, h.doc("there", version=0))
+    make, error = FAILING_BATCH_OPERATIONS[failing]
+
+    with pytest.raises(error, match="batch operation 2"):
+        await h.store.write_batch(
+            SHARDS,
+            h.tenant("t1"),
+            [
+                BatchOperation.upsert(h.doc("before")),
+                BatchOperation.replace(h.doc("there", version=1), if_match=there["_etag"]),
+                make(h, there["_etag"]),
+                BatchOperation.upsert(h.doc("after")),
+            ],
+        )
+
+    assert await h.store.read_many(SHARDS, h.tenant("t1"), ["before", "after", "absent"]) == {}
+    assert await h.store.read(SHARDS, "there", h.tenant("t1")) == there
+
+
+@pytest.mark.parametrize(
+    ("operation", "message"),
+    [
+        (BatchOperation.upsert({"id": "x", "tenantId": "another-tenant"}), "not in the batch's partition"),
+        (BatchOperation.upsert({"id": "x"}), "tenantId"),
+        (BatchOperation.create({"id": "a/b", "tenantId": "whatever"}), "without"),
+        (BatchOperation.delete(""), "non-empty"),
+        (BatchOperation("replace"), "needs a document"),
+    ],
+)
+async def test_an_invalid_batch_operation_raises_value_error_and_writes_nothing(
+    h: Harness, operation: BatchOperation, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await h.store.write_batch(SHARDS, h.tenant("t1"), [BatchOperation.upsert(h.doc("first")), operation])
+
+    assert await h.store.read_many(SHARDS, h.tenant("t1"), ["first"]) == {}
+
+
+async def test_a_batch_longer_than_one_cosmos_transaction_lands_whole(h: Harness) -> None:
+    docs = [h.doc(f"doc-{n:03d}", n=n, text="x" * 2_000) for n in range(250)]
+
+    etags = await h.store.write_batch(SHARDS, h.tenant("t1"), [BatchOperation.upsert(doc) for doc in docs])
+
+    stored = await h.store.read_many(SHARDS, h.tenant("t1"), [doc["id"] for doc in docs])
+    assert [stored[doc["id"]]["n"] for doc in docs] == list(range(250))
+    assert etags == [stored[doc["id"]]["_etag"] for doc in docs]
+
+
+async def test_a_failure_past_the_first_cosmos_transaction_keeps_only_what_the_backend_committed(h: Harness) -> None:
+    await h.store.create(SHARDS, h.doc("doc-150"))
+    operations = [BatchOperation.create(h.doc(f"doc-{n:03d}")) for n in range(200)]
+
+    with pytest.raises(AlreadyExists, match="batch operation 150"):
+        await h.store.write_batch(SHARDS, h.tenant("t1"), operations)
+
+    # SQLite commits a batch in one transaction; Cosmos DB in transactions of 100, so the first one stays.
+    committed = 0 if h.backend == "sqlite" else COSMOS_BATCH_LIMIT
+    stored = await h.store.read_many(SHARDS, h.tenant("t1"), [f"doc-{n:03d}" for n in range(200)])
+    assert sorted(stored) == [f"doc-{n:03d}" for n in range(committed)] + ["doc-150"]
+
+
+async def test_read_many_returns_the_partition_s_documents_with_those_ids(h: Harness) -> None:
+    await h.store.write_batch(SHARDS, h.tenant("t1"), [BatchOperation.upsert(h.doc(f"d{n}", n=n)) for n in range(5)])
+    await h.store.create(SHARDS, h.doc("d9", "t2"))
+
+    found = await h.store.read_many(SHARDS, h.tenant("t1"), ["d3", "d1", "d3", "missing", "d9"])
+
+    assert sorted(found) == ["d1", "d3"]
+    assert found["d1"] == await h.store.read(SHARDS, "d1", h.tenant("t1"))
+    assert await h.store.read_many(SHARDS, h.tenant("t1"), []) == {}
+    with pytest.raises(ValueError, match="without"):
+        await h.store.read_many(SHARDS, h.tenant("t1"), ["d1", "a/b"])
+
+
+async def test_read_many_reads_thousands_of_ids(h: Harness) -> None:
+    docs = [h.doc(f"doc-{n:04d}", n=n) for n in range(1_200)]
+    for start in range(0, len(docs), 400):
+        await h.store.write_batch(
+            SHARDS, h.tenant("t1"), [BatchOperation.upsert(doc) for doc in docs[start : start + 400]]
+        )
+
+    found = await h.store.read_many(SHARDS, h.tenant("t1"), [doc["id"] for doc in reversed(docs)] + ["nope"])
+
+    assert len(found) == 1_200
+    assert found["doc-1199"]["n"] == 1_199
+
+
+async def test_read_many_skips_expired_documents(h: Harness) -> None:
+    clock = h.manual_clock()
+    await h.store.write_batch(
+        SHARDS, h.tenant("t1"), [BatchOperation.upsert(h.doc("short", ttl=5)), BatchOperation.upsert(h.doc("long"))]
+    )
+    clock.advance(5)
+
+    assert list(await h.store.read_many(SHARDS, h.tenant("t1"), ["short", "long"])) == ["long"]
 
 
 # ---------------------------------------------------------------- validation
