@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from castiel.cli.common import echo_json, run, with_store
+from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_store
 from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
 from castiel.cli.lookup import create_named
 from castiel.models import (
@@ -45,11 +45,22 @@ def connections_add(
         sync_direction=direction,
     )
     stored = run(with_store(lambda store: create_named(store, connection, "connection")))
-    echo_json(stored)
+    echo_json(public(stored))
 
 
 @connections_app.command("list")
-def connections_list(tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "") -> None:
-    """List connections as JSON."""
-    page = run(with_store(lambda store: store.query(Connection.container, Query(partition_key=tenant or None))))
-    echo_json(page.items)
+def connections_list(
+    tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "", as_json: JsonFlag = False
+) -> None:
+    """List connections, one line each (``--json``: an array)."""
+    query = Query(partition_key=tenant or None, order_by=(("tenantId", "asc"), ("id", "asc")))
+    page = run(with_store(lambda store: store.query(Connection.container, query)))
+    echo_items(page.items, as_json, _line)
+
+
+def _line(connection: dict[str, Any]) -> str:
+    entity_types = ",".join(connection.get("entityTypes", [])) or "-"
+    return (
+        f"{connection['id']}  {connection['provider']:<10} tenant={connection['tenantId']}"
+        f" direction={connection['syncDirection']} entities={entity_types} status={connection['status']}"
+    )

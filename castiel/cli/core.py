@@ -3,12 +3,16 @@
 Every command works on whichever backends are configured (embedded under ``CASTIEL_DATA_DIR`` by default, Azure when
 its settings are present), and builds only the backends it needs.
 
-The root group ends every failure as one line (``castiel.cli.exits``), before typer's own error renderer sees it.
+Help is click's plain formatter, not Rich (``rich_markup_mode=None``, which typer hands down to every group and
+command): typer's Rich renderer prints a parameter's type for flags too, so every boolean flag read ``--json <bool>``
+as if it took a value; the plain formatter leaves flags bare. Errors never reach typer's renderers either: the root
+group ends every failure as one line (``castiel.cli.exits``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -20,6 +24,8 @@ from castiel.cli.serve import serve
 from castiel.cli.status import status
 from castiel.cli.tasks import tasks_app
 from castiel.cli.webhooks import webhooks_app
+
+DISTRIBUTION = "castiel-sync"
 
 
 class _OneLineErrors(TyperGroup):
@@ -34,12 +40,36 @@ class _OneLineErrors(TyperGroup):
             return super().invoke(ctx)
 
 
+def installed_version() -> str:
+    """The version of the installed ``castiel-sync`` distribution."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (castiel-sync is not installed as a package)"
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(f"castiel {installed_version()}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     cls=_OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
     help="Castiel sync: integration engine on Azure Functions.",
 )
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Options of ``castiel`` itself (the group's help text is the ``Typer``'s)."""
 
 
 app.command()(serve)

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from castiel.cli.common import JsonFlag, echo_json, run, settings, with_queue
+from castiel.cli.common import JsonFlag, echo_items, echo_json, run, settings, with_queue
+from castiel.models import format_utc
 from castiel.ports import MessageQueue, ReceivedMessage
 from castiel.settings import Settings
 from castiel.sync.resubmit import resubmit_dead_letters
@@ -63,8 +64,8 @@ def _message_json(message: ReceivedMessage) -> dict[str, Any]:
         "messageId": message.message_id,
         "sequenceNumber": message.sequence_number,
         "deliveryCount": message.delivery_count,
-        "enqueuedTime": message.enqueued_time.isoformat(),
-        "scheduledEnqueueTime": message.scheduled_enqueue_time.isoformat() if message.scheduled_enqueue_time else None,
+        "enqueuedTime": format_utc(message.enqueued_time),
+        "scheduledEnqueueTime": format_utc(message.scheduled_enqueue_time) if message.scheduled_enqueue_time else None,
         "correlationId": message.correlation_id,
         "applicationProperties": dict(message.application_properties),
         "deadLetterReason": message.dead_letter_reason,
@@ -73,13 +74,27 @@ def _message_json(message: ReceivedMessage) -> dict[str, Any]:
     }
 
 
-def _peek(queue: str, max_messages: int, dead_letter: bool) -> None:
+def _message_line(message: dict[str, Any]) -> str:
+    body = json.dumps(message["body"], separators=(",", ":"))
+    when = f" scheduled={message['scheduledEnqueueTime']}" if message["scheduledEnqueueTime"] else ""
+    reason = f" reason={message['deadLetterReason']!r}" if message["deadLetterReason"] else ""
+    return (
+        f"#{message['sequenceNumber']} {message['messageId']} deliveries={message['deliveryCount']}"
+        f" enqueued={message['enqueuedTime']}{when}{reason} body={_shorten(body)}"
+    )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _peek(queue: str, max_messages: int, dead_letter: bool, as_json: bool) -> None:
     (name,) = queue_names(settings(), queue)
 
     async def peek(mq: MessageQueue, _: Settings) -> list[ReceivedMessage]:
         return await mq.peek(name, max_messages=max_messages, sub_queue="dead_letter" if dead_letter else None)
 
-    echo_json([_message_json(message) for message in run(with_queue(peek))])
+    echo_items([_message_json(message) for message in run(with_queue(peek))], as_json, _message_line)
 
 
 @queue_app.command("peek")
@@ -87,18 +102,20 @@ def queue_peek(
     queue: Annotated[str, typer.Argument(help="Queue name.")],
     max_messages: Annotated[int, typer.Option("--max", min=1, help="How many.")] = 10,
     dead_letter: Annotated[bool, typer.Option("--dead-letter", help="Peek the dead-letter sub-queue.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Show messages without locking them."""
-    _peek(queue, max_messages, dead_letter)
+    """Show messages without locking them, one line each (``--json``: an array with their bodies)."""
+    _peek(queue, max_messages, dead_letter, as_json)
 
 
 @queue_app.command("dead-letters")
 def queue_dead_letters(
     queue: Annotated[str, typer.Argument(help="Queue name.")],
     max_messages: Annotated[int, typer.Option("--max", min=1, help="How many.")] = 50,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Show dead-lettered messages with their reasons."""
-    _peek(queue, max_messages, dead_letter=True)
+    """Show dead-lettered messages with their reasons, one line each (``--json``: an array)."""
+    _peek(queue, max_messages, True, as_json)
 
 
 @queue_app.command("resubmit")

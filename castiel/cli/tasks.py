@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from castiel.cli.common import JsonFlag, echo_json, run, with_store
+from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_store
 from castiel.cli.flags import ID_RULE, check_optional_id
 from castiel.cli.lookup import create_named, read_named
 from castiel.models import (
@@ -53,7 +53,7 @@ def tasks_add(
         )
         return await create_named(store, task, "task")
 
-    echo_json(run(with_store(add)))
+    echo_json(public(run(with_store(add))))
 
 
 @tasks_app.command("list")
@@ -61,16 +61,16 @@ def tasks_list(
     status: Annotated[TaskStatus | None, typer.Option(help="Only tasks in this status.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List tasks, due first."""
+    """List tasks, due first, one line each (``--json``: an array)."""
     filters = (Filter("status", "==", status.value),) if status else ()
     query = Query(filters=filters, order_by=(("nextRunAt", "asc"),))
     page = run(with_store(lambda store: store.query(SyncTask.container, query)))
-    if as_json:
-        echo_json(page.items)
-        return
-    for doc in page.items:
-        task = SyncTask.model_validate(doc)
-        typer.echo(
-            f"{task.id}  {task.status.value:<12} {task.priority.value:<6} next={task.next_run_at:%Y-%m-%d %H:%M:%S}Z"
-            f"  tenant={task.tenant_id} connection={task.connection_id}"
-        )
+    echo_items(page.items, as_json, _line)
+
+
+def _line(item: dict[str, Any]) -> str:
+    task = SyncTask.model_validate(item)
+    return (
+        f"{task.id}  {task.status.value:<12} {task.priority.value:<6} next={task.next_run_at:%Y-%m-%d %H:%M:%S}Z"
+        f"  tenant={task.tenant_id} connection={task.connection_id}"
+    )

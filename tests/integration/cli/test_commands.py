@@ -27,16 +27,16 @@ def test_queue_stats_json_has_both_queues_with_their_counts(seeded: Path) -> Non
 
 def test_dead_letters_show_their_reason_and_resubmit_moves_them_back(seeded: Path) -> None:
     dead_letter_one(seeded, "sync-inbound", "m-1")
-    (dead,) = castiel_json("queue", "dead-letters", "sync-inbound")
+    (dead,) = castiel_json("queue", "dead-letters", "sync-inbound", "--json")
     assert dead["deadLetterReason"] == "PermanentError: bad config"
     assert dead["body"] == {"x": 1}
 
     assert "resubmitted 1 message(s)" in castiel("queue", "resubmit", "sync-inbound")
 
-    (active,) = castiel_json("queue", "peek", "sync-inbound")
+    (active,) = castiel_json("queue", "peek", "sync-inbound", "--json")
     assert active["body"] == {"x": 1}
     assert active["applicationProperties"]["castiel-resubmitted-reason"] == "PermanentError: bad config"
-    assert castiel_json("queue", "dead-letters", "sync-inbound") == []
+    assert castiel_json("queue", "dead-letters", "sync-inbound", "--json") == []
 
 
 def test_status_json_reports_tasks_shards_queues_and_results(seeded: Path) -> None:
