@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from contextlib import suppress
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -16,9 +15,9 @@ from castiel.clock import system_clock
 from castiel.errors import ConfigError, NotFound, RetryableError, SignatureError
 from castiel.models import Connection, Provider, WebhookRegistration
 from castiel.ports import DocumentStore, SecretStore
+from castiel.webhooks.admin import WebhookAdmin, pending_name
 from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.health import registration_health
-from castiel.webhooks.receiver import PENDING_TOKEN_SUFFIX
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.signatures import (
     AUDIENCE_SETTING,
@@ -26,6 +25,10 @@ from castiel.webhooks.signatures import (
     SERVICE_ACCOUNT_SETTING,
     build_verifier,
 )
+from castiel.webhooks.verifiers import ROTATION_GRACE
+
+T = TypeVar("T")
+_GRACE_DAYS = ROTATION_GRACE.days
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook registrations.")
 
@@ -64,25 +67,22 @@ def add(
     if needs_secret and not secret:
         raise typer.BadParameter(f"{provider.value} registrations need --secret")
 
-    async def register(store: DocumentStore) -> WebhookRegistration:
+    async def register(admin: WebhookAdmin, store: DocumentStore) -> WebhookRegistration:
         conn = Connection.model_validate(await store.read(Connection.container, connection, tenant))
-        secret_name = f"{tenant}--{connection}--webhook-secret" if secret else None
-        if secret_name is not None:
-            await with_secrets(lambda secrets: secrets.set_secret(secret_name, secret))
-        registration = WebhookRegistration(
-            id=uuid.uuid4().hex,
-            tenant_id=tenant,
-            provider=provider,
-            connection_id=conn.id,
-            integration_id=conn.integration_id,
-            secret_name=secret_name,
-            events=[name.strip() for name in events.split(",") if name.strip()],
-            settings=settings,
-        )
-        return await WebhookRegistrations(store).add(registration)
+        names = [name.strip() for name in events.split(",") if name.strip()]
+        return await admin.add(conn, provider, secret=secret or None, settings=settings, events=names)
 
-    registration = run(with_store(register))
+    registration = run(_with_admin(register))
     echo_json({**_public(registration), "path": f"/webhooks/{registration.id}/events"})
+
+
+async def _with_admin(work: Callable[[WebhookAdmin, DocumentStore], Awaitable[T]]) -> T:
+    """Run ``work`` with the registrations and secrets of the configured backends."""
+
+    async def with_both(store: DocumentStore) -> T:
+        return await with_secrets(lambda secrets: work(WebhookAdmin(WebhookRegistrations(store), secrets), store))
+
+    return await with_store(with_both)
 
 
 def _public(registration: WebhookRegistration) -> dict[str, Any]:
@@ -108,25 +108,21 @@ def health(registration_id: Annotated[str, typer.Argument(help="Registration id.
     echo_json(run(with_store(report)))
 
 
+@webhooks_app.command("rotate")
+def rotate(
+    registration_id: Annotated[str, typer.Argument(help="Registration id.")],
+    secret: Annotated[str, typer.Option(help="The new signing secret.")],
+) -> None:
+    """Add a new signing secret; the previous one keeps verifying for the rotation grace (7 days)."""
+    run(_with_admin(lambda admin, _: admin.rotate(registration_id, secret)))
+    typer.echo(f"rotated the secret of {registration_id}; the previous one verifies for another {_GRACE_DAYS} days")
+
+
 @webhooks_app.command("remove")
 def remove(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
     """Delete a registration and its signing secrets; later deliveries to it get 404."""
-
-    async def delete(store: DocumentStore) -> None:
-        registrations = WebhookRegistrations(store)
-        registration = await registrations.get(registration_id)
-        await registrations.remove(registration.id)
-        if registration.secret_name is not None:
-            await with_secrets(lambda secrets: _delete_secrets(secrets, str(registration.secret_name)))
-
-    run(with_store(delete))
+    run(_with_admin(lambda admin, _: admin.remove(registration_id)))
     typer.echo(f"removed {registration_id}")
-
-
-async def _delete_secrets(secrets: SecretStore, name: str) -> None:
-    for secret_name in (name, f"{name}{PENDING_TOKEN_SUFFIX}"):
-        with suppress(NotFound):
-            await secrets.delete_secret(secret_name)
 
 
 @webhooks_app.command("confirm")
@@ -144,7 +140,7 @@ def confirm(registration_id: Annotated[str, typer.Argument(help="Registration id
 
 
 async def _promote_pending(secrets: SecretStore, name: str) -> None:
-    pending = f"{name}{PENDING_TOKEN_SUFFIX}"
+    pending = pending_name(name)
     try:
         token = await secrets.get_secret(pending)
     except NotFound:

@@ -35,6 +35,7 @@ from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableE
 from castiel.models import Provider, WebhookAudit, WebhookRegistration
 from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
 from castiel.telemetry import log_event, new_correlation_id, new_id
+from castiel.webhooks.admin import pending_name
 from castiel.webhooks.events import Handshake, ParsedDelivery, parse_delivery
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.registrations import WebhookRegistrations
@@ -42,7 +43,6 @@ from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
 from castiel.webhooks.verifiers import Verifiers
 
 MAX_BODY_BYTES = 1024 * 1024
-PENDING_TOKEN_SUFFIX = "--pending"  # noqa: S105 - a secret-name suffix, not a credential
 
 # Audit lines are written after the answer, so they wait to share one write with the lines of the next requests:
 # one store call per 50 ms under load instead of one per event-loop turn, next to the enqueues that gate answers.
@@ -215,7 +215,7 @@ class WebhookReceiver:
         """Keep Notion's token aside for an operator to confirm; a confirmed token is never overwritten here."""
         if handshake.verification_token is None:
             return
-        name = f"{registration.secret_name or registration.id}{PENDING_TOKEN_SUFFIX}"
+        name = pending_name(registration.secret_name or registration.id)
         await self._secrets.set_secret(name, handshake.verification_token, tags={"registration": registration.id})
         log_event("webhook.pending_token", registration_id=registration.id, secret_name=name)
 

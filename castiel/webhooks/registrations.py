@@ -85,6 +85,15 @@ class WebhookRegistrations:
         self._cache.pop(stored.id, None)
         return stored
 
+    async def sharing_secret(self, secret_name: str, *, other_than: str) -> list[str]:
+        """Up to ten ids of the registrations other than ``other_than`` whose secret is ``secret_name``: in stores
+        from before each registration owned its secret, a connection's registrations shared one."""
+        page = await self._store.query(
+            WebhookRegistration.container,
+            Query(filters=(Filter("secretName", "==", secret_name), Filter("id", "!=", other_than)), limit=10),
+        )
+        return sorted(str(doc["id"]) for doc in page.items)
+
     async def list(self, tenant_id: str | None = None) -> list[WebhookRegistration]:
         """Every registration, or a tenant's."""
         page = await self._store.query(

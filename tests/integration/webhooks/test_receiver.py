@@ -24,8 +24,9 @@ from castiel.clock import to_datetime
 from castiel.errors import CastielError, NotFound, RetryableError
 from castiel.models import ChangeOrigin, Operation
 from castiel.ports import OutgoingMessage
+from castiel.webhooks.admin import pending_name
 from castiel.webhooks.ledger import PENDING_TTL_SECONDS
-from castiel.webhooks.receiver import MAX_BODY_BYTES, PENDING_TOKEN_SUFFIX, WebhookResponse
+from castiel.webhooks.receiver import MAX_BODY_BYTES, WebhookResponse
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
 from castiel.webhooks.verifiers import ROTATION_GRACE
 
@@ -350,7 +351,7 @@ async def test_the_notion_verification_token_is_stored_pending_and_trusted_for_n
     response = await harness.post(registration.id, Sample("notion/verification.json").body, {})
 
     assert (response.status, answered_json(response)) == (200, {"ok": True})
-    pending = await harness.secrets.get_secret(f"webhook-notion{PENDING_TOKEN_SUFFIX}")
+    pending = await harness.secrets.get_secret(pending_name("webhook-notion"))
     assert pending.reveal() == NOTION_TOKEN
     with pytest.raises(NotFound):
         await harness.secrets.get_secret("webhook-notion")
@@ -367,7 +368,7 @@ async def test_a_later_verification_never_overwrites_the_confirmed_token(harness
     for token in ("secret_firstVerificationTokenAaaaaaaaaaaaa", "secret_secondVerificationTokenBbbbbbbbbbbb"):
         response = await harness.post(registration.id, orjson.dumps({"verification_token": token}), {})
         assert response.status == 200
-        assert (await harness.secrets.get_secret(f"webhook-notion{PENDING_TOKEN_SUFFIX}")).reveal() == token
+        assert (await harness.secrets.get_secret(pending_name("webhook-notion"))).reveal() == token
 
     (confirmed,) = await harness.secrets.list_versions("webhook-notion")
     assert (await harness.secrets.get_secret("webhook-notion", confirmed.version)).reveal() == SECRETS["notion"]

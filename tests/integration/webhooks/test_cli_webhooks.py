@@ -1,0 +1,204 @@
+"""``castiel webhooks`` on the embedded backends, and what a receiver on the same data directory then accepts.
+
+Each ``receiver()`` is a fresh receiver (fresh registration and verifier caches) on the data directory the CLI
+writes, so it sees exactly what the CLI stored: a delivery's answer is the proof that a secret was (or was not)
+kept, replaced or deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from typer.testing import CliRunner
+
+from castiel.backends.local_secrets import LocalSecretStore
+from castiel.backends.sqlite_queue import SqliteMessageQueue
+from castiel.backends.sqlite_store import SqliteDocumentStore
+from castiel.cli import app
+from castiel.clock import ManualClock
+from castiel.errors import NotFound
+from castiel.models import Provider, WebhookRegistration
+from castiel.settings import load_settings
+from castiel.webhooks.signatures import GITHUB
+
+from .conftest import SAMPLES, Harness, assemble, serve_jwks
+
+runner = CliRunner()
+
+Receiver = Callable[[], Awaitable[Harness]]
+
+
+def castiel(*args: str) -> str:
+    """Run a command (in a worker thread when called from a test's event loop: the CLI runs its own loop)."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def cli(*args: str) -> str:
+    """``castiel`` from async code."""
+    return await asyncio.to_thread(castiel, *args)
+
+
+async def cli_json(*args: str) -> Any:
+    return json.loads(await cli(*args))
+
+
+async def cli_fails(*args: str) -> str:
+    """The one-line error of a command that must fail (exit 1 or 2: the CLI's own helper decides which)."""
+    result = await asyncio.to_thread(runner.invoke, app, list(args))
+    assert result.exit_code in (1, 2), result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    return result.output
+
+
+@pytest.fixture
+async def receiver(data_dir: Path, redis_client: aioredis.Redis) -> AsyncIterator[Receiver]:
+    """``await receiver()``: a new receiver on the CLI's data directory, its clock at the wall clock's now."""
+    async with AsyncExitStack() as stack:
+
+        async def make() -> Harness:
+            settings = load_settings()
+            clock = ManualClock(time.time())
+            store = SqliteDocumentStore.from_settings(settings, clock=clock)
+            stack.push_async_callback(store.close)
+            queue = SqliteMessageQueue.from_settings(settings, clock=clock)
+            stack.push_async_callback(queue.close)
+            http = await stack.enter_async_context(httpx.AsyncClient(transport=httpx.MockTransport(serve_jwks)))
+            secrets = LocalSecretStore(settings.data_dir, clock=clock)
+            harness = assemble(store=store, queue=queue, secrets=secrets, redis=redis_client, http=http, clock=clock)
+            stack.push_async_callback(harness.receiver.drain)
+            return harness
+
+        yield make
+
+
+async def github_delivery(harness: Harness, registration_id: str, secret: str, delivery_id: str) -> int:
+    """The status of a GitHub sample delivery to ``registration_id`` signed with ``secret``."""
+    sample = SAMPLES["github"]
+    headers = {**sample.headers(), **GITHUB.sign(sample.body, secret, now=harness.clock(), delivery_id=delivery_id)}
+    return (await harness.post(registration_id, sample.body, headers)).status
+
+
+async def add_github(secret: str) -> dict[str, Any]:
+    return await cli_json(  # type: ignore[no-any-return]
+        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "github", "--secret", secret
+    )
+
+
+@pytest.fixture
+def connection(data_dir: Path) -> None:
+    castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh")
+
+
+# ---------------------------------------------------------------- one secret per registration
+
+
+async def test_two_registrations_on_one_connection_each_verify_only_with_their_own_secret(
+    connection: None, receiver: Receiver
+) -> None:
+    first, second = await add_github("first-secret-Xq81"), await add_github("second-secret-Lm27")
+
+    harness = await receiver()
+    assert await github_delivery(harness, first["id"], "first-secret-Xq81", "d1") == 202
+    assert await github_delivery(harness, second["id"], "second-secret-Lm27", "d2") == 202
+    assert await github_delivery(harness, first["id"], "second-secret-Lm27", "d3") == 401
+    assert await github_delivery(harness, second["id"], "first-secret-Xq81", "d4") == 401
+
+    await cli("webhooks", "remove", first["id"])
+
+    harness = await receiver()
+    assert await github_delivery(harness, second["id"], "second-secret-Lm27", "d5") == 202
+    assert await github_delivery(harness, first["id"], "first-secret-Xq81", "d6") == 404
+    assert await harness.secrets.list_versions(second["secretName"])
+    assert [r.id for r in await harness.registrations.list()] == [second["id"]]
+
+
+async def test_a_secret_is_named_from_the_tenant_and_the_registration_and_fits_key_vault(
+    connection: None,
+) -> None:
+    registration = await add_github("a-secret-Pw30")
+    assert registration["secretName"] == f"acme--{registration['id']}--webhook-secret"
+
+
+async def test_rotation_keeps_the_old_secret_verifying_and_touches_no_other_registration(
+    connection: None, receiver: Receiver
+) -> None:
+    first, second = await add_github("first-secret-Xq81"), await add_github("second-secret-Lm27")
+
+    await cli("webhooks", "rotate", first["id"], "--secret", "first-rotated-Vb55")
+
+    harness = await receiver()
+    assert await github_delivery(harness, first["id"], "first-rotated-Vb55", "d1") == 202
+    assert await github_delivery(harness, first["id"], "first-secret-Xq81", "d2") == 202  # within the grace
+    assert await github_delivery(harness, second["id"], "second-secret-Lm27", "d3") == 202
+    assert await github_delivery(harness, second["id"], "first-rotated-Vb55", "d4") == 401
+
+
+async def test_rotating_an_unknown_registration_is_a_one_line_error(connection: None) -> None:
+    output = await cli_fails("webhooks", "rotate", "nope", "--secret", "s")
+    assert "nope" in output
+
+
+# ---------------------------------------------------------------- stores from before: one secret per connection
+
+LEGACY_NAME = "acme--gh--webhook-secret"
+"""The name every registration of connection ``gh`` shared before each registration owned its secret."""
+
+
+async def legacy_registrations(harness: Harness, secret: str) -> list[str]:
+    """Two GitHub registrations sharing the connection's secret, as ``webhooks add`` stored them before."""
+    await harness.secrets.set_secret(LEGACY_NAME, secret)
+    ids = []
+    for registration_id in ("legacy-1", "legacy-2"):
+        registration = WebhookRegistration(
+            id=registration_id,
+            tenant_id="acme",
+            provider=Provider.GITHUB,
+            connection_id="gh",
+            integration_id="github",
+            secret_name=LEGACY_NAME,
+        )
+        ids.append((await harness.registrations.add(registration)).id)
+    return ids
+
+
+async def test_a_shared_secret_of_an_older_store_is_kept_while_a_registration_still_uses_it(
+    connection: None, receiver: Receiver
+) -> None:
+    first, second = await legacy_registrations(await receiver(), "shared-secret-Hh12")
+
+    await cli("webhooks", "remove", first)
+
+    harness = await receiver()
+    assert await github_delivery(harness, second, "shared-secret-Hh12", "d1") == 202
+
+    await cli("webhooks", "remove", second)
+
+    with pytest.raises(NotFound):
+        await (await receiver()).secrets.get_secret(LEGACY_NAME)
+
+
+async def test_rotating_a_registration_that_shares_its_secret_moves_it_onto_its_own(
+    connection: None, receiver: Receiver
+) -> None:
+    first, second = await legacy_registrations(await receiver(), "shared-secret-Hh12")
+
+    await cli("webhooks", "rotate", first, "--secret", "first-own-secret-Tt77")
+
+    harness = await receiver()
+    assert (await harness.registrations.get(first)).secret_name == f"acme--{first}--webhook-secret"
+    assert await github_delivery(harness, first, "first-own-secret-Tt77", "d1") == 202
+    assert await github_delivery(harness, first, "shared-secret-Hh12", "d2") == 202  # within the grace
+    assert await github_delivery(harness, second, "shared-secret-Hh12", "d3") == 202
+    assert await github_delivery(harness, second, "first-own-secret-Tt77", "d4") == 401
