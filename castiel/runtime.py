@@ -22,6 +22,7 @@ from castiel.backends.redis_client import connect
 from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
+from castiel.credentials.vault import CredentialVault
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.settings import Settings, get_settings
@@ -119,6 +120,7 @@ class Runtime:
     inbound: InboundSync
     outbound: OutboundSync
     refresher: TokenRefresher
+    credentials: CredentialVault
     registrations: WebhookRegistrations
     verifiers: Verifiers
     ledger: DeliveryLedger
@@ -148,6 +150,7 @@ class Runtime:
         registrations = WebhookRegistrations(store, clock=clock)
         verifiers = Verifiers(secrets, GoogleSigningKeys(http, clock=clock), clock=clock)
         ledger = DeliveryLedger(redis, store, clock=clock)
+        credentials = CredentialVault.wire(store, secrets, redis, http, clock=clock)
         return cls(
             settings=settings,
             store=store,
@@ -167,8 +170,13 @@ class Runtime:
             inbound=InboundSync(store, adapters, limiter, policy, clock=clock),
             outbound=OutboundSync(store, adapters, policy),
             refresher=TokenRefresher(
-                store, {}, threshold=timedelta(minutes=settings.token_expiry_threshold_minutes), clock=clock
+                store,
+                credentials,
+                threshold=timedelta(minutes=settings.token_expiry_threshold_minutes),
+                concurrency=settings.token_refresh_concurrency,
+                clock=clock,
             ),
+            credentials=credentials,
             registrations=registrations,
             verifiers=verifiers,
             ledger=ledger,

@@ -57,6 +57,19 @@ class Settings(BaseSettings):
         description="A task queued or running longer than this is assumed lost and re-pended.",
     )
     token_expiry_threshold_minutes: int = Field(default=420, validation_alias="TOKEN_EXPIRY_THRESHOLD_MINUTES", ge=1)
+    token_refresh_concurrency: int = Field(
+        default=8,
+        validation_alias="TOKEN_REFRESH_CONCURRENCY",
+        ge=1,
+        le=100,
+        description="How many credentials the token refresher refreshes at once (each is one token request).",
+    )
+    max_delivery_count: int = Field(
+        default=10,
+        validation_alias="SERVICE_BUS_MAX_DELIVERY_COUNT",
+        ge=1,
+        description="The queue's max delivery count (Service Bus default 10); the embedded queue obeys it.",
+    )
     max_delivery_count: int = Field(
         default=10,
         validation_alias="SERVICE_BUS_MAX_DELIVERY_COUNT",

@@ -31,6 +31,7 @@ class Metric:
     RATE_LIMIT_REFUSED = "castiel.ratelimit.refused"
     RATE_LIMIT_ALERT = "castiel.ratelimit.alert"
     TOKEN_REFRESHED = "castiel.token.refreshed"  # noqa: S105 - a metric name, not a credential
+    CREDENTIAL_ALERT = "castiel.credentials.alert"
 
 
 _ids = random.Random()  # seeded from os.urandom once; ids must be unique, not unguessable

@@ -167,7 +167,7 @@ class RateLimiter:
         self._adaptive = adaptive
         self._usage = UsageAlarm(self._alert)
         self._health = _RedisHealth(round(first_backoff_seconds * MICROS), round(max_backoff_seconds * MICROS))
-        self._plans: dict[tuple[str, str, str, str], tuple[WindowPlan, Subject]] = {}
+        self._plans: dict[tuple[str, str, str, str, str | None], tuple[WindowPlan, Subject]] = {}
         self._member_prefix = os.urandom(6).hex() + "-"
         self._sequence = itertools.count()
 
@@ -189,10 +189,19 @@ class RateLimiter:
         return self._health.down_since is not None
 
     async def check(
-        self, *, tenant_id: str, connection_id: str, provider: str, operation: LimitedOperation
+        self,
+        *,
+        tenant_id: str,
+        connection_id: str,
+        provider: str,
+        operation: LimitedOperation,
+        profile: str | None = None,
     ) -> RateLimitCheck:
-        """Admit and record one call at every level, or refuse it (queued, or for a delete rejected)."""
-        plan, subject = self._plan(tenant_id, connection_id, provider, operation)
+        """Admit and record one call at every level, or refuse it (queued, or for a delete rejected).
+
+        ``profile`` names the connection's kind of provider account where limits differ by it (Slack's app
+        distribution, ``policy.py``)."""
+        plan, subject = self._plan(tenant_id, connection_id, provider, operation, profile)
         now_us = round(self._clock() * MICROS)
         outcome = await self._decide(plan, now_us)
         used, limits = outcome.used, outcome.limits
@@ -280,13 +289,17 @@ class RateLimiter:
             log_event("ratelimit.alert_failed", level=logging.ERROR, kind=alert.kind.value, error=repr(exc))
 
     def _plan(
-        self, tenant_id: str, connection_id: str, provider: str, operation: LimitedOperation
+        self, tenant_id: str, connection_id: str, provider: str, operation: LimitedOperation, profile: str | None
     ) -> tuple[WindowPlan, Subject]:
-        cache_key = (tenant_id, connection_id, provider, operation)
+        cache_key = (tenant_id, connection_id, provider, operation, profile)
         found = self._plans.get(cache_key)
         if found is None:
             limits = self._policy.limits(
-                tenant_id=tenant_id, connection_id=connection_id, provider=provider, operation=operation
+                tenant_id=tenant_id,
+                connection_id=connection_id,
+                provider=provider,
+                operation=operation,
+                profile=profile,
             )
             connection = _connection_key(tenant_id, connection_id)
             plan = WindowPlan(

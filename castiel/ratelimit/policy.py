@@ -7,6 +7,14 @@ Three levels are checked for every call, each a sliding window (60 s unless conf
 * ``operation``: one connection's calls of one kind (fetch 200, update 150, create 100, delete 50 per minute);
 * ``tenant``: every call of one tenant (5,000 per minute).
 
+Some providers limit particular calls more tightly, and that is data here, not code in an adapter
+(``PROVIDER_OPERATION_LIMITS``): Slack limits each Web API method by its tier, and each of our operations calls one
+method (``SLACK_OPERATION_METHODS``); GitHub allows at most 80 content-creating requests a minute. Where the limit
+depends on the kind of account, the connection names its *profile*: Slack's ``slackAppDistribution`` setting
+(``SLACK_APP_DISTRIBUTIONS``) — ``internal`` (a tenant's own app, the default) and ``marketplace`` keep Tier 3 for
+``conversations.history``; ``unlisted`` (a commercially distributed app outside the Marketplace) gets one request a
+minute of at most 15 messages.
+
 ``RATE_LIMIT_OVERRIDES`` (``Settings.rate_limit_overrides``) replaces any of them. Its schema, every part optional::
 
     {
@@ -87,6 +95,56 @@ OPERATION_LIMITS: Mapping[LimitedOperation, Limit] = {
 }
 TENANT_LIMIT = Limit(5000)
 
+SLACK_TIERS: Mapping[str, Limit] = {"tier1": Limit(1), "tier2": Limit(20), "tier3": Limit(50), "tier4": Limit(100)}
+"""Slack Web API tiers, per method per workspace per app (docs.slack.dev/apis/web-api/rate-limits)."""
+
+SLACK_OPERATION_METHODS: Mapping[LimitedOperation, tuple[str, Limit]] = {
+    "fetch": ("conversations.history", SLACK_TIERS["tier3"]),
+    # chat.postMessage has a special tier: about one message a second per channel.
+    "create": ("chat.postMessage", Limit(60)),
+    "update": ("chat.update", SLACK_TIERS["tier3"]),
+    "delete": ("chat.delete", SLACK_TIERS["tier3"]),
+}
+"""The Slack method each operation calls, with that method's limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlackAppDistribution:
+    """What a Slack app's distribution allows ``conversations.history``: calls and messages per call."""
+
+    history_limit: Limit
+    history_page_size: int
+
+
+SLACK_APP_DISTRIBUTIONS: Mapping[str, SlackAppDistribution] = {
+    "internal": SlackAppDistribution(SLACK_TIERS["tier3"], 200),
+    "marketplace": SlackAppDistribution(SLACK_TIERS["tier3"], 200),
+    # Since 2025-05-29, commercially distributed apps outside the Marketplace: 1 request a minute, 15 messages.
+    "unlisted": SlackAppDistribution(Limit(1), 15),
+}
+"""``slackAppDistribution`` values (``internal`` by default)."""
+
+DEFAULT_SLACK_APP_DISTRIBUTION = "internal"
+
+PROVIDER_OPERATION_LIMITS: Mapping[tuple[str, str | None], Mapping[LimitedOperation, Limit]] = {
+    ("github", None): {"create": Limit(80)},  # secondary limit: 80 content-creating requests a minute
+    ("slack", None): {operation: limit for operation, (_, limit) in SLACK_OPERATION_METHODS.items()},
+    **{
+        ("slack", name): {"fetch": distribution.history_limit} for name, distribution in SLACK_APP_DISTRIBUTIONS.items()
+    },
+}
+"""Operation limits of a provider, and of a provider's profile, tighter than ``OPERATION_LIMITS``; the profile's
+entry wins over the provider's."""
+
+
+def operation_default(provider: str, profile: str | None, operation: LimitedOperation) -> Limit:
+    """The built-in limit of ``operation`` for a provider and profile, before any configured override."""
+    for key in ((provider, profile), (provider, None)):
+        found = PROVIDER_OPERATION_LIMITS.get(key, {}).get(operation)
+        if found is not None:
+            return found
+    return OPERATION_LIMITS[operation]
+
 
 # ---------------------------------------------------------------- RATE_LIMIT_OVERRIDES schema
 
@@ -157,8 +215,17 @@ class RateLimitPolicy:
         """The policy of ``RATE_LIMIT_OVERRIDES``."""
         return cls(settings.rate_limit_overrides)
 
-    def limits(self, *, tenant_id: str, connection_id: str, provider: str, operation: LimitedOperation) -> LevelLimits:
-        """The integration, operation and tenant limits of one call, most specific override first."""
+    def limits(
+        self,
+        *,
+        tenant_id: str,
+        connection_id: str,
+        provider: str,
+        operation: LimitedOperation,
+        profile: str | None = None,
+    ) -> LevelLimits:
+        """The integration, operation and tenant limits of one call, most specific override first; ``profile`` picks
+        the provider's per-profile operation limits (``PROVIDER_OPERATION_LIMITS``)."""
         defaults = self._overrides.defaults
         tenant = self._overrides.tenants.get(tenant_id, _NO_TENANT)
         connection = self._overrides.connections.get(connection_id, _NO_CONNECTION)
@@ -174,7 +241,7 @@ class RateLimitPolicy:
                 connection.operations.get(operation),
                 tenant.operations.get(operation),
                 defaults.operations.get(operation),
-                default=OPERATION_LIMITS[operation],
+                default=operation_default(provider_key, profile, operation),
             ),
             tenant=_first(tenant.tenant, defaults.tenant, default=TENANT_LIMIT),
         )

@@ -15,11 +15,11 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.credentials.types import parse_credential
 from castiel.errors import InvalidMessage, PermanentError
 from castiel.models import (
     ChangeOrigin,
     Connection,
-    CredentialMetadata,
     Operation,
     OutboundChange,
     Provider,
@@ -27,6 +27,7 @@ from castiel.models import (
     SyncTask,
     SyncTaskMessage,
     TaskStatus,
+    format_utc,
     utcnow,
 )
 from castiel.ports import Query
@@ -186,21 +187,17 @@ async def test_the_outbound_worker_never_echoes_a_change_to_its_source(runtime: 
         await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
 
 
-async def test_the_token_refresher_audits_credentials_expiring_within_the_threshold(runtime: Runtime) -> None:
-    for credential_id, hours in (("soon", 2), ("later", 12)):
-        credential = CredentialMetadata(
-            id=credential_id,
-            tenant_id="t1",
-            connection_id="conn-1",
-            credential_type="oauth2_authorization_code",
-            secret_name=f"t1--conn-1--{credential_id}",
-            expires_at=utcnow() + timedelta(hours=hours),
-        )
-        await runtime.store.create(CredentialMetadata.container, credential.to_doc())
+async def test_the_token_refresher_handles_credentials_due_within_the_threshold(runtime: Runtime) -> None:
+    connection = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
+    await runtime.store.create(Connection.container, connection.to_doc())
+    for credential_id, days in (("soon", 3), ("later", 30)):
+        expires_at = format_utc(utcnow() + timedelta(days=days))
+        key = parse_credential("api_key", {"api_key": f"key-{credential_id}", "expires_at": expires_at})
+        await runtime.credentials.add("t1", "conn-1", key, credential_id=credential_id)
     await call("token_refresher", TimerRequest(past_due=False))
     audits = (await runtime.store.query("token-refresh-audit", Query())).items
     assert [audit["credentialId"] for audit in audits] == ["soon"]
-    assert audits[0]["outcome"] == "unsupported"
+    assert audits[0]["outcome"] == "warned"
 
 
 async def test_a_provider_pause_checkpoints_the_task_as_paused_not_failed(runtime: Runtime) -> None:

@@ -18,7 +18,7 @@ from castiel.settings import Settings
         ("github", "update", LevelLimits(Limit(360), Limit(150), Limit(5000))),
         ("google", "create", LevelLimits(Limit(240), Limit(100), Limit(5000))),
         ("notion", "delete", LevelLimits(Limit(180), Limit(50), Limit(5000))),
-        ("slack", "fetch", LevelLimits(Limit(60), Limit(200), Limit(5000))),
+        ("slack", "fetch", LevelLimits(Limit(60), Limit(50), Limit(5000))),  # conversations.history: Tier 3
         ("GitHub", "fetch", LevelLimits(Limit(360), Limit(200), Limit(5000))),
         ("standard", "fetch", LevelLimits(Limit(60), Limit(200), Limit(5000))),
     ],
@@ -46,7 +46,7 @@ OVERRIDES: dict[str, Any] = {
     [
         # nothing specific: the configured defaults, then the built-in ones
         ("small", "c1", "github", "delete", LevelLimits(Limit(600), Limit(30), Limit(8000))),
-        ("small", "c1", "slack", "fetch", LevelLimits(Limit(60), Limit(200), Limit(8000))),
+        ("small", "c1", "slack", "fetch", LevelLimits(Limit(60), Limit(50), Limit(8000))),
         # the tenant's entries beat the defaults
         ("big", "c1", "github", "delete", LevelLimits(Limit(900), Limit(5, 10.0), Limit(10000))),
         # the connection's entries beat the tenant's

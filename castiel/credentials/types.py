@@ -1,0 +1,267 @@
+"""The nine credential types (DESIGN §8): one pydantic model each, a discriminated union on ``credential_type``.
+
+A value holds every field of its type; it is stored whole, as JSON, in the ``SecretStore`` and nowhere else. Secret
+fields are ``SecretStr``: a repr, a ``str()``, a log line or a plain ``model_dump`` shows ``**********``; only
+``to_secret_json`` (the one way into the secret store) writes them out. Validation errors never quote the input.
+The OAuth types use the RFC 6749 names: ``access_token``, ``refresh_token``, ``expires_at``, ``client_id``,
+``client_secret``, ``scope``, and ``token_url`` (overrides the provider's token endpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from castiel.errors import ConfigError
+from castiel.models import UtcDateTime
+
+_REVEAL = "reveal_secrets"
+
+
+def _serialize_secret(value: SecretStr, info: SerializationInfo) -> str:
+    if isinstance(info.context, Mapping) and info.context.get(_REVEAL):
+        return value.get_secret_value()
+    return str(value)
+
+
+Secret = Annotated[SecretStr, PlainSerializer(_serialize_secret, return_type=str)]
+"""A secret field: masked everywhere except in ``to_secret_json``."""
+
+
+class CredentialValue(BaseModel):
+    """Base of the nine types: immutable, unknown fields refused (a typo is an error, not a silent loss)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True, populate_by_name=True)
+
+    expires_at: UtcDateTime | None = None
+
+
+class OAuth2AuthorizationCode(CredentialValue):
+    """A user's grant: access token, and the refresh token that renews it (when the provider issues one)."""
+
+    credential_type: Literal["oauth2_authorization_code"] = "oauth2_authorization_code"
+    access_token: Secret
+    refresh_token: Secret | None = None
+    refresh_token_expires_at: UtcDateTime | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    scope: str | None = None
+    token_url: str | None = None
+    instance_url: str | None = None
+
+
+class OAuth2ClientCredentials(CredentialValue):
+    """An application's own grant: the client id and secret buy a new access token when the last one expires."""
+
+    credential_type: Literal["oauth2_client_credentials"] = "oauth2_client_credentials"
+    client_id: str
+    client_secret: Secret
+    scope: str | None = None
+    token_url: str | None = None
+    access_token: Secret | None = None
+
+
+class JwtBearer(CredentialValue):
+    """Salesforce's JWT bearer flow: a private key signs an assertion for ``username``; no refresh token exists."""
+
+    credential_type: Literal["jwt_bearer"] = "jwt_bearer"
+    client_id: str
+    username: str
+    private_key: Secret
+    audience: str = "https://login.salesforce.com"
+    token_url: str | None = None
+    access_token: Secret | None = None
+    instance_url: str | None = None
+
+
+class ServiceAccountKey(CredentialValue):
+    """A Google service account's JSON key file; other fields of the file (``project_id`` …) are not kept."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    credential_type: Literal["service_account_key"] = "service_account_key"
+    client_email: str
+    private_key: Secret
+    private_key_id: str | None = None
+    token_url: str | None = Field(default=None, validation_alias=AliasChoices("token_url", "token_uri"))
+    scope: str | None = None
+    subject: str | None = None
+    """Domain-wide delegation: the user to act as."""
+    access_token: Secret | None = None
+
+
+class ApiKey(CredentialValue):
+    """A static key sent in the provider's header (``header`` and ``prefix`` override the provider's default)."""
+
+    credential_type: Literal["api_key"] = "api_key"
+    api_key: Secret
+    header: str | None = None
+    prefix: str | None = None
+
+
+class BearerToken(CredentialValue):
+    """A static token sent as ``Authorization: Bearer``."""
+
+    credential_type: Literal["bearer_token"] = "bearer_token"
+    token: Secret
+
+
+class BasicAuth(CredentialValue):
+    """HTTP Basic: a user name and password."""
+
+    credential_type: Literal["basic_auth"] = "basic_auth"
+    username: str
+    password: Secret
+
+
+class ClientCertificate(CredentialValue):
+    """Mutual TLS: a PEM certificate (public) and its private key; ``expires_at`` is read from the certificate."""
+
+    credential_type: Literal["client_certificate"] = "client_certificate"
+    certificate: str
+    private_key: Secret
+    password: Secret | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expiry_from_certificate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("expires_at") is None and isinstance(data.get("certificate"), str):
+            try:
+                certificate = x509.load_pem_x509_certificate(data["certificate"].encode())
+            except ValueError:
+                raise ValueError("certificate is not a PEM X.509 certificate") from None
+            return {**data, "expires_at": certificate.not_valid_after_utc}
+        return data
+
+
+class WebhookSecret(CredentialValue):
+    """The secret a provider signs its webhook deliveries with (verifies incoming requests; never sent out)."""
+
+    credential_type: Literal["webhook_secret"] = "webhook_secret"
+    secret: Secret
+
+
+Credential = Annotated[
+    OAuth2AuthorizationCode
+    | OAuth2ClientCredentials
+    | JwtBearer
+    | ServiceAccountKey
+    | ApiKey
+    | BearerToken
+    | BasicAuth
+    | ClientCertificate
+    | WebhookSecret,
+    Field(discriminator="credential_type"),
+]
+"""Any one of the nine credential types."""
+
+_CREDENTIAL: TypeAdapter[Credential] = TypeAdapter(Credential)
+
+CREDENTIAL_TYPES: tuple[str, ...] = (
+    "oauth2_authorization_code",
+    "oauth2_client_credentials",
+    "jwt_bearer",
+    "service_account_key",
+    "api_key",
+    "bearer_token",
+    "basic_auth",
+    "client_certificate",
+    "webhook_secret",
+)
+
+SINGLE_VALUE_FIELDS: dict[str, str] = {"api_key": "api_key", "bearer_token": "token", "webhook_secret": "secret"}
+"""The types given by one ``--value``, and the field it fills."""
+
+OAUTH_TYPES = frozenset({"oauth2_authorization_code", "oauth2_client_credentials", "jwt_bearer", "service_account_key"})
+"""Types whose access token is minted by a token endpoint (and so can be refreshed)."""
+
+
+def parse_credential(credential_type: str, fields: Mapping[str, Any]) -> Credential:
+    """Validate ``fields`` as a ``credential_type``; ``ConfigError`` naming each bad field, never quoting a value."""
+    if credential_type not in CREDENTIAL_TYPES:
+        raise ConfigError(f"unknown credential type {credential_type!r}: one of {', '.join(CREDENTIAL_TYPES)}")
+    try:
+        value = _CREDENTIAL.validate_python({**fields, "credential_type": credential_type})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {credential_type}: {describe_errors(exc)}") from None
+    if isinstance(value, JwtBearer | ServiceAccountKey):
+        _check_private_key(value)
+    return value
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Each validation problem as ``field: message``, without the input (it may be a secret)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        # A discriminated union puts the type's tag first in the location; the field is what helps.
+        path = [str(part) for part in error["loc"] if part not in CREDENTIAL_TYPES]
+        problems.append(f"{'.'.join(path) or 'value'}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _check_private_key(value: JwtBearer | ServiceAccountKey) -> None:
+    try:
+        load_pem_private_key(value.private_key.get_secret_value().encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"invalid {value.credential_type}: private_key is not an unencrypted PEM key") from None
+
+
+def to_secret_json(value: Credential) -> str:
+    """The stored form: every field, secrets revealed. Only for ``SecretStore.set_secret``."""
+    return value.model_dump_json(exclude_none=True, context={_REVEAL: True})
+
+
+def from_secret_json(text: str) -> Credential:
+    """Parse the stored form back; ``ConfigError`` (without the text) when it is not a credential."""
+    try:
+        return _CREDENTIAL.validate_json(text)
+    except ValidationError as exc:
+        raise ConfigError(f"stored credential does not parse: {describe_errors(exc)}") from None
+
+
+def secret_strings(value: Credential) -> list[str]:
+    """Every secret field's value, to scrub from text that came from outside (a provider's error description)."""
+    found = [getattr(value, name) for name in type(value).model_fields]
+    return [field.get_secret_value() for field in found if isinstance(field, SecretStr) and field.get_secret_value()]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def is_refreshable(value: Credential) -> bool:
+    """True when a token endpoint can mint a new access token without a person."""
+    if isinstance(value, OAuth2AuthorizationCode):
+        return value.refresh_token is not None
+    return value.credential_type in OAUTH_TYPES
+
+
+def access_token(value: Credential) -> str | None:
+    """The current access token of an OAuth type (None before the first one is minted)."""
+    token = getattr(value, "access_token", None)
+    return token.get_secret_value() if isinstance(token, SecretStr) else None
+
+
+def is_expired(value: Credential, now: datetime, *, skew_seconds: float = 60.0) -> bool:
+    """True when the value's known expiry is within ``skew_seconds`` of ``now`` (unknown expiry: not expired)."""
+    return value.expires_at is not None and (value.expires_at - now).total_seconds() <= skew_seconds
