@@ -27,6 +27,7 @@ from castiel.models import Connection, Provider, WebhookRegistration
 from castiel.ports import SecretStore
 from castiel.telemetry import log_event
 from castiel.webhooks.registrations import WebhookRegistrations
+from castiel.webhooks.signatures import check_verifiable
 
 SECRET_SUFFIX = "webhook-secret"  # noqa: S105 - a secret-name suffix, not a credential
 PENDING_SUFFIX = "--pending"
@@ -76,7 +77,12 @@ class WebhookAdmin:
         events: Sequence[str] = (),
     ) -> WebhookRegistration:
         """Register an endpoint for ``connection``; ``secret`` (when given) is stored under the new registration's
-        own name before the registration exists, so no delivery ever finds it without its secret."""
+        own name before the registration exists, so no delivery ever finds it without its secret.
+
+        ``ConfigError`` (and nothing stored) when the secret and settings could never verify a delivery; a Notion
+        registration's secret may come later, from Notion's verification request."""
+        if secret or provider is not Provider.NOTION:
+            check_verifiable(provider, [secret] if secret else [], settings)
         registration_id = uuid.uuid4().hex
         name = secret_name(connection.tenant_id, registration_id) if secret else None
         if name is not None and secret is not None:
@@ -101,10 +107,12 @@ class WebhookAdmin:
 
     async def rotate(self, registration_id: str, secret: str) -> WebhookRegistration:
         """Add ``secret`` as the newest version of the registration's own secret; the previous one keeps
-        verifying for the rotation grace. Returns the registration as now stored."""
+        verifying for the rotation grace. Returns the registration as now stored; ``ConfigError`` (and nothing
+        changed) when ``secret`` could never verify."""
         registration = await self._registrations.get(registration_id)
         if registration.secret_name is None:
             raise ConfigError(f"webhook registration {registration_id} verifies without a secret: nothing to rotate")
+        check_verifiable(registration.provider, [secret], registration.settings)
         owned, name = await self._owned(registration, registration.secret_name)
         await self._secrets.set_secret(name, secret, tags={"registration": registration.id})
         # Saved even when nothing in it changed: the new etag makes every receiver rebuild this registration's

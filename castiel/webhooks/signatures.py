@@ -364,13 +364,7 @@ class GooglePushVerifier:
 
     scheme = "google"
 
-    def __init__(self, keys: GoogleSigningKeys, *, audience: str | None, service_account: str | None) -> None:
-        if not audience:
-            raise ConfigError(
-                "a Google registration needs an audience: without one any Google-signed token would be accepted"
-            )
-        if not service_account:
-            raise ConfigError("a Google registration needs the push subscription's service account email")
+    def __init__(self, keys: GoogleSigningKeys, *, audience: str, service_account: str) -> None:
         self._keys = keys
         self._audience = audience
         self._service_account = service_account
@@ -402,17 +396,43 @@ def build_verifier(
     Standard Webhooks signed callouts. Google registrations use ``audience`` and ``serviceAccount``.
     """
     if provider is Provider.GOOGLE:
+        audience, service_account = google_identity(settings)
         if google_keys is None:
             raise ConfigError("Google push verification needs the shared Google signing-key cache")
-        return GooglePushVerifier(
-            google_keys, audience=settings.get(AUDIENCE_SETTING), service_account=settings.get(SERVICE_ACCOUNT_SETTING)
-        )
+        return GooglePushVerifier(google_keys, audience=audience, service_account=service_account)
     if provider is Provider.SALESFORCE and settings.get(ORGANIZATION_ID_SETTING):
         return OrganizationIdVerifier(str(settings[ORGANIZATION_ID_SETTING]))
     scheme = _HMAC_BY_PROVIDER.get(provider)
     if scheme is None:
         raise ConfigError(f"no webhook verification for provider {provider}")
     return HmacVerifier(scheme, secrets)
+
+
+def check_verifiable(provider: Provider, secrets: Sequence[Secret], settings: Mapping[str, Any]) -> None:
+    """``ConfigError`` saying why a registration of ``provider`` with these secrets and settings could never verify a
+    delivery: an HMAC secret missing or undecodable (a ``whsec_`` key that is not base64), a Salesforce organization
+    id that is not one, a Google registration without audience or service account — or secrets given to a scheme
+    that takes none. The one check behind ``webhooks add``, ``rotate`` and ``verify``; no I/O."""
+    if provider is Provider.GOOGLE:
+        google_identity(settings)
+        takes_secrets = False
+    else:
+        takes_secrets = isinstance(build_verifier(provider, secrets, settings), HmacVerifier)
+    if secrets and not takes_secrets:
+        raise ConfigError(f"this {provider.value} registration verifies without a secret: give none")
+
+
+def google_identity(settings: Mapping[str, Any]) -> tuple[str, str]:
+    """The audience and service account a Google registration checks push tokens against; ``ConfigError`` if one
+    is missing."""
+    audience, service_account = settings.get(AUDIENCE_SETTING), settings.get(SERVICE_ACCOUNT_SETTING)
+    if not audience:
+        raise ConfigError(
+            "a Google registration needs an audience: without one any Google-signed token would be accepted"
+        )
+    if not service_account:
+        raise ConfigError("a Google registration needs the push subscription's service account email")
+    return str(audience), str(service_account)
 
 
 _HMAC_BY_PROVIDER: Mapping[Provider, HmacScheme] = {

@@ -8,6 +8,7 @@ kept, replaced or deleted.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,7 +29,7 @@ from castiel.clock import ManualClock
 from castiel.errors import NotFound
 from castiel.models import Provider, WebhookRegistration
 from castiel.settings import load_settings
-from castiel.webhooks.signatures import GITHUB
+from castiel.webhooks.signatures import GITHUB, STANDARD
 
 from .conftest import SAMPLES, Harness, assemble, serve_jwks
 
@@ -53,10 +54,10 @@ async def cli_json(*args: str) -> Any:
     return json.loads(await cli(*args))
 
 
-async def cli_fails(*args: str) -> str:
-    """The one-line error of a command that must fail (exit 1 or 2: the CLI's own helper decides which)."""
+async def cli_fails(*args: str, expect: int | None = None) -> str:
+    """The one-line error of a command that must fail with exit code ``expect`` (by default 1 or 2)."""
     result = await asyncio.to_thread(runner.invoke, app, list(args))
-    assert result.exit_code in (1, 2), result.output
+    assert result.exit_code in ((1, 2) if expect is None else (expect,)), result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     return result.output
@@ -202,3 +203,79 @@ async def test_rotating_a_registration_that_shares_its_secret_moves_it_onto_its_
     assert await github_delivery(harness, first, "shared-secret-Hh12", "d2") == 202  # within the grace
     assert await github_delivery(harness, second, "shared-secret-Hh12", "d3") == 202
     assert await github_delivery(harness, second, "first-own-secret-Tt77", "d4") == 401
+
+
+# ---------------------------------------------------------------- settings that could never verify
+
+WHSEC_NOT_BASE64 = "whsec_not*base64!"
+
+NEVER_VERIFY = [
+    (("--provider", "standard", "--secret", WHSEC_NOT_BASE64), "a whsec_ secret that is not valid base64"),
+    (("--provider", "salesforce", "--secret", WHSEC_NOT_BASE64), "a whsec_ secret that is not valid base64"),
+    (("--provider", "salesforce", "--organization-id", "00D5e000000AB"), "not a Salesforce organization id"),
+    (("--provider", "salesforce", "--organization-id", "00D5e000000ABCDEAZX"), "not a Salesforce organization id"),
+    (("--provider", "google", "--service-account", "push@p.iam.gserviceaccount.com"), "needs an audience"),
+    (("--provider", "google", "--audience", "https://castiel.example/push"), "service account"),
+    (
+        (
+            "--provider",
+            "github",
+        ),
+        "needs at least one secret",
+    ),
+    (
+        (
+            "--provider",
+            "google",
+            "--audience",
+            "a",
+            "--service-account",
+            "s@p.iam.gserviceaccount.com",
+            "--secret",
+            "x",
+        ),
+        "verifies without a secret",
+    ),
+]
+
+
+@pytest.mark.parametrize(("flags", "reason"), NEVER_VERIFY, ids=[reason for _, reason in NEVER_VERIFY])
+async def test_settings_that_could_never_verify_are_refused_when_added_and_nothing_is_stored(
+    connection: None, data_dir: Path, receiver: Receiver, flags: tuple[str, ...], reason: str
+) -> None:
+    output = await cli_fails("webhooks", "add", "--tenant", "acme", "--connection", "gh", *flags, expect=2)
+
+    assert reason in output
+    assert await (await receiver()).registrations.list() == []
+    assert not (data_dir / "secrets.json").exists()
+
+
+async def test_a_rotation_to_a_secret_that_could_never_verify_is_refused_and_changes_nothing(
+    connection: None, receiver: Receiver
+) -> None:
+    secret = "whsec_" + base64.b64encode(b"standard-webhooks-key-0123456789").decode()
+    registration = await cli_json(
+        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "standard", "--secret", secret
+    )
+
+    output = await cli_fails("webhooks", "rotate", registration["id"], "--secret", WHSEC_NOT_BASE64, expect=2)
+
+    assert "a whsec_ secret that is not valid base64" in output
+    harness = await receiver()
+    assert len(await harness.secrets.list_versions(registration["secretName"])) == 1
+    sample = SAMPLES["standard"]
+    headers = {**sample.headers(), **STANDARD.sign(sample.body, secret, now=harness.clock())}
+    assert (await harness.post(registration["id"], sample.body, headers)).status == 202
+
+
+async def test_verify_calls_settings_that_could_never_verify_a_usage_error_not_an_invalid_signature(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(b"{}")
+
+    output = await cli_fails(
+        "webhooks", "verify", "--provider", "standard", "--secret", WHSEC_NOT_BASE64, "--body-file", str(body), expect=2
+    )
+
+    assert "a whsec_ secret that is not valid base64" in output
