@@ -33,33 +33,19 @@ _GRACE_DAYS = ROTATION_GRACE.days
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook registrations.")
 
-Audience = Annotated[
-    str, typer.Option(help="Google: the push subscription's OIDC audience.")
-]
-ServiceAccount = Annotated[
-    str,
-    typer.Option("--service-account", help="Google: the push service account e-mail."),
-]
-OrganizationId = Annotated[
-    str,
-    typer.Option(
-        "--organization-id", help="Salesforce SOAP Outbound Messages: the org."
-    ),
-]
+Audience = Annotated[str, typer.Option(help="Google: the push subscription's OIDC audience.")]
+ServiceAccount = Annotated[str, typer.Option("--service-account", help="Google: the push service account e-mail.")]
+OrganizationId = Annotated[str, typer.Option("--organization-id", help="Salesforce SOAP Outbound Messages: the org.")]
 
 
-def _provider_settings(
-    provider: Provider, audience: str, service_account: str, organization_id: str
-) -> dict[str, str]:
+def _provider_settings(provider: Provider, audience: str, service_account: str, organization_id: str) -> dict[str, str]:
     """The registration settings given for a provider's verification (``check_verifiable`` judges them)."""
     if provider is Provider.GOOGLE:
         given = {AUDIENCE_SETTING: audience, SERVICE_ACCOUNT_SETTING: service_account}
         return {name: value for name, value in given.items() if value}
     if organization_id:
         if provider is not Provider.SALESFORCE:
-            raise typer.BadParameter(
-                "--organization-id is for Salesforce Outbound Messages only"
-            )
+            raise typer.BadParameter("--organization-id is for Salesforce Outbound Messages only")
         return {ORGANIZATION_ID_SETTING: organization_id}
     return {}
 
@@ -67,36 +53,21 @@ def _provider_settings(
 @webhooks_app.command("add")
 def add(
     tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    connection: Annotated[
-        str, typer.Option(help="Connection id the events belong to.")
-    ],
+    connection: Annotated[str, typer.Option(help="Connection id the events belong to.")],
     provider: Annotated[Provider, typer.Option(help="Who signs the deliveries.")],
-    secret: Annotated[
-        str,
-        typer.Option(
-            help="Signing secret (HMAC providers, Salesforce signed callouts)."
-        ),
-    ] = "",
+    secret: Annotated[str, typer.Option(help="Signing secret (HMAC providers, Salesforce signed callouts).")] = "",
     audience: Audience = "",
     service_account: ServiceAccount = "",
     organization_id: OrganizationId = "",
-    events: Annotated[
-        str, typer.Option(help="Comma-separated event names (informational).")
-    ] = "",
+    events: Annotated[str, typer.Option(help="Comma-separated event names (informational).")] = "",
 ) -> None:
     """Register an endpoint; prints its id and URL path as JSON. The secret goes to the secret store only."""
     settings = _provider_settings(provider, audience, service_account, organization_id)
 
-    async def register(
-        admin: WebhookAdmin, store: DocumentStore
-    ) -> WebhookRegistration:
-        conn = Connection.model_validate(
-            await store.read(Connection.container, connection, tenant)
-        )
+    async def register(admin: WebhookAdmin, store: DocumentStore) -> WebhookRegistration:
+        conn = Connection.model_validate(await store.read(Connection.container, connection, tenant))
         names = [name.strip() for name in events.split(",") if name.strip()]
-        return await admin.add(
-            conn, provider, secret=secret or None, settings=settings, events=names
-        )
+        return await admin.add(conn, provider, secret=secret or None, settings=settings, events=names)
 
     registration = run(_with_admin(register))
     echo_json({**_public(registration), "path": f"/webhooks/{registration.id}/events"})
@@ -106,36 +77,24 @@ async def _with_admin(work: Callable[[WebhookAdmin, DocumentStore], Awaitable[T]
     """Run ``work`` with the registrations and secrets of the configured backends."""
 
     async def with_both(store: DocumentStore) -> T:
-        return await with_secrets(
-            lambda secrets: work(
-                WebhookAdmin(WebhookRegistrations(store), secrets), store
-            )
-        )
+        return await with_secrets(lambda secrets: work(WebhookAdmin(WebhookRegistrations(store), secrets), store))
 
     return await with_store(with_both)
 
 
 def _public(registration: WebhookRegistration) -> dict[str, Any]:
-    return registration.model_dump(
-        mode="json", by_alias=True, exclude={"etag"}, exclude_none=True
-    )
+    return registration.model_dump(mode="json", by_alias=True, exclude={"etag"}, exclude_none=True)
 
 
 @webhooks_app.command("list")
-def list_registrations(
-    tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "",
-) -> None:
+def list_registrations(tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "") -> None:
     """Every registration as JSON (secrets are never printed: only their names)."""
-    found = run(
-        with_store(lambda store: WebhookRegistrations(store).list(tenant or None))
-    )
+    found = run(with_store(lambda store: WebhookRegistrations(store).list(tenant or None)))
     echo_json([_public(registration) for registration in found])
 
 
 @webhooks_app.command("health")
-def health(
-    registration_id: Annotated[str, typer.Argument(help="Registration id.")],
-) -> None:
+def health(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
     """Accepted, rejected and failed deliveries over the audit window, the last one, and a status."""
 
     async def report(store: DocumentStore) -> dict[str, Any]:
@@ -153,35 +112,25 @@ def rotate(
 ) -> None:
     """Add a new signing secret; the previous one keeps verifying for the rotation grace (7 days)."""
     run(_with_admin(lambda admin, _: admin.rotate(registration_id, secret)))
-    typer.echo(
-        f"rotated the secret of {registration_id}; the previous one verifies for another {_GRACE_DAYS} days"
-    )
+    typer.echo(f"rotated the secret of {registration_id}; the previous one verifies for another {_GRACE_DAYS} days")
 
 
 @webhooks_app.command("remove")
-def remove(
-    registration_id: Annotated[str, typer.Argument(help="Registration id.")],
-) -> None:
+def remove(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
     """Delete a registration and its signing secrets; later deliveries to it get 404."""
     run(_with_admin(lambda admin, _: admin.remove(registration_id)))
     typer.echo(f"removed {registration_id}")
 
 
 @webhooks_app.command("confirm")
-def confirm(
-    registration_id: Annotated[str, typer.Argument(help="Registration id.")],
-) -> None:
+def confirm(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
     """Make Notion's pending verification token the registration's signing secret."""
 
     async def promote(store: DocumentStore) -> None:
         registration = await WebhookRegistrations(store).get(registration_id)
         if registration.secret_name is None:
-            raise ConfigError(
-                f"registration {registration_id} has no secret name to confirm a token into"
-            )
-        await with_secrets(
-            lambda secrets: _promote_pending(secrets, str(registration.secret_name))
-        )
+            raise ConfigError(f"registration {registration_id} has no secret name to confirm a token into")
+        await with_secrets(lambda secrets: _promote_pending(secrets, str(registration.secret_name)))
 
     run(with_store(promote))
     typer.echo(f"confirmed the pending verification token of {registration_id}")
@@ -192,9 +141,7 @@ async def _promote_pending(secrets: SecretStore, name: str) -> None:
     try:
         token = await secrets.get_secret(pending)
     except NotFound:
-        raise ConfigError(
-            f"no pending verification token for {name}: Notion has not sent one yet"
-        ) from None
+        raise ConfigError(f"no pending verification token for {name}: Notion has not sent one yet") from None
     await secrets.set_secret(name, token.reveal())
     await secrets.delete_secret(pending)
 
@@ -210,23 +157,11 @@ def _parse_header(raw: str) -> tuple[str, str]:
 def verify(
     provider: Annotated[Provider, typer.Option(help="Who signed it.")],
     body_file: Annotated[
-        Path,
-        typer.Option(
-            "--body-file",
-            help="The raw body, byte for byte.",
-            exists=True,
-            dir_okay=False,
-        ),
+        Path, typer.Option("--body-file", help="The raw body, byte for byte.", exists=True, dir_okay=False)
     ],
-    secret: Annotated[
-        list[str] | None, typer.Option(help="Signing secret (repeat for rotation).")
-    ] = None,
-    header: Annotated[
-        list[str] | None, typer.Option(help="'Name: value' (repeat).")
-    ] = None,
-    now: Annotated[
-        float | None, typer.Option(help="Verify as of this UNIX time (default: now).")
-    ] = None,
+    secret: Annotated[list[str] | None, typer.Option(help="Signing secret (repeat for rotation).")] = None,
+    header: Annotated[list[str] | None, typer.Option(help="'Name: value' (repeat).")] = None,
+    now: Annotated[float | None, typer.Option(help="Verify as of this UNIX time (default: now).")] = None,
     audience: Audience = "",
     service_account: ServiceAccount = "",
     organization_id: OrganizationId = "",
@@ -244,14 +179,9 @@ def verify(
     async def check() -> str:
         async with httpx.AsyncClient(timeout=10.0) as http:
             verifier = build_verifier(
-                provider,
-                secret or [],
-                settings,
-                google_keys=GoogleSigningKeys(http, clock=system_clock),
+                provider, secret or [], settings, google_keys=GoogleSigningKeys(http, clock=system_clock)
             )
-            verified = await verifier.verify(
-                headers, body, now if now is not None else system_clock()
-            )
+            verified = await verifier.verify(headers, body, now if now is not None else system_clock())
         return f"valid ({verified.scheme}{f', delivery {verified.delivery_id}' if verified.delivery_id else ''})"
 
     try:
