@@ -94,7 +94,7 @@ class BaseAdapter:
 
     # ---------------------------------------------------------------- declarations
 
-    def stream(self, session: Session, entity_type: str) -> Stream[Any]:
+    async def stream(self, session: Session, entity_type: str) -> Stream[Any]:
         """The listing of ``entity_type`` (``ConfigError`` for one this provider does not have)."""
         raise NotImplementedError
 
@@ -176,7 +176,7 @@ class BaseAdapter:
         marked ``resync``.
         """
         session = await self.open(connection)
-        stream = self.stream(session, entity_type)
+        stream = await self.stream(session, entity_type)
         state = stream.cursor.load(cursor)
         resync = self.needs_full_pass(session, state)
         if resync:
@@ -196,11 +196,15 @@ class BaseAdapter:
         paginator = stream.paginator()
         where = f"{session.where}: {stream.entity_type}"
         while True:
-            reply = await self.send(session, "fetch", request)
+            try:
+                reply = await self.send(session, "fetch", request)
+            except NotFound as exc:
+                # What a listing addresses (a repository, a channel, a calendar) is configuration: it will not appear.
+                raise PermanentError(str(exc)) from exc
             items = stream.items(reply)
             if not isinstance(items, list):
                 raise PermanentError(f"{where}: the reply has no list of records (HTTP {reply.status})")
-            records = [self._record(stream, item, where) for item in items]
+            records = [self._read_record(stream, item, where) for item in items]
             paginator.advance(reply, where)
             kept, state = stream.cursor.advance(state, [r for r in records if r is not None], paginator, reply)
             yield Page(kept, stream.cursor.dump(state), resync)
@@ -209,7 +213,7 @@ class BaseAdapter:
             request = paginator.next_request(request)
 
     @staticmethod
-    def _record(stream: Stream[Any], item: object, where: str) -> Record | None:
+    def _read_record(stream: Stream[Any], item: object, where: str) -> Record | None:
         if not isinstance(item, dict):
             raise PermanentError(f"{where}: a record is {type(item).__name__}, not a JSON object")
         try:

@@ -159,6 +159,11 @@ class HttpEngine:
         self._max_attempts = max(1, max_attempts)
         self._backoff = backoff or ExponentialBackoff()
 
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (epoch seconds), for adapters that reason about a cursor's age."""
+        return self._clock
+
     async def open(self, connection: Connection, default_api_root: str | None, rate_profile: str | None) -> Session:
         """The connection's session: its ``baseUrl``, else the credential's API root, else the provider's."""
         api_root = connection.base_url or await self._credentials.api_root_for_connection(connection)

@@ -66,7 +66,7 @@ class ToyAdapter(BaseAdapter):
         request.headers["Toy-Version"] = session.values["version"]
         self.seen_requests.append(request)
 
-    def stream(self, session: Session, entity_type: str) -> Stream[Keyset]:
+    async def stream(self, session: Session, entity_type: str) -> Stream[Keyset]:
         self.require_entity(session, entity_type)
 
         def request(state: Keyset) -> RequestSpec:
@@ -273,8 +273,8 @@ async def test_the_auth_flow_refreshes_inside_httpx_on_a_401(make: MakeAdapter) 
 
 async def test_a_next_link_to_another_host_is_not_followed(make: MakeAdapter) -> None:
     class LinkAdapter(ToyAdapter):
-        def stream(self, session: Session, entity_type: str) -> Stream[Keyset]:
-            base = super().stream(session, entity_type)
+        async def stream(self, session: Session, entity_type: str) -> Stream[Keyset]:
+            base = await super().stream(session, entity_type)
             return Stream(entity_type, base.cursor, base.request, NextUrlOnly, base.items, base.record)
 
     class NextUrlOnly(CursorPaginator):
