@@ -1,4 +1,9 @@
-"""``castiel connections``: a tenant's links to provider accounts."""
+"""``castiel connections``: a tenant's links to provider accounts.
+
+``remove`` refuses a connection that tasks or webhook registrations still use, unless ``--cascade``: then they go
+first (registrations through ``WebhookAdmin``, which deletes their secrets as ``webhooks remove`` does), and the
+connection last, so an interrupted cascade is finished by running it again.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_store
+from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_secrets, with_store
 from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
-from castiel.cli.lookup import create_named
-from castiel.models import (
-    Connection,
-    Provider,
-    SyncMode,
-)
-from castiel.ports import Query
+from castiel.cli.lookup import create_named, find_named
+from castiel.errors import PreconditionFailed
+from castiel.models import Connection, Provider, SyncMode, SyncTask, TaskStatus, WebhookRegistration
+from castiel.ports import DocumentStore, Filter, Query, SecretStore
+from castiel.webhooks.admin import WebhookAdmin
+from castiel.webhooks.registrations import WebhookRegistrations
 
 connections_app = typer.Typer(no_args_is_help=True, help="Tenant connections to providers.")
 
@@ -64,3 +68,64 @@ def _line(connection: dict[str, Any]) -> str:
         f"{connection['id']}  {connection['provider']:<10} tenant={connection['tenantId']}"
         f" direction={connection['syncDirection']} entities={entity_types} status={connection['status']}"
     )
+
+
+@connections_app.command("remove")
+def connections_remove(
+    connection_id: Annotated[str, typer.Argument(help="Connection id.")],
+    tenant: Annotated[str, typer.Option(help="Its tenant (needed only when the id is in several tenants).")] = "",
+    cascade: Annotated[
+        bool, typer.Option("--cascade", help="Also remove its tasks and webhook registrations (with their secrets).")
+    ] = False,
+) -> None:
+    """Delete a connection; refused while tasks or webhook registrations use it, unless --cascade."""
+
+    async def remove(store: DocumentStore) -> str:
+        connection = await find_named(store, Connection, "connection", connection_id, tenant)
+        name = f"connection {connection.id!r} of tenant {connection.tenant_id!r}"
+        tasks, registrations = await _users(store, connection)
+        if (tasks or registrations) and not cascade:
+            users = _describe(tasks, registrations)
+            raise PreconditionFailed(f"{name} is used by {users}: remove them first, or pass --cascade")
+        running = [task.id for task in tasks if task.status is TaskStatus.RUNNING]
+        if running:
+            raise PreconditionFailed(f"{name} has running tasks ({', '.join(running)}): pause them first")
+        if registrations:
+            await with_secrets(lambda secrets: _remove_registrations(store, secrets, registrations))
+        try:
+            for task in tasks:
+                await store.delete(SyncTask.container, task.id, task.tenant_id, if_match=task.etag)
+            await store.delete(Connection.container, connection.id, connection.tenant_id, if_match=connection.etag)
+        except PreconditionFailed:
+            raise PreconditionFailed(f"{name} or one of its tasks changed meanwhile: run the command again") from None
+        return f"removed {name}" + (f" and its {_describe(tasks, registrations)}" if tasks or registrations else "")
+
+    typer.echo(run(with_store(remove)))
+
+
+async def _users(store: DocumentStore, connection: Connection) -> tuple[list[SyncTask], list[WebhookRegistration]]:
+    """The tasks and webhook registrations of ``connection``."""
+    query = Query(partition_key=connection.tenant_id, filters=(Filter("connectionId", "==", connection.id),))
+    tasks = [SyncTask.model_validate(doc) for doc in (await store.query(SyncTask.container, query)).items]
+    registrations = [
+        registration
+        for registration in await WebhookRegistrations(store).list(connection.tenant_id)
+        if registration.connection_id == connection.id
+    ]
+    return tasks, registrations
+
+
+async def _remove_registrations(
+    store: DocumentStore, secrets: SecretStore, registrations: list[WebhookRegistration]
+) -> None:
+    admin = WebhookAdmin(WebhookRegistrations(store), secrets)
+    for registration in registrations:
+        await admin.remove(registration.id)
+
+
+def _describe(tasks: list[SyncTask], registrations: list[WebhookRegistration]) -> str:
+    """``task(s) t1, t2 and webhook registration(s) r1``: what uses a connection, by id."""
+    parts = [f"task(s) {', '.join(task.id for task in tasks)}"] if tasks else []
+    if registrations:
+        parts.append(f"webhook registration(s) {', '.join(registration.id for registration in registrations)}")
+    return " and ".join(parts)

@@ -1,4 +1,9 @@
-"""``castiel tasks``: scheduled syncs of a connection."""
+"""``castiel tasks``: scheduled syncs of a connection, and what an operator does to one.
+
+``retry``, ``pause`` and ``remove`` take a task id alone (tasks are partitioned by tenant, so it is looked up across
+tenants; ``--tenant`` is needed only when the id is in several). Their writes are etag-conditional: a task the
+scheduler or a worker changed meanwhile is refused rather than overwritten.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import typer
 
 from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_store
 from castiel.cli.flags import ID_RULE, check_optional_id
-from castiel.cli.lookup import create_named, read_named
+from castiel.cli.lookup import create_named, find_named, read_named
+from castiel.clock import now_utc
+from castiel.errors import PreconditionFailed
 from castiel.models import (
     Connection,
     Priority,
@@ -73,4 +80,73 @@ def _line(item: dict[str, Any]) -> str:
     return (
         f"{task.id}  {task.status.value:<12} {task.priority.value:<6} next={task.next_run_at:%Y-%m-%d %H:%M:%S}Z"
         f"  tenant={task.tenant_id} connection={task.connection_id}"
+    )
+
+
+TaskId = Annotated[str, typer.Argument(help="Task id.")]
+TaskTenant = Annotated[str, typer.Option(help="The task's tenant (needed only when the id is in several tenants).")]
+_RETRYABLE = (TaskStatus.FAILED, TaskStatus.PAUSED)
+
+
+@tasks_app.command("retry")
+def tasks_retry(task_id: TaskId, tenant: TaskTenant = "") -> None:
+    """Put a failed or paused task back to pending, due now, and print it as JSON."""
+
+    async def retry(store: DocumentStore) -> dict[str, Any]:
+        task = await find_named(store, SyncTask, "task", task_id, tenant)
+        if task.status not in _RETRYABLE:
+            raise PreconditionFailed(
+                f"task {task.id!r} of tenant {task.tenant_id!r} is {task.status.value}: only a failed or paused task"
+                " can be retried"
+            )
+        now = now_utc()
+        return await _save(store, task, status=TaskStatus.PENDING, next_run_at=now, paused_until=None, last_error=None)
+
+    echo_json(public(run(with_store(retry))))
+
+
+@tasks_app.command("pause")
+def tasks_pause(task_id: TaskId, tenant: TaskTenant = "") -> None:
+    """Pause a task until ``tasks retry`` (the scheduler skips it; a pause the provider set becomes indefinite)."""
+
+    async def pause(store: DocumentStore) -> dict[str, Any]:
+        task = await find_named(store, SyncTask, "task", task_id, tenant)
+        return await _save(store, task, status=TaskStatus.PAUSED, paused_until=None)
+
+    echo_json(public(run(with_store(pause))))
+
+
+@tasks_app.command("remove")
+def tasks_remove(task_id: TaskId, tenant: TaskTenant = "") -> None:
+    """Delete a task that is not running; a message already queued for it is skipped by the worker."""
+
+    async def remove(store: DocumentStore) -> SyncTask:
+        task = await find_named(store, SyncTask, "task", task_id, tenant)
+        if task.status is TaskStatus.RUNNING:
+            raise PreconditionFailed(
+                f"task {task.id!r} of tenant {task.tenant_id!r} is running: pause it first (the worker then stops"
+                " at its next step), or wait for the run to finish"
+            )
+        try:
+            await store.delete(SyncTask.container, task.id, task.tenant_id, if_match=task.etag)
+        except PreconditionFailed:
+            raise _changed(task) from None
+        return task
+
+    task = run(with_store(remove))
+    typer.echo(f"removed task {task.id!r} of tenant {task.tenant_id!r}")
+
+
+async def _save(store: DocumentStore, task: SyncTask, *, status: TaskStatus, **changes: object) -> dict[str, Any]:
+    changed = task.model_copy(update={"status": status, "status_changed_at": now_utc(), **changes})
+    try:
+        return await store.replace(SyncTask.container, changed.to_doc(), if_match=task.etag)
+    except PreconditionFailed:
+        raise _changed(task) from None
+
+
+def _changed(task: SyncTask) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"task {task.id!r} of tenant {task.tenant_id!r} changed while this command ran (the scheduler or a worker"
+        " moved it): run the command again"
     )

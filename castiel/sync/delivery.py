@@ -35,6 +35,8 @@ RETRY_COUNT = "castiel-retry-count"
 DEFERRAL_COUNT = "castiel-deferral-count"
 ORIGINAL_MESSAGE_ID = "castiel-original-message-id"
 LAST_ERROR = "castiel-last-error"
+RESUBMITTED_REASON = "castiel-resubmitted-reason"
+"""Set by ``castiel queue resubmit`` on a dead letter it re-sends: the reason it had been dead-lettered."""
 
 _BACKOFF_BASE_SECONDS = 4.0
 _BACKOFF_CAP_SECONDS = 600.0
@@ -64,6 +66,12 @@ class Delivery:
     def deferral_count(self) -> int:
         """How many times this work was postponed by a rate limit."""
         return self._count(DEFERRAL_COUNT)
+
+    @property
+    def resubmitted(self) -> bool:
+        """The first delivery of a message an operator re-sent from the dead letters; the retry and deferral
+        copies made of it later are not, so an old chain of copies never overrides a newer outcome."""
+        return RESUBMITTED_REASON in self.application_properties and not (self.retry_count or self.deferral_count)
 
     @property
     def original_message_id(self) -> str:

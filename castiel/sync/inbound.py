@@ -9,6 +9,9 @@ Every pull is admitted by the rate limiter first. A connection paused by its pro
 checkpoints the task as ``paused`` until the reset — the scheduler resumes it then — instead of failing; a fetch
 over a sliding-window limit is deferred (the message is re-sent when the window has room), the task back to
 ``queued``.
+
+A message for a task that is not ``queued`` or ``running`` is skipped, with one exception: a dead letter an operator
+resubmitted (``castiel queue resubmit``, after fixing the cause) runs its ``failed`` task again.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ class InboundSync:
         """Process one delivery under the retry policy of DESIGN §7."""
         message = decode_body(SyncTaskMessage, delivery)
         with correlation(message.correlation_id):
-            await self._policy.run(delivery, lambda _: self._run(message), self._give_up_hook(message))
+            await self._policy.run(
+                delivery, lambda _: self._run(message, delivery.resubmitted), self._give_up_hook(message)
+            )
 
     def _give_up_hook(self, message: SyncTaskMessage) -> GiveUpHook:
         async def give_up(_: Delivery, reason: str) -> None:
@@ -60,9 +65,11 @@ class InboundSync:
 
         return give_up
 
-    async def _run(self, message: SyncTaskMessage) -> None:
+    async def _run(self, message: SyncTaskMessage, resubmitted: bool) -> None:
         task = await self._load(message)
-        if task is None or task.status not in _ACTIVE:
+        if task is not None and resubmitted and task.status is TaskStatus.FAILED:
+            log_event("inbound.resubmitted", task_id=task.id, last_error=task.last_error)
+        elif task is None or task.status not in _ACTIVE:
             log_event("inbound.skipped", task_id=message.task_id, status=task.status.value if task else "absent")
             return
         task = await self._set_status(task, TaskStatus.RUNNING)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from castiel.ports import MessageQueue, OutgoingMessage, PropertyValue
-from castiel.sync.delivery import DEFERRAL_COUNT, RETRY_COUNT
+from castiel.sync.delivery import DEFERRAL_COUNT, RESUBMITTED_REASON, RETRY_COUNT
 from castiel.telemetry import log_event
 
-RESUBMITTED_FROM = "castiel-resubmitted-reason"
 _BATCH = 50
 
 
 async def resubmit_dead_letters(queue: MessageQueue, name: str, *, max_messages: int) -> int:
     """Move up to ``max_messages`` dead letters of ``name`` back to it, retry counts reset; returns how many.
 
+    Each copy carries ``RESUBMITTED_REASON``, so the inbound worker runs its task again even if the task had failed.
     Each copy is sent before its dead letter is completed, under an id derived from the dead letter's sequence
     number, so a crash in between re-sends nothing twice (duplicate detection) and loses nothing.
     """
@@ -27,7 +27,7 @@ async def resubmit_dead_letters(queue: MessageQueue, name: str, *, max_messages:
                 for key, value in message.application_properties.items()
                 if key not in (RETRY_COUNT, DEFERRAL_COUNT)
             }
-            properties[RESUBMITTED_FROM] = (message.dead_letter_reason or "")[:200]
+            properties[RESUBMITTED_REASON] = (message.dead_letter_reason or "")[:200]
             copy = OutgoingMessage(
                 body=message.body,
                 message_id=f"{message.message_id}:resubmit{message.sequence_number}",

@@ -70,6 +70,16 @@ BAD_INPUT = [
     ),
     pytest.param(["queue", "dead-letters", "sync-inbound", "--max", "0"], 2, "'--max'", id="dead-letters-max-0"),
     pytest.param(["queue", "resubmit", "sync-inbound", "--max", "-1"], 2, "'--max'", id="resubmit-max-negative"),
+    pytest.param(["tasks", "retry", "nope"], 1, "task 'nope' not found", id="retry-unknown-task"),
+    pytest.param(
+        ["tasks", "pause", "nope", "--tenant", "acme"], 1, "task 'nope' of tenant 'acme' not found", id="pause-unknown"
+    ),
+    pytest.param(["tasks", "remove", "nope"], 1, "task 'nope' not found", id="remove-unknown-task"),
+    pytest.param(
+        ["tasks", "retry", "t1"], 1, "task 't1' of tenant 'acme' is pending: only a failed", id="retry-pending"
+    ),
+    pytest.param(["connections", "remove", "nope"], 1, "connection 'nope' not found", id="remove-unknown-connection"),
+    pytest.param(["connections", "remove", "gh"], 1, "is used by task(s) t1", id="remove-connection-in-use"),
     pytest.param(["tasks", "launch"], 2, "No such command 'launch'", id="unknown-command"),
     pytest.param(["--verbose"], 2, "No such option: --verbose", id="unknown-root-option"),
 ]

@@ -14,6 +14,7 @@ from castiel.errors import Deferred, InvalidMessage, PermanentError, RateLimited
 from castiel.sync.delivery import (
     DEFERRAL_COUNT,
     ORIGINAL_MESSAGE_ID,
+    RESUBMITTED_REASON,
     RETRY_COUNT,
     Delivery,
     DeliveryPolicy,
@@ -134,3 +135,19 @@ def test_backoff_is_exponential_with_jitter_and_capped(retry: int, low: float, h
     assert backoff_seconds(retry, rng=lambda: 0.0) == low
     assert low <= backoff_seconds(retry) < high
     assert backoff_seconds(retry, rng=lambda: 0.999999) < high
+
+
+@pytest.mark.parametrize(
+    ("properties", "resubmitted"),
+    [
+        ({}, False),
+        ({RESUBMITTED_REASON: "PermanentError: bad config"}, True),
+        ({RESUBMITTED_REASON: ""}, True),
+        ({RESUBMITTED_REASON: "PermanentError: bad config", RETRY_COUNT: 1}, False),
+        ({RESUBMITTED_REASON: "PermanentError: bad config", DEFERRAL_COUNT: 2}, False),
+    ],
+)
+def test_only_the_first_delivery_of_a_resubmitted_dead_letter_counts_as_resubmitted(
+    properties: dict[str, int | str], resubmitted: bool
+) -> None:
+    assert delivery(**properties).resubmitted is resubmitted
