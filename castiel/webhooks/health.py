@@ -12,7 +12,7 @@ from castiel.ports import DocumentStore, Filter, Query
 OUTCOME_GROUPS: dict[str, tuple[str, ...]] = {
     "accepted": ("accepted", "duplicate", "handshake"),
     "rejected": ("bad_signature", "malformed", "too_large"),
-    "failed": ("enqueue_failed", "verify_unavailable", "misconfigured"),
+    "failed": ("enqueue_failed", "verify_unavailable", "misconfigured", "unavailable"),
 }
 """Audit outcomes counted under each health counter (``unknown_registration`` belongs to no registration)."""
 

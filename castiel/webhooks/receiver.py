@@ -4,7 +4,7 @@ Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns 
 ``castiel.triggers`` converts to and from ``azure.functions`` types. The order is fixed:
 
 1. registration lookup (cached) → 404; body over 1 MiB → 413;
-2. signature → 401 (audited; health is derived from the audit); Google's keys unreachable → 503 so Pub/Sub retries;
+2. signature → 401 (audited; health is derived from the audit);
 3. handshakes (Slack ``url_verification``, GitHub ``ping``, Notion's unsigned verification token, stored *pending*);
 4. parse into ``OutboundChange``s → 400 with a reason when it cannot be parsed;
 5. idempotency: a delivery already accepted in the last 24 h → 200, nothing queued again;
@@ -15,13 +15,17 @@ The hot path costs one Redis round trip (the idempotency claim) plus the durable
 the requests of one event-loop turn (one ``EVALSHA`` of the ledger's script, one ``send``), and the store
 group-commits what arrives meanwhile: a 2xx is only sent once the changes are stored. The audit lines of the last
 50 ms are written together in the background (one ``create_many``) and drained at shutdown; they record the
-answer, they do not decide it. Bad input is always a 4xx with a JSON reason, never a 500.
+answer, they do not decide it. Bad input is always a 4xx with a JSON reason, never a 500. A fault on our side — a
+backend unreachable (document store, secret store, queue, Google's keys), a corrupt secrets file, a registration
+whose secrets cannot verify — is never the sender's: 503 with one generic reason so the provider retries, the detail
+only in an ERROR log line and the audit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +47,8 @@ from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
 from castiel.webhooks.verifiers import Verifiers
 
 MAX_BODY_BYTES = 1024 * 1024
+UNAVAILABLE_REASON = "temporarily unable to process the delivery; retry"
+"""The one reason of every 503: the fault is ours (a backend, a secrets file, a registration that cannot verify)."""
 
 # Audit lines are written after the answer, so they wait to share one write with the lines of the next requests:
 # one store call per 50 ms under load instead of one per event-loop turn, next to the enqueues that gate answers.
@@ -117,60 +123,69 @@ class WebhookReceiver:
         await self._registrations.drain()
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
-        """Answer one delivery; never raises for anything the sender controls."""
+        """Answer one delivery; never raises for anything the sender controls, nor for a backend's fault (503)."""
         started = self._clock()
-        registration = await self._registrations.find(request.registration_id)
+        try:
+            registration = await self._registrations.find(request.registration_id)
+        except CastielError as exc:
+            answer = _unavailable("unavailable", request.registration_id, exc)
+            self._audit(request.registration_id, None, answer, started)
+            return answer.response
         if registration is None or registration.status != "active":
             response = WebhookResponse.error(404, f"no active webhook registration '{request.registration_id}'")
-            self._audit(request.registration_id, None, None, "unknown_registration", response, started)
+            self._audit(request.registration_id, None, _Answer("unknown_registration", response), started)
             return response
         if len(request.body) > MAX_BODY_BYTES:
             response = WebhookResponse.error(413, f"body of {len(request.body)} bytes exceeds {MAX_BODY_BYTES}")
-            self._audit(registration.id, registration, None, "too_large", response, started)
+            self._audit(registration.id, registration, _Answer("too_large", response), started)
             return response
-        outcome, delivery_id, response = await self._verified_flow(registration, request, started)
-        self._audit(registration.id, registration, delivery_id, outcome, response, started)
-        return response
+        try:
+            answer = await self._verified_flow(registration, request, started)
+        except CastielError as exc:
+            answer = _unavailable("unavailable", registration.id, exc)
+        self._audit(registration.id, registration, answer, started)
+        return answer.response
 
     async def _verified_flow(
         self, registration: WebhookRegistration, request: WebhookRequest, started: float
-    ) -> tuple[str, str | None, WebhookResponse]:
-        """Steps 2 to 6; returns (audit outcome, delivery id, response)."""
+    ) -> _Answer:
+        """Steps 2 to 6. A backend's ``CastielError`` escapes to ``handle``, which answers 503."""
         correlation_id = new_correlation_id()
         if _is_unsigned_notion_verification(registration, request):
             parsed = self._parse(registration, request, correlation_id, started)
             if isinstance(parsed, WebhookResponse):
-                return "malformed", None, parsed
+                return _Answer("malformed", parsed)
             if parsed.handshake is not None and parsed.handshake.kind == "notion_verification":
                 await self._store_pending_token(registration, parsed.handshake)
-                return "handshake", None, _handshake_response(parsed.handshake)
+                return _Answer("handshake", _handshake_response(parsed.handshake))
         try:
             verifier = await self._verifiers.for_registration(registration)
             verified = await verifier.verify(request.headers, request.body, self._clock())
         except SignatureError as exc:
-            return "bad_signature", None, WebhookResponse.error(401, f"signature rejected: {exc}")
+            return _Answer("bad_signature", WebhookResponse.error(401, f"signature rejected: {exc}"))
         except ConfigError as exc:
-            return "misconfigured", None, WebhookResponse.error(401, f"registration cannot verify: {exc}")
+            # The registration's secrets or settings (or the secret store itself) cannot verify: ours to fix.
+            return _unavailable("misconfigured", registration.id, exc)
         except RetryableError as exc:
-            return "verify_unavailable", None, WebhookResponse.error(503, f"cannot verify now: {exc}")
+            return _unavailable("verify_unavailable", registration.id, exc)
         parsed = self._parse(registration, request, correlation_id, started)
         if isinstance(parsed, WebhookResponse):
-            return "malformed", verified.delivery_id, parsed
+            return _Answer("malformed", parsed, verified.delivery_id)
         if parsed.handshake is not None:
-            return "handshake", parsed.delivery_id, _handshake_response(parsed.handshake)
+            return _Answer("handshake", _handshake_response(parsed.handshake), parsed.delivery_id)
         delivery_id = verified.delivery_id or parsed.delivery_id
         delivery_key = delivery_id or hashlib.sha256(request.body).hexdigest()
         if not await self._ledger.claim(registration.id, delivery_key):
-            return "duplicate", delivery_id, self._accepted(registration, 200, {"duplicate": True})
+            return _Answer("duplicate", self._accepted(registration, 200, {"duplicate": True}), delivery_id)
         try:
             await self._enqueue(parsed, delivery_key)
         except CastielError as exc:
             await self._ledger.release(registration.id, delivery_key)
-            log_event("webhook.enqueue_failed", registration_id=registration.id, error=str(exc))
-            return "enqueue_failed", delivery_id, WebhookResponse.error(503, "could not store the event; retry")
+            return _unavailable("enqueue_failed", registration.id, exc, delivery_id)
         self._ledger.confirm(registration.id, delivery_key)
         status = 200 if registration.provider in _ANSWER_200 else 202
-        return "accepted", delivery_id, self._accepted(registration, status, {"accepted": len(parsed.changes)})
+        accepted = self._accepted(registration, status, {"accepted": len(parsed.changes)})
+        return _Answer("accepted", accepted, delivery_id)
 
     def _parse(
         self, registration: WebhookRegistration, request: WebhookRequest, correlation_id: str, started: float
@@ -233,23 +248,18 @@ class WebhookReceiver:
             log_event("webhook.audit_failed", registration_id=registration_id, error=str(error))
 
     def _audit(
-        self,
-        registration_id: str,
-        registration: WebhookRegistration | None,
-        delivery_id: str | None,
-        outcome: str,
-        response: WebhookResponse,
-        started: float,
+        self, registration_id: str, registration: WebhookRegistration | None, answer: _Answer, started: float
     ) -> None:
         """Record the delivery's outcome in ``webhook-audit`` (in the background) and the log."""
+        response = answer.response
         audit = WebhookAudit(
             id=new_id(),
             registration_id=registration_id,
             tenant_id=registration.tenant_id if registration else None,
-            delivery_id=delivery_id,
-            outcome=outcome,
+            delivery_id=answer.delivery_id,
+            outcome=answer.outcome,
             status_code=response.status,
-            reason=_reason(response),
+            reason=answer.detail or _reason(response),
             latency_ms=round((self._clock() - started) * 1000, 3),
             received_at=now_utc(lambda: started),
         )
@@ -261,10 +271,30 @@ class WebhookReceiver:
             "webhook.delivery",
             registration_id=registration_id,
             provider=registration.provider.value if registration else "unknown",
-            outcome=outcome,
+            outcome=answer.outcome,
             status=response.status,
-            delivery_id=delivery_id,
+            delivery_id=answer.delivery_id,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """How one delivery was handled: its audit outcome, the response, the provider's delivery id if known, and
+    ``detail``, the audit's reason when it must differ from the response's (a server fault's internals)."""
+
+    outcome: str
+    response: WebhookResponse
+    delivery_id: str | None = None
+    detail: str | None = None
+
+
+def _unavailable(outcome: str, registration_id: str, exc: CastielError, delivery_id: str | None = None) -> _Answer:
+    """A fault on our side (a backend, a secrets file, the registration's own setup): 503 so the sender retries,
+    with a reason that says nothing of our internals; the detail goes to an ERROR log line and the audit."""
+    log_event(
+        "webhook.unavailable", level=logging.ERROR, registration_id=registration_id, outcome=outcome, error=str(exc)
+    )
+    return _Answer(outcome, WebhookResponse.error(503, UNAVAILABLE_REASON), delivery_id, detail=str(exc))
 
 
 def _is_unsigned_notion_verification(registration: WebhookRegistration, request: WebhookRequest) -> bool:

@@ -19,11 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.clock import to_datetime
 from castiel.errors import CastielError, NotFound, RetryableError
 from castiel.models import ChangeOrigin, Operation
-from castiel.ports import OutgoingMessage
+from castiel.ports import OutgoingMessage, Query, QueryPage
 from castiel.webhooks.admin import pending_name
 from castiel.webhooks.ledger import PENDING_TTL_SECONDS
 from castiel.webhooks.receiver import MAX_BODY_BYTES, WebhookResponse
@@ -356,9 +357,10 @@ async def test_the_notion_verification_token_is_stored_pending_and_trusted_for_n
     with pytest.raises(NotFound):
         await harness.secrets.get_secret("webhook-notion")
     assert await outcomes(harness, registration.id) == [("handshake", 200, None)]
-    # Until an operator confirms it, a delivery signed with the pending token proves nothing.
+    # Until an operator confirms it, a delivery signed with the pending token proves nothing: the registration
+    # cannot verify yet (our side), so the sender is asked to retry later.
     signed = await harness.deliver("notion", secret=NOTION_TOKEN)
-    assert signed.status == 401
+    assert signed.status == 503
     assert await harness.queued() == []
 
 
@@ -385,8 +387,7 @@ async def test_google_keys_out_of_reach_is_a_503_so_pubsub_retries(build: Build)
 
     response = await harness.deliver("google")
 
-    assert response.status == 503
-    assert error(response).startswith("cannot verify now: could not fetch Google's signing keys")
+    assert (response.status, error(response)) == (503, UNAVAILABLE)
     assert await harness.queued() == []
     assert [a.outcome for a in await harness.audits(registration.id)] == ["verify_unavailable"]
     assert await counters(harness, registration.id) == (0, 0, 1)
@@ -446,7 +447,7 @@ async def test_an_enqueue_failure_is_a_503_and_the_retry_is_accepted_once(build:
 
     response = await harness.deliver("github")
 
-    assert (response.status, error(response)) == (503, "could not store the event; retry")
+    assert (response.status, error(response)) == (503, UNAVAILABLE)
     assert await harness.queued() == []
     assert await counters(harness, registration.id) == (0, 0, 1)
 
@@ -495,6 +496,86 @@ async def test_with_redis_unreachable_deliveries_are_accepted_and_deduplicated_i
     assert (again.status, answered_json(again)) == (200, {"duplicate": True})
     assert forged.status == 401
     assert len(await harness.queued()) == 1
+
+
+UNAVAILABLE = "temporarily unable to process the delivery; retry"
+"""The one reason of every 503: the fault is ours, the sender should retry, and no internal detail is shown."""
+
+
+def corrupt_secrets_file(harness: Harness) -> str:
+    """Overwrite the secrets file with garbage; returns its path, which must appear in no response."""
+    assert isinstance(harness.secrets, LocalSecretStore)
+    harness.secrets.path.write_bytes(b'{"format": 1, "secrets": {"x": ')
+    return str(harness.secrets.path)
+
+
+async def secret_store_down(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Secret store calls fail as an unreachable Key Vault's do; returns the internal detail."""
+    detail = "secret store at https://kv-castiel.vault.azure.net unreachable: connection reset"
+
+    async def unreachable(name: str) -> list[Any]:
+        raise RetryableError(detail)
+
+    monkeypatch.setattr(harness.secrets, "list_versions", unreachable)
+    return detail
+
+
+@pytest.mark.parametrize("fault", ["corrupt secrets file", "secret store unreachable"])
+async def test_a_secret_store_fault_is_a_503_with_a_generic_reason_and_an_error_log_line(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fault: str
+) -> None:
+    registration = await harness.register("github")
+    if fault == "corrupt secrets file":
+        detail = corrupt_secrets_file(harness)
+    else:
+        detail = await secret_store_down(harness, monkeypatch)
+
+    with caplog.at_level(logging.INFO):
+        response = await harness.deliver("github")
+
+    assert (response.status, answered_json(response)) == (503, {"error": UNAVAILABLE})
+    assert await harness.queued() == []
+    (line,) = [record for record in caplog.records if record.getMessage().startswith("webhook.unavailable")]
+    assert line.levelno == logging.ERROR
+    assert detail in line.getMessage()
+    (audit,) = await harness.audits(registration.id)
+    assert audit.status_code == 503
+    assert audit.reason is not None
+    assert detail in audit.reason  # the operator's record (``webhooks deliveries``) keeps what the sender is not told
+    assert await counters(harness, registration.id) == (0, 0, 1)
+
+
+async def test_a_document_store_that_cannot_look_the_registration_up_is_a_503(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.register("github")
+    detail = "Cosmos DB request timed out after 3 retries (activity 1f0c)"
+
+    async def store_down(container: str, query: Query) -> QueryPage:
+        raise RetryableError(detail)
+
+    monkeypatch.setattr(harness.store, "query", store_down)
+    with caplog.at_level(logging.INFO):
+        response = await harness.deliver("github")
+
+    assert (response.status, answered_json(response)) == (503, {"error": UNAVAILABLE})
+    assert await harness.queued() == []
+    (line,) = [record for record in caplog.records if record.getMessage().startswith("webhook.unavailable")]
+    assert line.levelno == logging.ERROR
+    assert detail in line.getMessage()
+
+
+async def test_a_registration_whose_secret_is_missing_is_a_503_not_the_senders_fault(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    registration = await harness.register("github", with_secret=False)
+
+    with caplog.at_level(logging.INFO):
+        response = await harness.deliver("github")
+
+    assert (response.status, answered_json(response)) == (503, {"error": UNAVAILABLE})
+    assert [a.outcome for a in await harness.audits(registration.id)] == ["misconfigured"]
+    assert "needs at least one secret" in caplog.text
 
 
 # ---------------------------------------------------------------- secrets
