@@ -118,6 +118,10 @@ class BaseAdapter:
         """The connection's rate-limit profile (``castiel.ratelimit.policy``), None for the provider's defaults."""
         return None
 
+    def probe_session(self, session: Session) -> Session:
+        """The session metadata and health requests go out under (another rate profile, if they need one)."""
+        return session
+
     def needs_full_pass(self, session: Session, state: Any) -> bool:
         """True when the cursor state reaches back further than the provider can answer incrementally."""
         return False
@@ -246,7 +250,7 @@ class BaseAdapter:
         """Authentication, then the configured objects; each failure reported with the provider's message."""
         try:
             session = await self.open(connection)
-            await self.send(session, "fetch", self.auth_probe(session))
+            await self.send(self.probe_session(session), "fetch", self.auth_probe(session))
         except CastielError as exc:
             return HealthReport((HealthCheck("auth", False, str(exc)),))
         auth = HealthCheck("auth", True, "credentials accepted")

@@ -302,8 +302,11 @@ class RateLimiter:
                 profile=profile,
             )
             connection = _connection_key(tenant_id, connection_id)
+            # A profile's calls have their own operation window: Slack limits conversations.history apart from the
+            # metadata methods a health check calls.
+            operation_key = f"{connection}:op:{operation}" + (f":{profile}" if profile else "")
             plan = WindowPlan(
-                keys=(connection, f"{connection}:op:{operation}", f"{KEY_PREFIX}:{{{tenant_id}}}:tenant"),
+                keys=(connection, operation_key, f"{KEY_PREFIX}:{{{tenant_id}}}:tenant"),
                 limits=(limits.integration.count, limits.operation.count, limits.tenant.count),
                 windows_us=(_micros(limits.integration), _micros(limits.operation), _micros(limits.tenant)),
                 throttle_key=_throttle_key(tenant_id, connection_id),
