@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 from pydantic.alias_generators import to_camel
@@ -139,6 +139,18 @@ class ConflictStrategy(StrEnum):
     MANUAL = "manual"
 
 
+class DeletePolicy(StrEnum):
+    """Whether a delete seen on one connection goes out to the others (a wrong delete is the costliest sync bug)."""
+
+    TOMBSTONE_ONLY = "tombstone_only"
+    PROPAGATE = "propagate"
+
+
+class ConflictStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
 # ---------------------------------------------------------------- queue messages
 
 
@@ -222,6 +234,12 @@ class TenantDocument(Document):
     tenant_id: str
 
 
+def _plain_rule(strategy: ConflictStrategy) -> ConflictStrategy:
+    if strategy is ConflictStrategy.FIELD_MERGE:
+        raise ValueError("the field_merge fallback must be another strategy than field_merge")
+    return strategy
+
+
 class Connection(TenantDocument):
     """A tenant's link to one provider account."""
 
@@ -237,6 +255,15 @@ class Connection(TenantDocument):
     dedup_strategy: DedupStrategy = DedupStrategy.EXTERNAL_ID
     status: str = "active"
     settings: dict[str, Any] = Field(default_factory=dict)
+    entity_mappings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Provider entity type → mapping (``castiel.sync.mapping``), checked against the adapter when it is set."""
+    delete_policy: DeletePolicy = DeletePolicy.TOMBSTONE_ONLY
+    source_priority: list[str] = Field(default_factory=list)
+    """``source_priority``: connection ids (and ``local`` for local edits), the first owning every field it sends."""
+    field_merge_fallback: Annotated[ConflictStrategy, AfterValidator(_plain_rule)] = ConflictStrategy.LOCAL_WINS
+    """``field_merge``: the rule for a field both sides changed since the last sync (any strategy but itself)."""
+    fuzzy_threshold: float = Field(default=90.0, ge=0, le=100)
+    """``fuzzy``: the similarity (0 to 100) from which a record is reported as a duplicate candidate."""
 
 
 class SyncTask(TenantDocument):
@@ -274,6 +301,7 @@ class SyncCounts(WireModel):
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0
     duplicates: int = 0
     conflicts: int = 0
     failed: int = 0
@@ -295,22 +323,56 @@ class SyncResult(TenantDocument):
     correlation_id: str
 
 
+class ConnectionSyncState(WireModel):
+    """What one connection last had of a shard: the two-way bookkeeping (echo suppression, three-way merges).
+
+    Fingerprints are ``castiel.sync.canonical.fingerprint`` of the connection's mapped fields; ``snapshot`` is those
+    fields as last agreed with the connection (pulled from it or pushed to it), the base of a three-way merge.
+    """
+
+    entity_type: str
+    pulled_fingerprint: str | None = None
+    pulled_at: UtcDateTime | None = None
+    pushed_fingerprint: str | None = None
+    pushed_at: UtcDateTime | None = None
+    snapshot: dict[str, Any] = Field(default_factory=dict)
+    deleted: bool = False
+    deleted_at: UtcDateTime | None = None
+
+
 class Shard(TenantDocument):
-    """One record of a shard type."""
+    """One record of a shard type.
+
+    ``field_versions`` and ``field_sources`` say when and by whom (a connection id, or ``local``) each field was last
+    set; ``sync`` holds each connection's state by connection id. Dedup queries ``match_keys`` (normalised natural
+    keys, composite), ``match_blocks`` (fuzzy) and ``content_hash`` (the fingerprint of ``data``). A deleted shard
+    stays as a tombstone (``deleted``, ``deleted_at``).
+    """
 
     container: ClassVar[str] = "shards"
 
     shard_type: str
     data: dict[str, Any] = Field(default_factory=dict)
     field_versions: dict[str, UtcDateTime] = Field(default_factory=dict)
+    field_sources: dict[str, str] = Field(default_factory=dict)
     external_ids: dict[str, str] = Field(default_factory=dict)
+    sync: dict[str, ConnectionSyncState] = Field(default_factory=dict)
+    match_keys: dict[str, str] = Field(default_factory=dict)
+    match_blocks: dict[str, str] = Field(default_factory=dict)
+    content_hash: str | None = None
     relationships: list[dict[str, str]] = Field(default_factory=list)
     derived_from: str | None = None
     updated_at: UtcDateTime = Field(default_factory=utcnow)
+    deleted: bool = False
+    deleted_at: UtcDateTime | None = None
 
 
 class ExternalIdLink(TenantDocument):
-    """``(connectionId, entityType, externalId)`` → shard id."""
+    """``(connectionId, entityType, externalId)`` → shard id.
+
+    ``fingerprint`` and ``pushed_fingerprint`` copy the shard's sync state for this connection, written after the
+    shard, so a page can tell unchanged records and echoes of our own pushes without reading their shards.
+    """
 
     container: ClassVar[str] = "external-ids"
 
@@ -318,10 +380,53 @@ class ExternalIdLink(TenantDocument):
     entity_type: str
     external_id: str
     shard_id: str
+    fingerprint: str | None = None
+    pushed_fingerprint: str | None = None
+    deleted: bool = False
+    deleted_at: UtcDateTime | None = None
 
     @staticmethod
     def make_id(connection_id: str, entity_type: str, external_id: str) -> str:
         return stable_id("xid", connection_id, entity_type, external_id)
+
+
+class Conflict(TenantDocument):
+    """A field both sides changed, with both values and the rule that decided it; ``open`` until a person decides
+    (``manual``), else recorded ``resolved`` by its rule."""
+
+    container: ClassVar[str] = "conflicts"
+
+    kind: Literal["field"] = "field"
+    status: ConflictStatus
+    shard_id: str
+    shard_type: str
+    connection_id: str
+    field: str
+    local_value: Any = None
+    remote_value: Any = None
+    rule: ConflictStrategy
+    kept: Literal["local", "remote"]
+    detected_at: UtcDateTime
+    resolved_at: UtcDateTime | None = None
+
+
+class DuplicateCandidate(TenantDocument):
+    """Two shards that fuzzy dedup found alike, for a person to review; nothing is merged."""
+
+    container: ClassVar[str] = "conflicts"
+
+    kind: Literal["duplicate"] = "duplicate"
+    status: ConflictStatus = ConflictStatus.OPEN
+    shard_id: str
+    candidate_shard_id: str
+    shard_type: str
+    connection_id: str
+    key: str
+    value: str
+    candidate_value: str
+    score: float
+    detected_at: UtcDateTime
+    resolved_at: UtcDateTime | None = None
 
 
 class WebhookHealth(WireModel):
@@ -472,6 +577,7 @@ CONTAINER_PARTITION_KEYS: dict[str, str] = {
     "sync-results": "tenantId",
     "shards": "tenantId",
     "external-ids": "tenantId",
+    "conflicts": "tenantId",
     "webhooks": "tenantId",
     "webhook-audit": "registrationId",
     "credentials": "tenantId",

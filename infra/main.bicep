@@ -46,6 +46,7 @@ var containers = [
   { name: 'sync-results', partitionKey: '/tenantId', defaultTtl: -1 }
   { name: 'shards', partitionKey: '/tenantId', defaultTtl: -1 }
   { name: 'external-ids', partitionKey: '/tenantId', defaultTtl: -1 }
+  { name: 'conflicts', partitionKey: '/tenantId', defaultTtl: -1 }
   { name: 'webhooks', partitionKey: '/tenantId', defaultTtl: -1 }
   { name: 'webhook-audit', partitionKey: '/registrationId', defaultTtl: 2592000 } // 30 days
   { name: 'credentials', partitionKey: '/tenantId', defaultTtl: -1 }
