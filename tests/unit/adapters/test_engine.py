@@ -14,6 +14,7 @@ from adapters.base import BaseAdapter, Stream, items_at
 from adapters.cursors import Keyset, KeysetCursor, parse_time
 from adapters.engine import HttpEngine, Session
 from adapters.pagination import CursorPaginator
+from adapters.providers import build_registry
 from adapters.records import Change, Discovery, EntityInfo, PushStatus, Record
 from adapters.resolution import DEFAULT_TABLE, Action, Rule
 from adapters.wire import Reply, RequestSpec
@@ -414,3 +415,11 @@ async def test_on_error_can_replace_the_error(make: MakeAdapter) -> None:
     adapter = Renaming(make(Api(things=[json_response(400, {"message": "bad"})])).engine)
     with pytest.raises(ConfigError, match=r"renamed: .*HTTP 400 bad"):
         await fetch_all(adapter, CONN, "thing")
+
+
+def test_the_registry_holds_the_five_providers(make: MakeAdapter) -> None:
+    registry = build_registry(make(Api()).engine)
+    for provider in (Provider.SALESFORCE, Provider.NOTION, Provider.SLACK, Provider.GITHUB, Provider.GOOGLE):
+        assert registry.get(provider).provider is provider
+    with pytest.raises(PermanentError, match="no adapter is installed for provider 'standard'"):
+        registry.get(Provider.STANDARD)
