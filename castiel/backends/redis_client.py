@@ -4,9 +4,13 @@ webhook ledger's store), so a dead Redis must cost a short timeout, not redis-py
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.retry import Retry as SyncRetry
 
 
 def connect(url: str, *, timeout_seconds: float = 0.5, retries: int = 0) -> Redis:
@@ -17,3 +21,27 @@ def connect(url: str, *, timeout_seconds: float = 0.5, retries: int = 0) -> Redi
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
     )
+
+
+def unreachable(url: str, *, timeout_seconds: float = 1.0) -> str | None:
+    """Why the server at ``url`` does not answer PING (one blocking attempt), or None when it does."""
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, retry=SyncRetry(NoBackoff(), 0)
+    )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def redacted(url: str) -> str:
+    """``url`` without its user name and password, for log lines and messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

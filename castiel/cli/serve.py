@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from castiel.cli.common import settings
-from castiel.errors import CastielError
 
 
 def serve(
@@ -17,14 +16,14 @@ def serve(
     only: Annotated[str, typer.Option(help="Comma-separated function names to run (default: all).")] = "",
     app_ref: Annotated[str, typer.Option("--app", help="module:attribute of the FunctionApp.")] = "function_app:app",
 ) -> None:
-    """Run function_app.py in one process: HTTP routes, timers and queue triggers, like the Functions host."""
+    """Run function_app.py in one process: HTTP routes, timers and queue triggers, like the Functions host.
+
+    One serve per data directory (CASTIEL_DATA_DIR); it starts the directory's embedded Redis unless REDIS_URL is
+    set.
+    """
     from castiel.devhost.host import HostOptions
     from castiel.devhost.host import serve as serve_host
 
     names = frozenset(name.strip() for name in only.split(",") if name.strip())
-    try:
-        settings()
-        serve_host(HostOptions(port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref))
-    except CastielError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings()  # a bad setting fails here, before anything starts
+    serve_host(HostOptions(port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref))

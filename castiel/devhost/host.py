@@ -1,6 +1,7 @@
 """The dev host: runs a ``FunctionApp``'s functions in one process without the Azure Functions runtime.
 
 HTTP triggers on uvicorn, timers on their schedules, Service Bus triggers on the runtime's queue (DESIGN §9).
+One host per data directory (``instance.py``): a second refuses to start.
 SIGINT/SIGTERM stop the HTTP listener, the timers and the receivers; invocations in flight finish (each bounded by
 ``functionTimeout``), messages are settled, and only then is the runtime closed (which stops an embedded Redis).
 """
@@ -17,10 +18,12 @@ from dataclasses import dataclass, field
 
 from castiel.devhost.config import HostConfig, read_host_config
 from castiel.devhost.http import HttpApp, HttpServer
+from castiel.devhost.instance import ServeLock
 from castiel.devhost.loader import HostedFunction, QueueBinding, TimerBinding, discover, load_app
 from castiel.devhost.queues import QueuePump
 from castiel.devhost.timers import TimerRunner
 from castiel.runtime import close_runtime, get_runtime
+from castiel.settings import get_settings
 from castiel.telemetry import log_event
 
 # Room beyond functionTimeout for settling and the receive wait before shutdown stops waiting.
@@ -65,21 +68,26 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def run_host(options: HostOptions) -> None:
-    """Load the app, run every trigger until a stop signal, drain, and close the runtime."""
+    """Load the app, claim the data directory, run every trigger until a stop signal, drain, close the runtime."""
+    settings = get_settings()
     loaded = load_app(options.app)
     functions = discover(loaded.app, options.only)
     config = read_host_config(loaded.directory)
+    claim = ServeLock.acquire(settings.data_dir, app=options.app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, _request_stop, stop, signum)
     try:
-        await _Host(options, config, functions).run(stop)
+        await _Host(options, config, functions, claim).run(stop)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
-        await close_runtime()
+        try:
+            await close_runtime()
+        finally:
+            claim.release()
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:
@@ -89,10 +97,13 @@ def _request_stop(stop: asyncio.Event, signum: int) -> None:
 
 
 class _Host:
-    def __init__(self, options: HostOptions, config: HostConfig, functions: list[HostedFunction]) -> None:
+    def __init__(
+        self, options: HostOptions, config: HostConfig, functions: list[HostedFunction], claim: ServeLock
+    ) -> None:
         self._options = options
         self._config = config
         self._functions = functions
+        self._claim = claim
 
     async def run(self, stop: asyncio.Event) -> None:
         runtime = await get_runtime()
@@ -119,6 +130,7 @@ class _Host:
             graceful_timeout=timeout,
         )
         workers = [await server.start()]
+        self._claim.announce(server.url)
         # Everything built so far lives as long as the host: keep it out of the collector's way, so full collections
         # stay short and do not show up as tail latency.
         gc.collect()
@@ -127,6 +139,7 @@ class _Host:
         log_event(
             "devhost.started",
             url=server.url,
+            data_dir=runtime.settings.data_dir.absolute(),
             functions=" ".join(function.describe() for function in self._functions),
             max_concurrent_calls=self._config.max_concurrent_calls,
         )

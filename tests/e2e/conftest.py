@@ -64,16 +64,26 @@ class DevHost:
 StartHost = Callable[..., Awaitable[DevHost]]
 
 
+def host_env(data_dir: Path, redis_url: str | None) -> dict[str, str]:
+    """The environment of a ``castiel`` process on ``data_dir``: no Azure settings, and ``REDIS_URL`` only when
+    given (else the data directory's embedded Redis)."""
+    env = {name: value for name, value in os.environ.items() if name.upper() not in BACKEND_SELECTORS}
+    env["CASTIEL_DATA_DIR"] = str(data_dir)
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
 @pytest.fixture
 async def start_host(tmp_path: Path, redis_server: EmbeddedRedis) -> AsyncIterator[StartHost]:
     started: list[DevHost] = []
 
-    async def start(*args: str) -> DevHost:
+    async def start(*args: str, data_dir: Path | None = None, embedded_redis: bool = False) -> DevHost:
+        """Start ``castiel serve`` (on the session's Redis unless ``embedded_redis``) and wait until it answers."""
         port = free_port()
-        data_dir = tmp_path / f"data{len(started)}"
+        data_dir = data_dir or tmp_path / f"data{len(started)}"
         log_path = tmp_path / f"devhost{len(started)}.log"
-        env = {name: value for name, value in os.environ.items() if name.upper() not in BACKEND_SELECTORS}
-        env.update(CASTIEL_DATA_DIR=str(data_dir), REDIS_URL=redis_server.url)
+        env = host_env(data_dir, None if embedded_redis else redis_server.url)
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
