@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from castiel.cli.connections import connections_app
+from castiel.cli.credentials import credentials_app
 from castiel.cli.exits import one_line_errors
 from castiel.cli.queue import queue_app
 from castiel.cli.serve import serve
@@ -75,6 +76,7 @@ def _root(
 app.command()(serve)
 app.command()(status)
 app.add_typer(connections_app, name="connections")
+app.add_typer(credentials_app, name="credentials")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(queue_app, name="queue")
 app.add_typer(webhooks_app, name="webhooks")

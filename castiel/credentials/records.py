@@ -23,7 +23,7 @@ from castiel.credentials.types import (
 )
 from castiel.errors import CastielError, NotFound, PreconditionFailed
 from castiel.models import CredentialMetadata, TokenRefreshAudit, stable_id
-from castiel.ports import DocumentStore, Filter, Query, SecretStore
+from castiel.ports import DocumentStore, Query, SecretStore
 from castiel.telemetry import log_event
 
 _CONTAINER = CredentialMetadata.container
@@ -62,6 +62,21 @@ def described_by(value: Credential) -> dict[str, Any]:
     return fields
 
 
+async def list_credentials(store: DocumentStore, tenant_id: str | None = None) -> list[CredentialMetadata]:
+    """Every credential (of one tenant), all pages."""
+    found: list[CredentialMetadata] = []
+    continuation = None
+    while True:
+        page = await store.query(
+            _CONTAINER,
+            Query(partition_key=tenant_id, order_by=(("id", "asc"),), limit=500, continuation=continuation),
+        )
+        found.extend(CredentialMetadata.model_validate(doc) for doc in page.items)
+        continuation = page.continuation
+        if continuation is None:
+            return found
+
+
 class CredentialRecords:
     """Reads and writes credential metadata and values."""
 
@@ -77,29 +92,6 @@ class CredentialRecords:
         except NotFound:
             raise NotFound(f"credential {credential_id} of tenant {tenant_id} does not exist") from None
         return CredentialMetadata.model_validate(doc)
-
-    async def find(self, credential_id: str) -> CredentialMetadata:
-        """The metadata of ``credential_id`` in whichever tenant holds it (the CLI addresses credentials by id)."""
-        page = await self._store.query(_CONTAINER, Query(filters=(Filter("id", "==", credential_id),), limit=2))
-        if not page.items:
-            raise NotFound(f"credential {credential_id} does not exist")
-        if len(page.items) > 1:
-            raise NotFound(f"credential id {credential_id} exists in more than one tenant: give --tenant")
-        return CredentialMetadata.model_validate(page.items[0])
-
-    async def list(self, tenant_id: str | None = None) -> list[CredentialMetadata]:
-        """Every credential (of one tenant), all pages."""
-        found: list[CredentialMetadata] = []
-        continuation = None
-        while True:
-            page = await self._store.query(
-                _CONTAINER,
-                Query(partition_key=tenant_id, order_by=(("id", "asc"),), limit=500, continuation=continuation),
-            )
-            found.extend(CredentialMetadata.model_validate(doc) for doc in page.items)
-            continuation = page.continuation
-            if continuation is None:
-                return found
 
     async def value(self, metadata: CredentialMetadata) -> Credential:
         """The value at the version the metadata names."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from cryptography import x509
@@ -173,17 +174,22 @@ Credential = Annotated[
 
 _CREDENTIAL: TypeAdapter[Credential] = TypeAdapter(Credential)
 
-CREDENTIAL_TYPES: tuple[str, ...] = (
-    "oauth2_authorization_code",
-    "oauth2_client_credentials",
-    "jwt_bearer",
-    "service_account_key",
-    "api_key",
-    "bearer_token",
-    "basic_auth",
-    "client_certificate",
-    "webhook_secret",
-)
+
+class CredentialType(StrEnum):
+    """The nine ``credential_type`` values."""
+
+    OAUTH2_AUTHORIZATION_CODE = "oauth2_authorization_code"
+    OAUTH2_CLIENT_CREDENTIALS = "oauth2_client_credentials"
+    JWT_BEARER = "jwt_bearer"
+    SERVICE_ACCOUNT_KEY = "service_account_key"
+    API_KEY = "api_key"
+    BEARER_TOKEN = "bearer_token"  # noqa: S105 - a type name, not a credential
+    BASIC_AUTH = "basic_auth"
+    CLIENT_CERTIFICATE = "client_certificate"
+    WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a type name, not a credential
+
+
+CREDENTIAL_TYPES: tuple[str, ...] = tuple(member.value for member in CredentialType)
 
 SINGLE_VALUE_FIELDS: dict[str, str] = {"api_key": "api_key", "bearer_token": "token", "webhook_secret": "secret"}
 """The types given by one ``--value``, and the field it fills."""

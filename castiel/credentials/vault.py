@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from castiel.clock import Clock, now_utc, system_clock
 from castiel.credentials.alerts import AlertCallback, log_credential_alert
-from castiel.credentials.auth import Token, auth_for
+from castiel.credentials.auth import CredentialRejected, Token, auth_for
 from castiel.credentials.lock import RefreshLocks
 from castiel.credentials.oauth import TokenEndpoint, renew
 from castiel.credentials.reauth import Reauthorizations, connections_using
@@ -211,6 +211,11 @@ class CredentialVault:
         self, tenant_id: str, credential_id: str, seen_version: int | None, trigger: str
     ) -> RefreshResult:
         metadata = await self.records.read(tenant_id, credential_id)
+        if not metadata.refreshable:
+            raise ConfigError(
+                f"credential {credential_id} ({metadata.credential_type}) has nothing to refresh it with: "
+                "give it a new value with `castiel credentials rotate`"
+            )
         try:
             return await self._refresh_locked(metadata, seen_version, trigger)
         except InvalidGrant:
@@ -319,13 +324,19 @@ class ConnectionTokens:
     async def current(self) -> Token:
         """The stored token, refreshed first when it is missing or expired."""
         value = self._current.value
-        if access_token(value) is None or is_expired(value, now_utc(self._clock)):
+        stale = access_token(value) is None or is_expired(value, now_utc(self._clock))
+        if stale and self._current.metadata.refreshable:
             await self._refresh(self._current.metadata.version)
         return self._token()
 
     async def renew(self, rejected: Token) -> Token:
         """A token newer than ``rejected`` (refreshing it unless another holder already has)."""
         if self._current.metadata.version <= rejected.version:
+            if not self._current.metadata.refreshable:
+                raise CredentialRejected(
+                    f"{self.label}: the provider answered 401 and the credential has no refresh token; "
+                    "re-authorise it with `castiel credentials connect`"
+                )
             await self._refresh(rejected.version)
         return self._token()
 
