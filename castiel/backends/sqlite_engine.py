@@ -7,6 +7,9 @@ runs in its own SAVEPOINT, so one failing write rolls back alone and its caller 
 
 Writers in other processes are serialised by SQLite's own lock (``BEGIN IMMEDIATE`` with a busy timeout), which
 is what makes the embedded queue safe across processes.
+
+A file that is not a SQLite database, or a damaged one, is a ``PermanentError`` naming the file and how to recover,
+whether it shows at open or on a later page read; so is a directory this process may not write to.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from castiel.errors import RetryableError
+from castiel.backends.data_dir import ensure_data_dir, is_writable, not_writable
+from castiel.errors import CastielError, PermanentError, RetryableError
 
 T = TypeVar("T")
 
@@ -31,6 +35,10 @@ so a single group commit makes a webhook's enqueue and its audit line durable to
 
 _BUSY_TIMEOUT_MS = 30_000
 _MAX_GROUP = 512
+# Primary result codes (the low byte of an extended code).
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_UNWRITABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM})
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 @dataclass(slots=True)
@@ -57,10 +65,13 @@ class SqliteDatabase:
 
     def __init__(self, path: Path, schema: str, *, readers: int = 4) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(path.parent)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer_conn = _connect(path)
-        self._writer_conn.executescript(schema)
+        try:
+            self._writer_conn = _connect(path)
+            self._writer_conn.executescript(schema)
+        except sqlite3.Error as exc:
+            raise open_failure(path, exc) from exc
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
@@ -99,14 +110,20 @@ class SqliteDatabase:
         self._writer_conn.close()
 
     def _run_read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path)
-            conn.execute("PRAGMA query_only=ON")
-            self._local.conn = conn
-            with self._reader_lock:
-                self._reader_conns.append(conn)
-        return work(conn)
+        try:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = _connect(self.path)
+                conn.execute("PRAGMA query_only=ON")
+                self._local.conn = conn
+                with self._reader_lock:
+                    self._reader_conns.append(conn)
+            return work(conn)
+        except sqlite3.DatabaseError as exc:
+            damaged = _damaged(self.path, exc)
+            if damaged is None:
+                raise
+            raise damaged from exc
 
     def _write_loop(self) -> None:
         stopping = False
@@ -138,7 +155,10 @@ class SqliteDatabase:
                 except BaseException as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                    outcomes.append((False, exc))
+                    damaged = _damaged(self.path, exc) if isinstance(exc, sqlite3.DatabaseError) else None
+                    if damaged is not None:
+                        damaged.__cause__ = exc
+                    outcomes.append((False, damaged or exc))
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((True, result))
@@ -146,7 +166,9 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = RetryableError(f"sqlite commit failed on {self.path.name}: {exc}")
+            failure: CastielError = _damaged(self.path, exc) or RetryableError(
+                f"sqlite commit failed on {self.path.name}: {exc}"
+            )
             failure.__cause__ = exc
             outcomes = [(False, failure)] * len(group)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
@@ -156,6 +178,35 @@ class SqliteDatabase:
             # One wake-up per event loop for the whole group, not one per write.
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_settle, settled)
+
+
+def open_failure(path: Path, exc: sqlite3.Error) -> CastielError:
+    """What opening ``path`` failing with ``exc`` means to an operator: a damaged file, a directory this process may
+    not write to, a lock held too long (retryable), or another failure naming the file."""
+    damaged = _damaged(path, exc)
+    if damaged is not None:
+        return damaged
+    code = _primary_code(exc)
+    if code in _UNWRITABLE and not is_writable(path.parent):
+        return not_writable(path.parent)
+    if code in _BUSY:
+        return RetryableError(f"database {path} is locked by another process: {exc}")
+    return PermanentError(f"cannot open database {path}: {exc}")
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _damaged(path: Path, exc: sqlite3.Error) -> PermanentError | None:
+    if _primary_code(exc) not in _DAMAGED:
+        return None
+    return PermanentError(
+        f"{path} is damaged or is not a Castiel database ({exc}). To recover: stop every castiel process using it,"
+        f" move it aside with its -wal and -shm files (mv {path} {path}.damaged) and run the command again to start"
+        " an empty one, or restore it from a backup"
+    )
 
 
 def _settle(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -32,9 +32,10 @@ def settings() -> Settings:
     return load_settings()
 
 
-async def with_store(work: Callable[[DocumentStore], Awaitable[T]]) -> T:
-    """Run ``work`` with the configured document store, closed afterwards."""
-    store = build_store(settings())
+async def with_store(work: Callable[[DocumentStore], Awaitable[T]], *, create: bool = False) -> T:
+    """Run ``work`` with the configured document store, closed afterwards. Only a command that adds the first thing
+    passes ``create=True``; any other says there is no data directory rather than creating an empty one."""
+    store = build_store(settings(), create=create)
     try:
         return await work(store)
     finally:
@@ -42,9 +43,10 @@ async def with_store(work: Callable[[DocumentStore], Awaitable[T]]) -> T:
 
 
 async def with_queue(work: Callable[[MessageQueue, Settings], Awaitable[T]]) -> T:
-    """Run ``work`` with the configured message queue (and the settings naming the queues), closed afterwards."""
+    """Run ``work`` with the configured message queue (and the settings naming the queues), closed afterwards; a
+    missing data directory is an error, never created."""
     config = settings()
-    queue = build_queue(config)
+    queue = build_queue(config, create=False)
     try:
         return await work(queue, config)
     finally:

@@ -48,7 +48,7 @@ def connections_add(
         entity_types=[name.strip() for name in entity_types.split(",") if name.strip()],
         sync_direction=direction,
     )
-    stored = run(with_store(lambda store: create_named(store, connection, "connection")))
+    stored = run(with_store(lambda store: create_named(store, connection, "connection"), create=True))
     echo_json(public(stored))
 
 

@@ -10,7 +10,7 @@ from castiel.cli.common import settings
 
 
 def serve(
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 7071,
+    port: Annotated[int, typer.Option(help="HTTP port (0: any free one).", min=0, max=65535)] = 7071,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     run_timers_now: Annotated[bool, typer.Option("--run-timers-now", help="Fire every timer once at start.")] = False,
     only: Annotated[str, typer.Option(help="Comma-separated function names to run (default: all).")] = "",

@@ -1,4 +1,4 @@
-"""``castiel status``: tasks per status, shards per type, queue depths and the last results."""
+"""``castiel status``: which data directory; tasks per status, shards per type, queue depths and the last results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import typer
 
-from castiel.cli.common import JsonFlag, echo_json, run, with_queue, with_store
+from castiel.backends.data_dir import shown
+from castiel.cli.common import JsonFlag, echo_json, run, settings, with_queue, with_store
 from castiel.cli.queue import queue_names
 from castiel.models import (
     Connection,
@@ -40,15 +41,17 @@ async def collect_status(store: DocumentStore, queue: MessageQueue, settings: Se
 
 
 def status(as_json: JsonFlag = False) -> None:
-    """Tasks per status, shards per type, queue depths and the last results."""
+    """Which data directory; tasks per status, shards per type, queue depths and the last results."""
 
     async def gather(store: DocumentStore) -> dict[str, Any]:
-        return await with_queue(lambda queue, settings: collect_status(store, queue, settings))
+        return await with_queue(lambda queue, config: collect_status(store, queue, config))
 
-    report = run(with_store(gather))
+    counts = run(with_store(gather))  # first: a missing or unusable data directory is the error to report
+    report = {"dataDir": shown(settings().data_dir), **counts}
     if as_json:
         echo_json(report)
         return
+    typer.echo(f"data directory: {report['dataDir']}")
     typer.echo("tasks:   " + "  ".join(f"{key}={value}" for key, value in report["tasks"].items()))
     typer.echo("shards:  " + ("  ".join(f"{key}={value}" for key, value in report["shards"].items()) or "none"))
     for name, counts in report["queues"].items():

@@ -44,11 +44,25 @@ class HostOptions:
 def serve(options: HostOptions) -> None:
     """Run the host until SIGINT or SIGTERM, then shut down cleanly and return.
 
-    Raises ``ConfigError`` when the app, ``host.json`` or the settings are unusable, or the port is taken.
+    Raises ``ConfigError`` when the app, ``host.json``, the settings or the interface are unusable, before anything
+    starts; ``PermanentError`` when the port is taken, another host runs on the data directory, or the data
+    directory is unusable.
     """
+    app = _load(options)
     configure_logging()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run_host(options))
+        runner.run(run_host(options, app))
+
+
+@dataclass(frozen=True, slots=True)
+class _LoadedFunctions:
+    functions: list[HostedFunction]
+    config: HostConfig
+
+
+def _load(options: HostOptions) -> _LoadedFunctions:
+    loaded = load_app(options.app)
+    return _LoadedFunctions(discover(loaded.app, options.only), read_host_config(loaded.directory))
 
 
 def configure_logging() -> None:
@@ -67,12 +81,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def run_host(options: HostOptions) -> None:
-    """Load the app, claim the data directory, run every trigger until a stop signal, drain, close the runtime."""
+async def run_host(options: HostOptions, loaded: _LoadedFunctions) -> None:
+    """Claim the data directory, run every trigger of the app until a stop signal, drain, close the runtime."""
     settings = get_settings()
-    loaded = load_app(options.app)
-    functions = discover(loaded.app, options.only)
-    config = read_host_config(loaded.directory)
     claim = ServeLock.acquire(settings.data_dir, app=options.app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,7 +91,7 @@ async def run_host(options: HostOptions) -> None:
     for signum in signals:
         loop.add_signal_handler(signum, _request_stop, stop, signum)
     try:
-        await _Host(options, config, functions, claim).run(stop)
+        await _Host(options, loaded.config, loaded.functions, claim).run(stop)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
@@ -106,8 +117,19 @@ class _Host:
         self._claim = claim
 
     async def run(self, stop: asyncio.Event) -> None:
-        runtime = await get_runtime()
         timeout = self._config.function_timeout
+        # The port first: a busy one is refused before the runtime starts anything (the database, Redis).
+        server = HttpServer(
+            HttpApp(self._functions, timeout),
+            host=self._options.host,
+            port=self._options.port,
+            graceful_timeout=timeout,
+        )
+        try:
+            runtime = await get_runtime()
+        except BaseException:
+            server.close()
+            raise
         # Everything that can refuse its configuration is built before anything starts.
         loops: list[tuple[str, TimerRunner | QueuePump]] = []
         for function in self._functions:
@@ -123,12 +145,6 @@ class _Host:
                     timeout=timeout,
                 )
                 loops.append((function.name, pump))
-        server = HttpServer(
-            HttpApp(self._functions, timeout),
-            host=self._options.host,
-            port=self._options.port,
-            graceful_timeout=timeout,
-        )
         workers = [await server.start()]
         self._claim.announce(server.url)
         # Everything built so far lives as long as the host: keep it out of the collector's way, so full collections

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -26,7 +27,7 @@ import uvicorn
 from castiel.devhost.convert import HttpAnswer, answer_from, http_request_from
 from castiel.devhost.invocation import Invocation
 from castiel.devhost.loader import HostedFunction, HttpBinding
-from castiel.errors import ConfigError
+from castiel.errors import ConfigError, PermanentError
 
 STATUS_PATH = "/admin/host/status"
 # What an HTTP trigger without ``methods`` accepts (the Functions ``HttpMethod`` values).
@@ -171,7 +172,11 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        message = f"cannot listen on {host}:{port}: {exc.strerror}"
+        # A port in use or reserved is the machine's state, not a bad flag: running again may work.
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise PermanentError(f"{message} (choose another --port)") from exc
+        raise ConfigError(f"{message} (check --host)") from exc
     return sock
 
 
@@ -208,6 +213,10 @@ class HttpServer:
                 raise ConfigError(f"the HTTP server on {self.url} stopped during start-up")
             await asyncio.sleep(0.005)
         return task
+
+    def close(self) -> None:
+        """Release the listening socket of a server that was never started."""
+        self._socket.close()
 
     def stop(self) -> None:
         """Stop accepting; requests in flight finish, then the server's task ends."""
