@@ -153,7 +153,8 @@ def credentials_show(credential_id: CredentialId, tenant: Tenant = "", as_json: 
         echo_json(shown)
         return
     for name, field in shown.items():
-        typer.echo(f"{name}: {field if field is not None else '-'}")
+        text = json.dumps(field) if isinstance(field, dict | list) else field
+        typer.echo(f"{name}: {'-' if field is None else text}")
 
 
 @credentials_app.command("refresh")

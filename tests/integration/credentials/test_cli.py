@@ -1,0 +1,247 @@
+"""``castiel credentials`` on the embedded backends, the real Redis and the stand-in provider: metadata out, values
+never; usage errors exit 2, runtime errors exit 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.cli import app
+from castiel.models import Provider
+from tests.integration.cli.helpers import castiel, castiel_json, invoke
+from tests.integration.credentials.conftest import CLIENT_ID, CLIENT_SECRET, StandIn
+
+SECRET = "zqCLIVALUEzq"
+
+
+@pytest.fixture
+def cli(data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data directory on the session's Redis, with a GitHub connection ``gh`` of tenant ``acme``."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh")
+    return data_dir
+
+
+def test_add_prints_metadata_with_its_id_and_never_the_value(cli: Path) -> None:
+    added = castiel_json(
+        "credentials",
+        "add",
+        "--tenant",
+        "acme",
+        "--connection",
+        "gh",
+        "--type",
+        "api_key",
+        "--value",
+        SECRET,
+        "--id",
+        "k1",
+        "--rotation-days",
+        "90",
+    )
+    assert added["id"] == "k1"
+    assert added["credentialType"] == "api_key"
+    assert added["rotation"] == {"intervalDays": 90, "warnBeforeDays": 14}
+    assert SECRET not in json.dumps(added)
+    (connection,) = castiel_json("connections", "list", "--json")
+    assert connection["credentialId"] == "k1"
+
+
+def test_show_json_carries_status_expiry_last_refresh_and_version(cli: Path) -> None:
+    castiel(
+        "credentials",
+        "add",
+        "--tenant",
+        "acme",
+        "--connection",
+        "gh",
+        "--type",
+        "bearer_token",
+        "--value",
+        SECRET,
+        "--id",
+        "b1",
+    )
+    shown = castiel_json("credentials", "show", "b1", "--json")
+    assert {"status": "active", "expiresAt": None, "lastRefreshedAt": None, "version": 1}.items() <= shown.items()
+    text = castiel("credentials", "show", "b1")
+    assert "status: active" in text
+    assert SECRET not in text
+    (listed,) = castiel_json("credentials", "list", "--json")
+    assert listed["id"] == "b1"
+    assert "b1  bearer_token" in castiel("credentials", "list", "--tenant", "acme")
+
+
+def test_a_value_from_stdin_stays_out_of_the_command_line(cli: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "credentials",
+            "add",
+            "--tenant",
+            "acme",
+            "--connection",
+            "gh",
+            "--type",
+            "webhook_secret",
+            "--value",
+            "-",
+            "--id",
+            "w1",
+        ],
+        input=SECRET + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    stored = json.loads((cli / "secrets.json").read_text())
+    assert SECRET in json.dumps(stored)
+
+
+def test_refresh_and_rotate_go_through_the_locked_path(cli: Path, oauth: StandIn, tmp_path: Path) -> None:
+    grant = oauth.sandbox.issue("github", CLIENT_ID)
+    fields = tmp_path / "grant.json"
+    fields.write_text(
+        json.dumps(
+            {
+                "access_token": grant.access_token,
+                "refresh_token": grant.refresh_token,
+                "expires_at": "2020-01-01T00:00:00Z",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "token_url": oauth.token_url(Provider.GITHUB),
+            }
+        )
+    )
+    added = castiel_json(
+        "credentials",
+        "add",
+        "--tenant",
+        "acme",
+        "--connection",
+        "gh",
+        "--type",
+        "oauth2_authorization_code",
+        "--from-file",
+        str(fields),
+    )
+    assert added["refreshable"] is True
+
+    refreshed = castiel_json("credentials", "refresh", added["id"])
+    assert refreshed["version"] == 2
+    assert refreshed["lastRefreshedAt"] is not None
+    assert oauth.sandbox.calls()[grant.id] == 1
+    output = castiel("credentials", "refresh", added["id"])
+    assert grant.access_token not in output
+    assert grant.refresh_token is not None
+    assert grant.refresh_token not in output
+
+    rotated = castiel_json("credentials", "rotate", added["id"], "--from-file", str(fields))
+    assert rotated["version"] == 4
+
+
+def test_remove_deletes_value_and_metadata_and_unlinks_the_connection(cli: Path) -> None:
+    castiel(
+        "credentials",
+        "add",
+        "--tenant",
+        "acme",
+        "--connection",
+        "gh",
+        "--type",
+        "api_key",
+        "--value",
+        SECRET,
+        "--id",
+        "k1",
+    )
+    assert "removed k1" in castiel("credentials", "remove", "k1")
+    assert castiel_json("credentials", "list", "--json") == []
+    assert SECRET not in (cli / "secrets.json").read_text()
+    (connection,) = castiel_json("connections", "list", "--json")
+    assert "credentialId" not in connection
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--type", "api_key"], 2, "exactly one of --value and --from-file"),
+        (["--type", "api_key", "--value", "v", "--from-file", "x.json"], 2, "--from-file"),
+        (["--type", "basic_auth", "--value", SECRET], 2, "several fields"),
+        (["--type", "password", "--value", SECRET], 2, "--type"),
+        (["--type", "api_key", "--value", SECRET, "--id", "Not An Id"], 2, "not a valid id"),
+    ],
+)
+def test_usage_errors_exit_2_and_store_nothing(cli: Path, args: list[str], code: int, message: str) -> None:
+    result = invoke("credentials", "add", "--tenant", "acme", "--connection", "gh", *args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert SECRET not in result.output
+    assert castiel_json("credentials", "list", "--json") == []
+
+
+def test_a_value_file_with_a_bad_field_is_named_without_quoting_it(cli: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"username": "u", "pasword": SECRET}))
+    result = invoke(
+        "credentials", "add", "--tenant", "acme", "--connection", "gh", "--type", "basic_auth", "--from-file", str(bad)
+    )
+    assert result.exit_code == 2
+    assert "password: Field required" in result.output
+    assert SECRET not in result.output
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{")
+    result = invoke(
+        "credentials",
+        "add",
+        "--tenant",
+        "acme",
+        "--connection",
+        "gh",
+        "--type",
+        "basic_auth",
+        "--from-file",
+        str(not_json),
+    )
+    assert result.exit_code == 2
+    assert "is not a JSON file" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["add", "--tenant", "acme", "--connection", "missing", "--type", "api_key", "--value", SECRET],
+        ["show", "nope"],
+        ["refresh", "nope"],
+        ["rotate", "nope", "--value", SECRET],
+        ["remove", "nope"],
+    ],
+)
+def test_what_does_not_exist_is_a_runtime_error(cli: Path, args: list[str]) -> None:
+    result = invoke("credentials", *args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error:")
+    assert "Traceback" not in result.output
+
+
+def test_a_static_credential_refresh_is_refused_with_what_to_do(cli: Path) -> None:
+    castiel(
+        "credentials",
+        "add",
+        "--tenant",
+        "acme",
+        "--connection",
+        "gh",
+        "--type",
+        "api_key",
+        "--value",
+        SECRET,
+        "--id",
+        "k1",
+    )
+    result = invoke("credentials", "refresh", "k1")
+    assert result.exit_code == 2
+    assert "castiel credentials rotate" in result.output
