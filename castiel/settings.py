@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default=Path(".castiel"), validation_alias="CASTIEL_DATA_DIR")
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        validation_alias="CASTIEL_SHUTDOWN_GRACE_SECONDS",
+        ge=0,
+        description="castiel serve: how long a stop signal waits for invocations in flight before cutting them.",
+    )
 
     @field_validator("cosmos_endpoint", "key_vault_url")
     @classmethod

@@ -15,15 +15,28 @@ def serve(
     run_timers_now: Annotated[bool, typer.Option("--run-timers-now", help="Fire every timer once at start.")] = False,
     only: Annotated[str, typer.Option(help="Comma-separated function names to run (default: all).")] = "",
     app_ref: Annotated[str, typer.Option("--app", help="module:attribute of the FunctionApp.")] = "function_app:app",
+    grace_period: Annotated[
+        float | None,
+        typer.Option(
+            "--grace-period",
+            min=0,
+            help="Seconds a stop signal waits for invocations in flight [default: CASTIEL_SHUTDOWN_GRACE_SECONDS, 30].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run function_app.py in one process: HTTP routes, timers and queue triggers, like the Functions host.
 
     One serve per data directory (CASTIEL_DATA_DIR); it starts the directory's embedded Redis unless REDIS_URL is
-    set.
+    set. SIGTERM or Ctrl-C stops it within the grace period; a second Ctrl-C stops it at once.
     """
     from castiel.devhost.host import HostOptions
     from castiel.devhost.host import serve as serve_host
 
     names = frozenset(name.strip() for name in only.split(",") if name.strip())
     settings()  # a bad setting fails here, before anything starts
-    serve_host(HostOptions(port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref))
+    serve_host(
+        HostOptions(
+            port=port, host=host, run_timers_now=run_timers_now, only=names, app=app_ref, grace_period=grace_period
+        )
+    )

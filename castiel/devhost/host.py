@@ -2,8 +2,12 @@
 
 HTTP triggers on uvicorn, timers on their schedules, Service Bus triggers on the runtime's queue (DESIGN §9).
 One host per data directory (``instance.py``): a second refuses to start.
-SIGINT/SIGTERM stop the HTTP listener, the timers and the receivers; invocations in flight finish (each bounded by
-``functionTimeout``), messages are settled, and only then is the runtime closed (which stops an embedded Redis).
+
+Shutdown is bounded. SIGINT or SIGTERM stops the HTTP listener (idle keep-alive connections are closed at once), the
+timers and the receivers; invocations in flight get the grace period (``CASTIEL_SHUTDOWN_GRACE_SECONDS``, or
+``serve --grace-period``) to finish and settle their messages. Past it they are cancelled (their messages are
+redelivered when their locks expire) and every HTTP connection still open is closed; then the runtime is closed.
+A second SIGINT stops the process at once, as the first stop's log line says.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -26,8 +31,10 @@ from castiel.runtime import close_runtime, get_runtime
 from castiel.settings import get_settings
 from castiel.telemetry import log_event
 
-# Room beyond functionTimeout for settling and the receive wait before shutdown stops waiting.
-_DRAIN_MARGIN_SECONDS = 10.0
+# After the grace period, how long cancelled work gets to unwind before the host stops waiting for it.
+_CANCEL_WAIT_SECONDS = 5.0
+# The exit status of a process ended by SIGINT, which a forced stop is.
+_FORCED_EXIT_STATUS = 128 + signal.SIGINT
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +46,11 @@ class HostOptions:
     run_timers_now: bool = False
     only: frozenset[str] = field(default_factory=frozenset)
     app: str = "function_app:app"
+    grace_period: float | None = None  # None: CASTIEL_SHUTDOWN_GRACE_SECONDS
 
 
 def serve(options: HostOptions) -> None:
-    """Run the host until SIGINT or SIGTERM, then shut down cleanly and return.
+    """Run the host until SIGINT or SIGTERM, then shut down within the grace period and return.
 
     Raises ``ConfigError`` when the app, ``host.json``, the settings or the interface are unusable, before anything
     starts; ``PermanentError`` when the port is taken, another host runs on the data directory, or the data
@@ -84,16 +92,16 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def run_host(options: HostOptions, loaded: _LoadedFunctions) -> None:
     """Claim the data directory, run every trigger of the app until a stop signal, drain, close the runtime."""
     settings = get_settings()
+    grace = settings.shutdown_grace_seconds if options.grace_period is None else options.grace_period
     claim = ServeLock.acquire(settings.data_dir, app=options.app)
-    stop = asyncio.Event()
+    signals = _StopSignals(grace)
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, _request_stop, stop, signum)
+    for signum in _SIGNALS:
+        loop.add_signal_handler(signum, signals.received, signum)
     try:
-        await _Host(options, loaded.config, loaded.functions, claim).run(stop)
+        await _Host(options, loaded.config, loaded.functions, grace, claim).run(signals.stop)
     finally:
-        for signum in signals:
+        for signum in _SIGNALS:
             loop.remove_signal_handler(signum)
         try:
             await close_runtime()
@@ -101,30 +109,63 @@ async def run_host(options: HostOptions, loaded: _LoadedFunctions) -> None:
             claim.release()
 
 
-def _request_stop(stop: asyncio.Event, signum: int) -> None:
-    if not stop.is_set():
-        log_event("devhost.stopping", signal=signal.Signals(signum).name)
-    stop.set()
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StopSignals:
+    """The first SIGINT or SIGTERM asks for a graceful stop; a second SIGINT ends the process at once."""
+
+    def __init__(self, grace: float) -> None:
+        self.stop = asyncio.Event()
+        self._grace = grace
+        self._signalled = False
+
+    def received(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self._signalled:
+            self._signalled = True
+            log_event(
+                "devhost.stopping",
+                signal=name,
+                grace_seconds=f"{self._grace:g}",
+                force="press Ctrl-C again (a second SIGINT) to stop at once",
+            )
+            self.stop.set()
+        elif signum == signal.SIGINT:
+            log_event(
+                "devhost.forced_stop",
+                level=logging.WARNING,
+                signal=name,
+                effect="invocations in flight are cut; their messages are redelivered when their locks expire",
+            )
+            logging.shutdown()
+            # Immediate means not waiting for anything, a sync function's thread included. Nothing is lost: writes
+            # commit or roll back in SQLite's journal, the kernel drops this process's locks, and the data
+            # directory's Redis is stopped by its supervisor once no process uses it.
+            os._exit(_FORCED_EXIT_STATUS)
+        else:
+            log_event("devhost.already_stopping", signal=name, force="a second SIGINT stops at once")
 
 
 class _Host:
     def __init__(
-        self, options: HostOptions, config: HostConfig, functions: list[HostedFunction], claim: ServeLock
+        self,
+        options: HostOptions,
+        config: HostConfig,
+        functions: list[HostedFunction],
+        grace: float,
+        claim: ServeLock,
     ) -> None:
         self._options = options
         self._config = config
         self._functions = functions
+        self._grace = grace
         self._claim = claim
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = self._config.function_timeout
         # The port first: a busy one is refused before the runtime starts anything (the database, Redis).
-        server = HttpServer(
-            HttpApp(self._functions, timeout),
-            host=self._options.host,
-            port=self._options.port,
-            graceful_timeout=timeout,
-        )
+        server = HttpServer(HttpApp(self._functions, timeout), host=self._options.host, port=self._options.port)
         try:
             runtime = await get_runtime()
         except BaseException:
@@ -158,18 +199,29 @@ class _Host:
             data_dir=runtime.settings.data_dir.absolute(),
             functions=" ".join(function.describe() for function in self._functions),
             max_concurrent_calls=self._config.max_concurrent_calls,
+            grace_seconds=f"{self._grace:g}",
         )
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
         # A worker that ended on its own crashed: stop the rest the same way a signal would.
         stop.set()
         server.stop()
-        drain = None if timeout is None else timeout + _DRAIN_MARGIN_SECONDS
-        done, pending = await asyncio.wait(workers, timeout=drain)
-        for task in pending:
-            log_event("devhost.drain_timeout", level=logging.ERROR, worker=task.get_name())
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        done, pending = await asyncio.wait(workers, timeout=self._grace)
+        if pending:
+            log_event(
+                "devhost.grace_over",
+                level=logging.WARNING,
+                grace_seconds=f"{self._grace:g}",
+                cutting=" ".join(sorted(task.get_name() for task in pending)),
+            )
+            server.cut()
+            for task in pending:
+                if task is not workers[0]:  # the HTTP server winds down by itself once cut
+                    task.cancel()
+            finished, pending = await asyncio.wait(pending, timeout=_CANCEL_WAIT_SECONDS)
+            done |= finished
+            for task in pending:
+                log_event("devhost.drain_timeout", level=logging.ERROR, worker=task.get_name())
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"dev host worker {task.get_name()} crashed") from task.exception()

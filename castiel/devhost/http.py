@@ -183,7 +183,7 @@ def _bind(host: str, port: int) -> socket.socket:
 class HttpServer:
     """The listening socket (bound at construction, so a busy port fails fast) and the uvicorn server on it."""
 
-    def __init__(self, app: HttpApp, *, host: str, port: int, graceful_timeout: float | None) -> None:
+    def __init__(self, app: HttpApp, *, host: str, port: int) -> None:
         self._socket = _bind(host, port)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
@@ -194,7 +194,8 @@ class HttpServer:
             log_config=None,
             ws="none",
             server_header=False,
-            timeout_graceful_shutdown=None if graceful_timeout is None else int(graceful_timeout) + 1,
+            # The host bounds shutdown itself (``cut``), so uvicorn waits for requests in flight until told.
+            timeout_graceful_shutdown=None,
         )
         self._server = _HostOwnedSignals(config)
 
@@ -219,5 +220,16 @@ class HttpServer:
         self._socket.close()
 
     def stop(self) -> None:
-        """Stop accepting; requests in flight finish, then the server's task ends."""
+        """Stop accepting and close idle connections; requests in flight finish, then the server's task ends."""
         self._server.should_exit = True
+
+    def cut(self) -> None:
+        """After ``stop``, stop waiting: cancel the requests in flight and close every connection still open (a
+        keep-alive or slow client would otherwise hold the server, and the process, open)."""
+        self._server.force_exit = True
+        for task in list(self._server.server_state.tasks):
+            task.cancel()
+        for connection in list(self._server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()

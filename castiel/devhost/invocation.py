@@ -11,7 +11,7 @@ from castiel.devhost.loader import HostedFunction
 from castiel.errors import CastielError
 from castiel.telemetry import correlation, log_event, new_correlation_id, new_id
 
-Outcome = Literal["succeeded", "failed", "dead_lettered", "abandoned"]
+Outcome = Literal["succeeded", "failed", "dead_lettered", "abandoned", "cancelled"]
 
 logger = logging.getLogger("castiel.devhost")
 
@@ -41,13 +41,17 @@ class Invocation:
         """The user function's result; every log line inside carries the correlation id.
 
         Raises ``FunctionTimeout`` past the timeout. A sync function's thread cannot be stopped and finishes on its
-        own; its result is then ignored, as the Functions host ignores a timed-out worker's.
+        own; its result is then ignored, as the Functions host ignores a timed-out worker's. Cancelled (the host cut
+        it at shutdown), it logs its line with outcome ``cancelled`` and lets the cancellation go on.
         """
         scope = asyncio.timeout(self._timeout)
         try:
             with correlation(self.correlation_id):
                 async with scope:
                     return await self.function.call(argument)
+        except asyncio.CancelledError:
+            self.finish("cancelled")
+            raise
         except TimeoutError as exc:
             if scope.expired():
                 raise FunctionTimeout(f"{self.function.name} exceeded functionTimeout of {self._timeout:g}s") from exc

@@ -57,8 +57,21 @@ class QueuePump:
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Receive and dispatch until ``stop`` is set; return when every dispatched message is settled."""
+        """Receive and dispatch until ``stop`` is set; return when every dispatched message is settled.
+
+        Cancelled (the shutdown grace period is over), it cancels the invocations in flight too; their messages stay
+        unsettled and are redelivered when their locks expire, as after a crash.
+        """
         in_flight: set[asyncio.Task[None]] = set()
+        try:
+            await self._pump(stop, in_flight)
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
+
+    async def _pump(self, stop: asyncio.Event, in_flight: set[asyncio.Task[None]]) -> None:
         while not stop.is_set():
             free = self._max_concurrent - len(in_flight)
             if free <= 0:

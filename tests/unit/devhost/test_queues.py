@@ -181,3 +181,35 @@ async def test_stop_lets_in_flight_calls_finish_and_leaves_the_rest_untouched(qu
     remaining = await queue.peek(QUEUE)
     assert sorted(m.message_id for m in remaining) == sorted(set(ids) - set(started))
     assert all(m.delivery_count == 0 for m in remaining)
+
+
+async def test_cancelling_the_pump_cuts_its_invocations_and_leaves_their_messages_unsettled(
+    queue: SqliteMessageQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = asyncio.Event()
+    cut: list[str] = []
+
+    async def handler(msg: ServiceBusMessage) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cut.append(msg.message_id)
+            raise
+
+    await send(queue, "long-1")
+    function = HostedFunction("handler", QueueBinding(QUEUE), caller(handler, "msg"))
+    pump = QueuePump(function, queue, max_concurrent_calls=4, max_delivery_count=10, timeout=None)
+    task = asyncio.create_task(pump.run(asyncio.Event()))
+    with caplog.at_level(logging.INFO, logger="castiel"):
+        await asyncio.wait_for(started.wait(), BOUND)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, BOUND)
+
+    assert cut == ["long-1"]
+    assert "invocation function=handler" in caplog.text
+    assert "outcome=cancelled" in caplog.text
+    [unsettled] = await queue.peek(QUEUE)
+    assert (unsettled.message_id, unsettled.delivery_count) == ("long-1", 1)
+    assert (await queue.stats(QUEUE)).dead_lettered == 0
