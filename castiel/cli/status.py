@@ -1,4 +1,5 @@
-"""``castiel status``: which data directory; tasks per status, shards per type, queue depths and the last results."""
+"""``castiel status``: which data directory, whether a ``serve`` runs on it and when the scheduler fires next; then
+tasks per status, shards per type, queue depths and the last results."""
 
 from __future__ import annotations
 
@@ -6,18 +7,21 @@ from typing import Any
 
 import typer
 
+from castiel.backends import data_dir_redis
 from castiel.backends.data_dir import shown
+from castiel.backends.redis_client import redacted
 from castiel.cli.common import JsonFlag, echo_json, run, settings, with_queue, with_store
 from castiel.cli.queue import queue_names
-from castiel.models import (
-    Connection,
-    Shard,
-    SyncResult,
-    SyncTask,
-    TaskStatus,
-)
+from castiel.clock import Clock, now_utc, system_clock
+from castiel.devhost.instance import running_serve
+from castiel.devhost.timers import next_fire, timer_schedule
+from castiel.errors import CastielError
+from castiel.models import Connection, Shard, SyncResult, SyncTask, TaskStatus, format_utc
 from castiel.ports import DocumentStore, Filter, MessageQueue, Query
 from castiel.settings import Settings
+
+SCHEDULER_FUNCTION = "sync_scheduler"
+DEFAULT_APP = "function_app:app"
 
 
 async def collect_status(store: DocumentStore, queue: MessageQueue, settings: Settings) -> dict[str, Any]:
@@ -40,18 +44,48 @@ async def collect_status(store: DocumentStore, queue: MessageQueue, settings: Se
     return {"tasks": tasks, "shards": shards, "queues": queues, "lastResults": results.items}
 
 
+def collect_host(settings: Settings, clock: Clock = system_clock) -> dict[str, Any]:
+    """The data directory, its running ``serve`` (if any), the Redis in use and the scheduler's next run."""
+    serve = running_serve(settings.data_dir)
+    app = (serve.app if serve is not None else None) or DEFAULT_APP
+    try:
+        schedule = timer_schedule(app, SCHEDULER_FUNCTION)
+    except (CastielError, ImportError) as exc:
+        scheduler: dict[str, Any] = {"function": SCHEDULER_FUNCTION, "app": app, "error": str(exc)}
+    else:
+        next_run = next_fire(schedule, now_utc(clock))
+        scheduler = {"function": SCHEDULER_FUNCTION, "schedule": schedule, "nextRunAt": format_utc(next_run)}
+    return {
+        "dataDir": shown(settings.data_dir),
+        "serve": {"running": True, **serve.as_json()} if serve is not None else {"running": False},
+        "redis": _redis(settings),
+        "scheduler": scheduler,
+    }
+
+
+def _redis(settings: Settings) -> dict[str, Any]:
+    if settings.redis_url is not None:
+        return {"url": redacted(settings.redis_url), "embedded": False}
+    record = data_dir_redis.read_record(settings.data_dir)
+    if record is None or not record.is_live():
+        return {"embedded": True, "running": False}
+    return {"embedded": True, "running": True, **record.as_json()}
+
+
 def status(as_json: JsonFlag = False) -> None:
-    """Which data directory; tasks per status, shards per type, queue depths and the last results."""
+    """Which data directory, whether a serve runs on it and when the scheduler fires next; then tasks per status,
+    shards per type, queue depths and the last results."""
 
     async def gather(store: DocumentStore) -> dict[str, Any]:
         return await with_queue(lambda queue, config: collect_status(store, queue, config))
 
     counts = run(with_store(gather))  # first: a missing or unusable data directory is the error to report
-    report = {"dataDir": shown(settings().data_dir), **counts}
+    report = {**collect_host(settings()), **counts}
     if as_json:
         echo_json(report)
         return
-    typer.echo(f"data directory: {report['dataDir']}")
+    for line in _host_lines(report):
+        typer.echo(line)
     typer.echo("tasks:   " + "  ".join(f"{key}={value}" for key, value in report["tasks"].items()))
     typer.echo("shards:  " + ("  ".join(f"{key}={value}" for key, value in report["shards"].items()) or "none"))
     for name, counts in report["queues"].items():
@@ -61,3 +95,29 @@ def status(as_json: JsonFlag = False) -> None:
             f"result {result.get('startedAt')} {result.get('status')} task={result.get('taskId')}"
             f" error={result.get('error') or '-'}"
         )
+
+
+def _host_lines(report: dict[str, Any]) -> list[str]:
+    serve, redis, scheduler = report["serve"], report["redis"], report["scheduler"]
+    if serve["running"]:
+        serving = f"running, pid {serve['pid']} on {serve['url'] or '(starting)'} since {serve['startedAt']}"
+    else:
+        serving = "not running on this data directory"
+    if not redis["embedded"]:
+        redis_line = f"{redis['url']} (REDIS_URL)"
+    elif redis["running"]:
+        redis_line = f"embedded, {redis['url']} (pid {redis['pid']})"
+    else:
+        redis_line = "embedded, not running (started by the first serve or command that needs it)"
+    if "error" in scheduler:
+        next_run = f"unknown: {scheduler['error']}"
+    else:
+        next_run = f"{scheduler['nextRunAt']} ({scheduler['function']}, {scheduler['schedule']})"
+        if not serve["running"]:
+            next_run += " once `castiel serve` runs"
+    return [
+        f"data directory: {report['dataDir']}",
+        f"serve:   {serving}",
+        f"redis:   {redis_line}",
+        f"scheduler: next run {next_run}",
+    ]

@@ -1,7 +1,8 @@
 """Timer triggers on their six-field NCRONTAB schedules (``{second} {minute} {hour} {day} {month} {day-of-week}``, UTC).
 
 Like the Functions host, a timer never overlaps itself: the next occurrence is computed after the current invocation
-returns, so a run that outlasts its interval skips the occurrences it covered rather than piling them up.
+returns, so a run that outlasts its interval skips the occurrences it covered rather than piling them up. Like it,
+too, the host says when each timer fires next: at start-up and after every run (``timer.next``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from castiel.clock import Clock, now_utc, system_clock
 from castiel.devhost.convert import timer_request
 from castiel.devhost.invocation import Invocation
 from castiel.devhost.lifecycle import sleep_unless_stopped
-from castiel.devhost.loader import HostedFunction, TimerBinding
+from castiel.devhost.loader import HostedFunction, TimerBinding, discover, load_app
 from castiel.errors import ConfigError
+from castiel.models import format_utc
+from castiel.telemetry import log_event
 
 # An occurrence fired later than this after its due time is reported as past due.
 PAST_DUE_TOLERANCE = timedelta(seconds=1)
@@ -32,6 +35,15 @@ def next_fire(schedule: str, after: datetime) -> datetime:
     """The first occurrence of ``schedule`` strictly after ``after`` (an aware datetime), in UTC."""
     found: datetime = croniter(schedule, after, second_at_beginning=True).get_next(datetime)
     return found
+
+
+def timer_schedule(app_ref: str, function: str) -> str:
+    """The schedule of the timer-triggered ``function`` of the app ``module:attribute``; ``ConfigError`` when the app
+    cannot be loaded or has no such timer."""
+    for hosted in discover(load_app(app_ref).app, [function]):
+        if isinstance(hosted.binding, TimerBinding):
+            return hosted.binding.schedule
+    raise ConfigError(f"{function} in {app_ref} is not a timer-triggered function")
 
 
 class TimerRunner:
@@ -64,6 +76,7 @@ class TimerRunner:
         while True:
             # From the later of now and the last due time: a sleep that wakes a hair early never fires twice.
             due = next_fire(self._schedule, max(now_utc(self._clock), due))
+            log_event("timer.next", function=self._function.name, next_run=format_utc(due), schedule=self._schedule)
             if await sleep_unless_stopped(stop, (due - now_utc(self._clock)).total_seconds()):
                 return
             late = now_utc(self._clock) - due > PAST_DUE_TOLERANCE

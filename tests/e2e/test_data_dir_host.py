@@ -1,18 +1,23 @@
 """One ``castiel serve`` per data directory, with the directory's one embedded Redis, which CLI commands share and
-which dies with the host even on ``kill -9``."""
+which dies with the host even on ``kill -9``; ``castiel status`` says whether a host runs and when it schedules next."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
+from typer.testing import CliRunner
 
 from castiel.backends import data_dir_redis
+from castiel.cli import app
 from castiel.cli.common import with_redis
+from castiel.devhost.timers import next_fire
 from tests.e2e.conftest import REPO, WAIT_TIMEOUT, DevHost, StartHost, host_env
 from tests.e2e.processes import eventually, is_running
 
@@ -33,7 +38,7 @@ async def test_a_kill_9_of_serve_takes_its_embedded_redis_with_it(start_host: St
     await asyncio.wait_for(host.process.wait(), WAIT_TIMEOUT)
 
     await asyncio.to_thread(eventually, lambda: not is_running(record.pid), "the killed host's Redis to stop")
-    assert not is_running(record.supervisor_pid)
+    await asyncio.to_thread(eventually, lambda: not is_running(record.supervisor_pid), "its supervisor to exit")
 
 
 async def test_a_second_serve_on_the_same_data_directory_refuses_to_start(start_host: StartHost) -> None:
@@ -79,4 +84,24 @@ async def test_a_cli_command_uses_the_redis_of_the_running_serve(
     finally:
         await serve_client.aclose()
     assert is_running(redis_record(host).pid), "the CLI command stopped the serve's Redis"
+    assert await host.stop() == 0
+
+
+async def test_status_says_a_serve_runs_and_when_the_scheduler_fires_next(start_host: StartHost) -> None:
+    host = await start_host()
+    before = datetime.now(UTC)
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app, ["status", "--json"], env=host_env(host.data_dir, None)
+    )
+    after = datetime.now(UTC)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+
+    assert report["dataDir"] == str(host.data_dir)
+    assert report["serve"]["running"] is True
+    assert (report["serve"]["pid"], report["serve"]["url"]) == (host.process.pid, host.url)
+    scheduler = report["scheduler"]
+    assert scheduler["schedule"] == "0 0 * * * *"
+    expected = {next_fire("0 0 * * * *", before), next_fire("0 0 * * * *", after)}
+    assert datetime.fromisoformat(scheduler["nextRunAt"]) in expected
     assert await host.stop() == 0

@@ -12,12 +12,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import Result
 
 from castiel.backends.sqlite_engine import DATABASE_FILE
+from castiel.devhost.timers import next_fire
 from tests.e2e.conftest import REPO, host_env
 from tests.integration.cli.helpers import castiel, castiel_json, invoke
 
@@ -209,3 +211,18 @@ def test_serve_on_a_busy_port_is_a_runtime_error(data_dir: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert "choose another --port" in done.stderr.strip().splitlines()[-1]
+
+
+def test_status_says_no_serve_runs_and_when_the_scheduler_would_fire(seeded: Path) -> None:
+    before = datetime.now(UTC)
+    report = castiel_json("status", "--json")
+    after = datetime.now(UTC)
+    assert report["serve"] == {"running": False}
+    assert report["redis"] == {"embedded": True, "running": False}
+    scheduler = report["scheduler"]
+    assert (scheduler["function"], scheduler["schedule"]) == ("sync_scheduler", "0 0 * * * *")
+    expected = {next_fire("0 0 * * * *", before), next_fire("0 0 * * * *", after)}
+    assert datetime.fromisoformat(scheduler["nextRunAt"]) in expected
+    lines = castiel("status").splitlines()
+    assert "serve:   not running on this data directory" in lines
+    assert any(line.startswith("scheduler: next run ") and "once `castiel serve` runs" in line for line in lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -90,3 +91,22 @@ def test_an_invalid_schedule_fails_at_construction() -> None:
 
     with pytest.raises(ConfigError):
         TimerRunner(HostedFunction("bad", TimerBinding("0 * * * *", False), never), timeout=None)
+
+
+async def test_says_when_it_fires_next_at_start_and_after_each_run(caplog: pytest.LogCaptureFixture) -> None:
+    due = utc("2026-01-01T01:00:00")
+    clock = ManualClock(due.timestamp() - 0.02)
+    stop = asyncio.Event()
+
+    async def tick(timer: TimerRequest) -> None:
+        stop.set()
+
+    function = HostedFunction("sync_scheduler", TimerBinding("0 0 * * * *", run_on_startup=False), tick)
+    with caplog.at_level(logging.INFO, logger="castiel"):
+        await asyncio.wait_for(TimerRunner(function, timeout=5, clock=clock).run(stop), 5)
+
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("timer.next")]
+    assert lines == [
+        'timer.next function=sync_scheduler next_run=2026-01-01T01:00:00.000000Z schedule="0 0 * * * *"',
+        'timer.next function=sync_scheduler next_run=2026-01-01T02:00:00.000000Z schedule="0 0 * * * *"',
+    ]
