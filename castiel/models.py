@@ -439,8 +439,20 @@ class WebhookHealth(WireModel):
     status: str = "healthy"
 
 
+class VerificationState(StrEnum):
+    """Whether a Notion registration takes new verification tokens (``castiel.webhooks.notion_verification``)."""
+
+    OPEN = "open"
+    CONFIRMED = "confirmed"
+
+
 class WebhookRegistration(TenantDocument):
-    """A webhook endpoint registered for one connection."""
+    """A webhook endpoint registered for one connection.
+
+    ``verification`` is a Notion registration's: ``open`` while it takes verification tokens, ``confirmed`` once an
+    operator promoted one; None for other providers, and for Notion registrations stored before it existed (they
+    take no token until re-opened).
+    """
 
     container: ClassVar[str] = "webhooks"
 
@@ -451,6 +463,7 @@ class WebhookRegistration(TenantDocument):
     events: list[str] = Field(default_factory=list)
     status: str = "active"
     settings: dict[str, Any] = Field(default_factory=dict)
+    verification: VerificationState | None = None
 
 
 class WebhookAudit(Document):

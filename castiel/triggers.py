@@ -5,6 +5,8 @@ Only ``function_app.py`` and the dev host use this module; services never see ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import azure.functions as func
 
 from castiel.ports import PropertyValue
@@ -31,11 +33,24 @@ def delivery_from(message: func.ServiceBusMessage, queue: str) -> Delivery:
 
 def webhook_request_from(request: func.HttpRequest) -> WebhookRequest:
     """An HTTP trigger request as a ``WebhookRequest`` (headers keep their values, names lower-cased)."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
     return WebhookRequest(
         registration_id=request.route_params.get("registrationId", ""),
-        headers={name.lower(): value for name, value in request.headers.items()},
+        headers=headers,
         body=request.get_body(),
+        source_address=source_address(headers),
     )
+
+
+def source_address(headers: Mapping[str, str]) -> str | None:
+    """Where a request came from, as the nearest proxy recorded it: the last entry of ``X-Forwarded-For``.
+
+    The Functions host passes no peer address to Python; Azure's front ends append the client's ``ip:port`` to
+    ``X-Forwarded-For`` instead (and the dev host does the same). Entries before the last are whatever the client
+    sent, so they are never taken.
+    """
+    forwarded = headers.get("x-forwarded-for", "")
+    return forwarded.rpartition(",")[2].strip() or None
 
 
 def http_response(response: WebhookResponse) -> func.HttpResponse:

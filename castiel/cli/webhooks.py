@@ -10,14 +10,15 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 
-from castiel.cli.common import echo_json, run, with_secrets, with_store
+from castiel.cli.common import JsonFlag, echo_items, echo_json, run, with_secrets, with_store
 from castiel.clock import system_clock
-from castiel.errors import ConfigError, NotFound, RetryableError, SignatureError
-from castiel.models import Connection, Provider, WebhookRegistration
-from castiel.ports import DocumentStore, SecretStore
-from castiel.webhooks.admin import WebhookAdmin, pending_name
+from castiel.errors import ConfigError, RetryableError, SignatureError
+from castiel.models import Connection, Provider, WebhookRegistration, format_utc
+from castiel.ports import DocumentStore
+from castiel.webhooks.admin import WebhookAdmin
 from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.health import registration_health
+from castiel.webhooks.notion_verification import FINGERPRINT_DIGITS
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.signatures import (
     AUDIENCE_SETTING,
@@ -122,28 +123,52 @@ def remove(registration_id: Annotated[str, typer.Argument(help="Registration id.
     typer.echo(f"removed {registration_id}")
 
 
+def _check_fingerprint(value: str) -> str:
+    if value and not (len(value) == FINGERPRINT_DIGITS and all(c in "0123456789abcdefABCDEF" for c in value)):
+        raise typer.BadParameter(f"a fingerprint is {FINGERPRINT_DIGITS} hex digits (as `webhooks confirm ID` lists)")
+    return value
+
+
 @webhooks_app.command("confirm")
-def confirm(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
-    """Make Notion's pending verification token the registration's signing secret."""
+def confirm(
+    registration_id: Annotated[str, typer.Argument(help="Registration id (Notion).")],
+    fingerprint: Annotated[
+        str, typer.Option(callback=_check_fingerprint, help="Promote the token with this fingerprint.")
+    ] = "",
+    reveal: Annotated[
+        str, typer.Option(callback=_check_fingerprint, help="Print the token with this fingerprint, for Notion.")
+    ] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Notion's verification. Alone: list the tokens that arrived (fingerprint, arrival, source). --reveal FP: print
+    that token to paste into Notion's Verify dialog. --fingerprint FP: make it the signing secret and close
+    verification (later tokens are refused until `webhooks reopen`)."""
+    if fingerprint and reveal:
+        raise typer.BadParameter("give --fingerprint or --reveal, not both")
+    if reveal:
+        typer.echo(run(_with_admin(lambda admin, _: admin.reveal(registration_id, reveal))))
+        return
+    if fingerprint:
+        run(_with_admin(lambda admin, _: admin.confirm(registration_id, fingerprint)))
+        typer.echo(f"confirmed token {fingerprint.lower()} for {registration_id}; verification is closed until reopen")
+        return
+    candidates = run(_with_admin(lambda admin, _: admin.candidates(registration_id)))
+    shown = [
+        {"fingerprint": c.fingerprint, "receivedAt": format_utc(c.received_at), "source": c.source} for c in candidates
+    ]
+    if not shown and not as_json:
+        typer.echo(f"no verification token waits for {registration_id}")
+    echo_items(shown, as_json, lambda c: f"{c['fingerprint']}  {c['receivedAt']}  from {c['source'] or 'unknown'}")
 
-    async def promote(store: DocumentStore) -> None:
-        registration = await WebhookRegistrations(store).get(registration_id)
-        if registration.secret_name is None:
-            raise ConfigError(f"registration {registration_id} has no secret name to confirm a token into")
-        await with_secrets(lambda secrets: _promote_pending(secrets, str(registration.secret_name)))
 
-    run(with_store(promote))
-    typer.echo(f"confirmed the pending verification token of {registration_id}")
-
-
-async def _promote_pending(secrets: SecretStore, name: str) -> None:
-    pending = pending_name(name)
-    try:
-        token = await secrets.get_secret(pending)
-    except NotFound:
-        raise ConfigError(f"no pending verification token for {name}: Notion has not sent one yet") from None
-    await secrets.set_secret(name, token.reveal())
-    await secrets.delete_secret(pending)
+@webhooks_app.command("reopen")
+def reopen(registration_id: Annotated[str, typer.Argument(help="Registration id (Notion).")]) -> None:
+    """Take Notion verification tokens again, discarding any still waiting; the confirmed token keeps verifying
+    until a new one is confirmed (and for the rotation grace after)."""
+    run(_with_admin(lambda admin, _: admin.reopen(registration_id)))
+    typer.echo(
+        f"verification of {registration_id} is open: list the tokens that arrive with `castiel webhooks confirm`"
+    )
 
 
 def _parse_header(raw: str) -> tuple[str, str]:

@@ -22,13 +22,21 @@ from castiel.ports import ReceivedMessage
 def http_request_from(scope: Mapping[str, Any], route_params: dict[str, str], body: bytes) -> func.HttpRequest:
     """An ASGI request, its route parameters and its body as ``func.HttpRequest``.
 
-    Repeated headers are joined with ``, ``; the URL is rebuilt from the ``Host`` header (else the server address).
+    Repeated headers are joined with ``, ``; the URL is rebuilt from the ``Host`` header (else the server address);
+    the client's address is appended to ``X-Forwarded-For``.
     """
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1")
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if scope.get("client"):
+        # As Azure's front ends do, the peer is appended to X-Forwarded-For: the Functions worker has no other way
+        # to tell a function where a request came from (castiel.triggers.source_address reads it back).
+        client_host, client_port = scope["client"]
+        peer = f"[{client_host}]:{client_port}" if ":" in client_host else f"{client_host}:{client_port}"
+        forwarded = headers.get("x-forwarded-for")
+        headers["x-forwarded-for"] = f"{forwarded}, {peer}" if forwarded else peer
     query = scope.get("query_string", b"").decode("latin-1")
     host = headers.get("host")
     if host is None:

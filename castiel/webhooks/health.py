@@ -11,7 +11,7 @@ from castiel.ports import DocumentStore, Filter, Query
 
 OUTCOME_GROUPS: dict[str, tuple[str, ...]] = {
     "accepted": ("accepted", "duplicate", "handshake"),
-    "rejected": ("bad_signature", "malformed", "too_large"),
+    "rejected": ("bad_signature", "malformed", "too_large", "verification_refused"),
     "failed": ("enqueue_failed", "verify_unavailable", "misconfigured", "unavailable"),
 }
 """Audit outcomes counted under each health counter (``unknown_registration`` belongs to no registration)."""

@@ -5,7 +5,8 @@ Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns 
 
 1. registration lookup (cached) → 404; body over 1 MiB → 413;
 2. signature → 401 (audited; health is derived from the audit);
-3. handshakes (Slack ``url_verification``, GitHub ``ping``, Notion's unsigned verification token, stored *pending*);
+3. handshakes (Slack ``url_verification``, GitHub ``ping``, Notion's unsigned verification token: kept as one more
+   candidate for an operator to confirm while the registration's verification is open, else 409);
 4. parse into ``OutboundChange``s → 400 with a reason when it cannot be parsed;
 5. idempotency: a delivery already accepted in the last 24 h → 200, nothing queued again;
 6. enqueue on ``sync-outbound`` (deterministic message ids), audit, then 202 — or the status the provider requires;
@@ -36,12 +37,12 @@ import orjson
 from castiel.clock import Clock, now_utc, system_clock, to_datetime
 from castiel.coalesce import Coalescer
 from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableError, SignatureError
-from castiel.models import Provider, WebhookAudit, WebhookRegistration
+from castiel.models import Provider, VerificationState, WebhookAudit, WebhookRegistration
 from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
 from castiel.telemetry import log_event, new_correlation_id, new_id
-from castiel.webhooks.admin import pending_name
 from castiel.webhooks.events import Handshake, ParsedDelivery, parse_delivery
 from castiel.webhooks.ledger import DeliveryLedger
+from castiel.webhooks.notion_verification import MAX_CANDIDATES, VerificationCandidates, fingerprint, implausible
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
 from castiel.webhooks.verifiers import Verifiers
@@ -55,17 +56,21 @@ UNAVAILABLE_REASON = "temporarily unable to process the delivery; retry"
 AUDIT_BATCH_SECONDS = 0.05
 AUDIT_BATCH_MAX = 512
 
+_VERIFICATION_CLOSED = "verification is closed for this registration (a token is confirmed); an operator can re-open it"
+
 # Providers that document a 200 answer; everything else gets 202 Accepted.
 _ANSWER_200 = frozenset({Provider.SLACK, Provider.NOTION, Provider.SALESFORCE})
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
-    """A delivery as received: the route's registration id, headers (lower-case names), raw body bytes."""
+    """A delivery as received: the route's registration id, headers (lower-case names), raw body bytes, and the
+    address it came from as the host saw it (``castiel.triggers.source_address``; None when unknown)."""
 
     registration_id: str
     headers: Mapping[str, str]
     body: bytes
+    source_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +111,7 @@ class WebhookReceiver:
         self._ledger = ledger
         self._store = store
         self._queue = queue
-        self._secrets = secrets
+        self._candidates = VerificationCandidates(secrets)
         self._queue_name = queue_name
         self._clock = clock
         self._audits_in_flight: set[asyncio.Future[CastielError | None]] = set()
@@ -156,8 +161,7 @@ class WebhookReceiver:
             if isinstance(parsed, WebhookResponse):
                 return _Answer("malformed", parsed)
             if parsed.handshake is not None and parsed.handshake.kind == "notion_verification":
-                await self._store_pending_token(registration, parsed.handshake)
-                return _Answer("handshake", _handshake_response(parsed.handshake))
+                return await self._offer_candidate(registration, request, parsed.handshake)
         try:
             verifier = await self._verifiers.for_registration(registration)
             verified = await verifier.verify(request.headers, request.body, self._clock())
@@ -226,13 +230,27 @@ class WebhookReceiver:
             return WebhookResponse(status=200, body=ACKNOWLEDGEMENT, content_type=ACK_CONTENT_TYPE)
         return WebhookResponse.json(status, payload)
 
-    async def _store_pending_token(self, registration: WebhookRegistration, handshake: Handshake) -> None:
-        """Keep Notion's token aside for an operator to confirm; a confirmed token is never overwritten here."""
-        if handshake.verification_token is None:
-            return
-        name = pending_name(registration.secret_name or registration.id)
-        await self._secrets.set_secret(name, handshake.verification_token, tags={"registration": registration.id})
-        log_event("webhook.pending_token", registration_id=registration.id, secret_name=name)
+    async def _offer_candidate(
+        self, registration: WebhookRegistration, request: WebhookRequest, handshake: Handshake
+    ) -> _Answer:
+        """Keep Notion's token as a candidate for an operator to confirm; it is trusted for nothing because it
+        arrived (``notion_verification``). Refused once verification is closed, or when too many wait."""
+        if registration.verification is not VerificationState.OPEN:
+            return _Answer("verification_refused", WebhookResponse.error(409, _VERIFICATION_CLOSED))
+        token = handshake.verification_token or ""
+        reason = implausible(token)
+        if reason is not None:
+            return _Answer("malformed", WebhookResponse.error(400, reason))
+        if not await self._candidates.offer(registration, token, source=request.source_address):
+            waiting = f"{MAX_CANDIDATES} verification tokens already wait for an operator's confirmation"
+            return _Answer("verification_refused", WebhookResponse.error(429, waiting))
+        log_event(
+            "webhook.verification_candidate",
+            registration_id=registration.id,
+            fingerprint=fingerprint(token),
+            source=request.source_address,
+        )
+        return _Answer("handshake", _handshake_response(handshake))
 
     async def _write_audits(self, docs: list[dict[str, Any]]) -> list[CastielError | None]:
         """The audit lines of one event-loop turn, in one store call."""

@@ -5,6 +5,7 @@ Only ``webhook_receiver`` runs, so what it queued stays on ``sync-outbound`` to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -106,3 +107,20 @@ async def test_slack_url_verification_is_answered_with_the_challenge(start_host:
     assert response.status_code == 200
     assert challenge in response.text
     assert await outbound_depth(host) == 0
+
+
+async def test_notion_verification_tokens_are_listed_with_the_address_they_came_from(start_host: StartHost) -> None:
+    host = await start_host("--only", "webhook_receiver")
+    castiel(host.data_dir, "connections", "add", "--tenant", "acme", "--provider", "notion", "--id", "notion")
+    registration = castiel(
+        host.data_dir, "webhooks", "add", "--tenant", "acme", "--connection", "notion", "--provider", "notion"
+    )
+    body = (PAYLOADS / "notion/verification.json").read_bytes()
+
+    response = await post(host, registration["path"], body, {"Content-Type": "application/json"})
+
+    assert response.status_code == 200
+    (candidate,) = castiel(host.data_dir, "webhooks", "confirm", registration["id"], "--json")
+    assert candidate["source"].startswith("127.0.0.1:")
+    token = json.loads(body)["verification_token"]
+    assert candidate["fingerprint"] == hashlib.sha256(token.encode()).hexdigest()[:12]

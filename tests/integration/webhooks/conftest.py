@@ -30,7 +30,14 @@ from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock
-from castiel.models import OutboundChange, Provider, WebhookAudit, WebhookHealth, WebhookRegistration
+from castiel.models import (
+    OutboundChange,
+    Provider,
+    VerificationState,
+    WebhookAudit,
+    WebhookHealth,
+    WebhookRegistration,
+)
 from castiel.ports import DocumentStore, Filter, MessageQueue, Query, SecretStore
 from castiel.webhooks import signatures
 from castiel.webhooks.google_oidc import GOOGLE_CERTS_URL, GoogleSigningKeys
@@ -197,16 +204,24 @@ class Harness:
     async def register(
         self, kind: str, *, status: str = "active", with_secret: bool = True, **settings: Any
     ) -> WebhookRegistration:
-        """Add ``reg-<kind>``, with its confirmed secret in the secret store unless ``with_secret`` is False."""
+        """Add ``reg-<kind>``, with its confirmed secret in the secret store unless ``with_secret`` is False.
+
+        A Notion registration with its secret has confirmed its verification token; one without is waiting for it.
+        """
         new = registration(kind, status=status, **settings)
         if with_secret and new.secret_name is not None:
             await self.secrets.set_secret(new.secret_name, SECRETS[kind])
+        if new.provider is Provider.NOTION:
+            state = VerificationState.CONFIRMED if with_secret else VerificationState.OPEN
+            new = new.model_copy(update={"verification": state})
         return await self.registrations.add(new)
 
-    async def post(self, registration_id: str, body: bytes, headers: Mapping[str, str]) -> WebhookResponse:
-        """One request, its header names lower-cased as the HTTP trigger passes them."""
+    async def post(
+        self, registration_id: str, body: bytes, headers: Mapping[str, str], *, source: str | None = None
+    ) -> WebhookResponse:
+        """One request from ``source``, its header names lower-cased as the HTTP trigger passes them."""
         lowered = {name.lower(): value for name, value in headers.items()}
-        return await self.receiver.handle(WebhookRequest(registration_id, lowered, body))
+        return await self.receiver.handle(WebhookRequest(registration_id, lowered, body, source_address=source))
 
     async def deliver(
         self,

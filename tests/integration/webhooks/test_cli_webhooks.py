@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +30,7 @@ from castiel.clock import ManualClock
 from castiel.errors import NotFound
 from castiel.models import Provider, WebhookRegistration
 from castiel.settings import load_settings
-from castiel.webhooks.signatures import GITHUB, STANDARD
+from castiel.webhooks.signatures import GITHUB, NOTION, STANDARD
 
 from .conftest import SAMPLES, Harness, assemble, serve_jwks
 
@@ -279,3 +280,125 @@ async def test_verify_calls_settings_that_could_never_verify_a_usage_error_not_a
     )
 
     assert "a whsec_ secret that is not valid base64" in output
+
+
+# ---------------------------------------------------------------- Notion's verification token
+
+NOTION_TOKEN = "secret_tokenNotionShowsInItsSettings7Hq2Lp9Zx"
+PLANTED = "secret_plantedByAnAttackerQ8w7e6r5t4y3u2i1o0pZ"
+NOTION_FROM = "198.51.100.7:53211"
+ATTACKER_FROM = "203.0.113.66:40022"
+
+
+async def add_notion() -> dict[str, Any]:
+    return await cli_json(  # type: ignore[no-any-return]
+        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "notion"
+    )
+
+
+async def offer(harness: Harness, registration_id: str, token: str, source: str) -> int:
+    body = json.dumps({"verification_token": token}).encode()
+    return (await harness.post(registration_id, body, {"Content-Type": "application/json"}, source=source)).status
+
+
+async def notion_event(harness: Harness, registration_id: str, token: str) -> int:
+    body = SAMPLES["notion"].body
+    headers = {**SAMPLES["notion"].headers(), **NOTION.sign(body, token, now=harness.clock())}
+    return (await harness.post(registration_id, body, headers)).status
+
+
+def fingerprint_of(token: str) -> str:
+    """As the README tells an operator to compute it: ``printf %s "$TOKEN" | sha256sum | cut -c1-12``."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+async def test_notion_registrations_take_no_secret_at_add(connection: None, receiver: Receiver) -> None:
+    output = await cli_fails(
+        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "notion", "--secret", "x", expect=2
+    )
+    assert "takes no secret" in output
+    assert await (await receiver()).registrations.list() == []
+
+    registration = await add_notion()
+    assert registration["verification"] == "open"
+    assert registration["secretName"] == f"acme--{registration['id']}--webhook-secret"
+
+
+async def test_the_operator_lists_every_token_and_promotes_the_one_notion_shows(
+    connection: None, receiver: Receiver
+) -> None:
+    registration = await add_notion()
+    harness = await receiver()
+    assert await offer(harness, registration["id"], PLANTED, ATTACKER_FROM) == 200
+    assert await offer(harness, registration["id"], NOTION_TOKEN, NOTION_FROM) == 200
+
+    listed = await cli_json("webhooks", "confirm", registration["id"], "--json")
+    lines = await cli("webhooks", "confirm", registration["id"])
+
+    assert [(c["fingerprint"], c["source"]) for c in listed] == [
+        (fingerprint_of(PLANTED), ATTACKER_FROM),
+        (fingerprint_of(NOTION_TOKEN), NOTION_FROM),
+    ]
+    assert all(c["receivedAt"].endswith("Z") for c in listed)
+    assert f"{fingerprint_of(NOTION_TOKEN)}  {listed[1]['receivedAt']}  from {NOTION_FROM}" in lines
+    for output in (json.dumps(listed), lines):
+        assert PLANTED not in output
+        assert NOTION_TOKEN not in output
+
+    # Notion's Verify dialog takes the token itself: the operator reveals the candidate to paste it there.
+    revealed = await cli("webhooks", "confirm", registration["id"], "--reveal", fingerprint_of(NOTION_TOKEN))
+    assert revealed == NOTION_TOKEN + "\n"
+    assert await notion_event(await receiver(), registration["id"], NOTION_TOKEN) == 503  # revealing confirms nothing
+
+    await cli("webhooks", "confirm", registration["id"], "--fingerprint", fingerprint_of(NOTION_TOKEN).upper())
+
+    harness = await receiver()
+    assert await notion_event(harness, registration["id"], NOTION_TOKEN) == 200
+    assert await notion_event(harness, registration["id"], PLANTED) == 401
+    # Verification is closed: a token arriving now is refused, and nothing waits any more.
+    assert await offer(harness, registration["id"], PLANTED, ATTACKER_FROM) == 409
+    assert await cli_json("webhooks", "confirm", registration["id"], "--json") == []
+
+
+async def test_a_fingerprint_nobody_sent_promotes_nothing(connection: None, receiver: Receiver) -> None:
+    registration = await add_notion()
+    assert await offer(await receiver(), registration["id"], PLANTED, ATTACKER_FROM) == 200
+
+    output = await cli_fails(
+        "webhooks", "confirm", registration["id"], "--fingerprint", fingerprint_of(NOTION_TOKEN), expect=1
+    )
+
+    assert fingerprint_of(NOTION_TOKEN) in output
+    assert "12 hex digits" in await cli_fails(
+        "webhooks", "confirm", registration["id"], "--fingerprint", "xyz", expect=2
+    )
+    harness = await receiver()
+    assert await notion_event(harness, registration["id"], PLANTED) == 503  # still nothing confirmed
+    assert len(await cli_json("webhooks", "confirm", registration["id"], "--json")) == 1
+
+
+async def test_reopening_takes_a_new_token_and_the_old_one_verifies_through_the_grace(
+    connection: None, receiver: Receiver
+) -> None:
+    registration = await add_notion()
+    assert await offer(await receiver(), registration["id"], NOTION_TOKEN, NOTION_FROM) == 200
+    await cli("webhooks", "confirm", registration["id"], "--fingerprint", fingerprint_of(NOTION_TOKEN))
+    refused = await cli_fails(
+        "webhooks", "confirm", registration["id"], "--fingerprint", fingerprint_of(NOTION_TOKEN), expect=1
+    )
+    assert "reopen" in refused
+
+    await cli("webhooks", "reopen", registration["id"])
+    renewed = "secret_renewedTokenAfterResubscribing4Kd8Ws1"
+    assert await offer(await receiver(), registration["id"], renewed, NOTION_FROM) == 200
+    await cli("webhooks", "confirm", registration["id"], "--fingerprint", fingerprint_of(renewed))
+
+    harness = await receiver()
+    assert await notion_event(harness, registration["id"], renewed) == 200
+    assert await notion_event(harness, registration["id"], NOTION_TOKEN) == 200
+
+
+async def test_confirm_and_reopen_are_for_notion_registrations_only(connection: None) -> None:
+    github = await add_github("a-secret-Pw30")
+    for command in (("confirm", github["id"]), ("reopen", github["id"])):
+        assert "only Notion" in await cli_fails("webhooks", *command, expect=2)

@@ -8,10 +8,12 @@ and the registration's health counters.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -22,11 +24,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.clock import to_datetime
-from castiel.errors import CastielError, NotFound, RetryableError
-from castiel.models import ChangeOrigin, Operation
+from castiel.errors import CastielError, RetryableError
+from castiel.models import ChangeOrigin, Operation, VerificationState
 from castiel.ports import OutgoingMessage, Query, QueryPage
-from castiel.webhooks.admin import pending_name
 from castiel.webhooks.ledger import PENDING_TTL_SECONDS
+from castiel.webhooks.notion_verification import (
+    MAX_CANDIDATES,
+    MAX_TOKEN_LENGTH,
+    VerificationCandidates,
+    fingerprint,
+)
 from castiel.webhooks.receiver import MAX_BODY_BYTES, WebhookResponse
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
 from castiel.webhooks.verifiers import ROTATION_GRACE
@@ -346,36 +353,106 @@ async def test_a_signed_handshake_is_answered_and_queues_nothing(
     assert (audit.outcome, audit.status_code) == ("handshake", 200)
 
 
-async def test_the_notion_verification_token_is_stored_pending_and_trusted_for_nothing(harness: Harness) -> None:
+# ---------------------------------------------------------------- Notion's verification token
+
+NOTION_FROM = "198.51.100.7:53211"
+ATTACKER_FROM = "203.0.113.66:40022"
+PLANTED = "secret_plantedByAnAttackerQ8w7e6r5t4y3u2i1o0pZ"
+
+
+async def offer(harness: Harness, token: object, source: str | None = ATTACKER_FROM) -> WebhookResponse:
+    """An unsigned POST of Notion's verification request carrying ``token``."""
+    return await harness.post("reg-notion", orjson.dumps({"verification_token": token}), {}, source=source)
+
+
+async def waiting(harness: Harness) -> list[tuple[str, datetime, str | None]]:
+    registration = await harness.registrations.get("reg-notion")
+    return [
+        (c.fingerprint, c.received_at, c.source)
+        for c in await VerificationCandidates(harness.secrets).waiting(registration)
+    ]
+
+
+async def stored_documents(harness: Harness) -> str:
+    """Every document of the store, as one text."""
+    await harness.receiver.drain()
+    pages = [await harness.store.query(container, Query()) for container in ("webhooks", "webhook-audit")]
+    return orjson.dumps([page.items for page in pages]).decode()
+
+
+async def test_every_verification_token_before_confirmation_is_kept_hidden_with_its_arrival_and_source(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     registration = await harness.register("notion", with_secret=False)
 
-    response = await harness.post(registration.id, Sample("notion/verification.json").body, {})
+    planted = await offer(harness, PLANTED, ATTACKER_FROM)
+    harness.clock.advance(30)
+    sent = await harness.post(registration.id, Sample("notion/verification.json").body, {}, source=NOTION_FROM)
 
-    assert (response.status, answered_json(response)) == (200, {"ok": True})
-    pending = await harness.secrets.get_secret(pending_name("webhook-notion"))
-    assert pending.reveal() == NOTION_TOKEN
-    with pytest.raises(NotFound):
-        await harness.secrets.get_secret("webhook-notion")
-    assert await outcomes(harness, registration.id) == [("handshake", 200, None)]
-    # Until an operator confirms it, a delivery signed with the pending token proves nothing: the registration
-    # cannot verify yet (our side), so the sender is asked to retry later.
-    signed = await harness.deliver("notion", secret=NOTION_TOKEN)
-    assert signed.status == 503
+    assert [(r.status, answered_json(r)) for r in (planted, sent)] == [(200, {"ok": True})] * 2
+    assert await waiting(harness) == [
+        (fingerprint(PLANTED), to_datetime(NOW), ATTACKER_FROM),
+        (fingerprint(NOTION_TOKEN), to_datetime(NOW + 30), NOTION_FROM),
+    ]
+    assert fingerprint(NOTION_TOKEN) == hashlib.sha256(NOTION_TOKEN.encode()).hexdigest()[:12]
+    documents = await stored_documents(harness)
+    for token in (PLANTED, NOTION_TOKEN):
+        assert token not in caplog.text
+        assert token not in documents
+    assert await outcomes(harness, registration.id) == [("handshake", 200, None)] * 2
+    # Until an operator confirms one, a delivery signed with either proves nothing: the registration cannot verify
+    # yet (our side), so the sender is asked to retry later.
+    for token in (PLANTED, NOTION_TOKEN):
+        assert (await harness.deliver("notion", secret=token)).status == 503
     assert await harness.queued() == []
 
 
-async def test_a_later_verification_never_overwrites_the_confirmed_token(harness: Harness) -> None:
+@pytest.mark.parametrize("state", [VerificationState.CONFIRMED, None], ids=["confirmed", "from-an-older-store"])
+async def test_once_verification_is_closed_a_new_token_is_refused_and_audited(
+    harness: Harness, state: VerificationState | None
+) -> None:
     registration = await harness.register("notion")
+    await harness.registrations.save(registration.model_copy(update={"verification": state}))
 
-    for token in ("secret_firstVerificationTokenAaaaaaaaaaaaa", "secret_secondVerificationTokenBbbbbbbbbbbb"):
-        response = await harness.post(registration.id, orjson.dumps({"verification_token": token}), {})
-        assert response.status == 200
-        assert (await harness.secrets.get_secret(pending_name("webhook-notion"))).reveal() == token
+    response = await offer(harness, PLANTED)
 
+    assert response.status == 409
+    assert error(response) == (
+        "verification is closed for this registration (a token is confirmed); an operator can re-open it"
+    )
+    assert await waiting(harness) == []
+    assert await outcomes(harness, registration.id) == [("verification_refused", 409, None)]
+    assert await counters(harness, registration.id) == (0, 1, 0)
     (confirmed,) = await harness.secrets.list_versions("webhook-notion")
     assert (await harness.secrets.get_secret("webhook-notion", confirmed.version)).reveal() == SECRETS["notion"]
     assert (await harness.deliver("notion")).status == 200
-    assert len(await harness.queued()) == 1
+
+
+async def test_no_more_than_the_limit_of_tokens_wait_for_confirmation(harness: Harness) -> None:
+    await harness.register("notion", with_secret=False)
+    for number in range(MAX_CANDIDATES):
+        assert (await offer(harness, f"secret_candidate{number:03d}Aaaaaaaaaaaaaaaaaaaa")).status == 200
+
+    response = await offer(harness, PLANTED)
+
+    assert response.status == 429
+    assert error(response) == f"{MAX_CANDIDATES} verification tokens already wait for an operator's confirmation"
+    assert len(await waiting(harness)) == MAX_CANDIDATES
+
+
+@pytest.mark.parametrize(
+    "token", ["", "x" * (MAX_TOKEN_LENGTH + 1), "secret_with space", "secret_\u00e9t\u00e9", "secret_line\n"]
+)
+async def test_an_implausible_verification_token_is_a_400_and_is_not_kept(harness: Harness, token: str) -> None:
+    registration = await harness.register("notion", with_secret=False)
+
+    response = await offer(harness, token)
+
+    assert response.status == 400
+    assert error(response).startswith("verification_token is ")
+    assert await waiting(harness) == []
+    assert [a.outcome for a in await harness.audits(registration.id)] == ["malformed"]
 
 
 # ---------------------------------------------------------------- Google
@@ -612,6 +689,8 @@ async def test_no_secret_reaches_a_log_line(harness: Harness, caplog: pytest.Log
     await harness.register("google")
     token = google_token(NOW)
     await harness.post("reg-google", SAMPLES["google"].body, {"Authorization": f"Bearer {token}"})
+    notion = await harness.registrations.get("reg-notion")
+    await harness.registrations.save(notion.model_copy(update={"verification": VerificationState.OPEN}))
     await harness.post("reg-notion", Sample("notion/verification.json").body, {})
     await harness.secrets.set_secret("webhook-github", rotated)
     harness.verifiers.forget("reg-github")
@@ -620,7 +699,7 @@ async def test_no_secret_reaches_a_log_line(harness: Harness, caplog: pytest.Log
 
     logged = caplog.text
     assert "webhook.delivery" in logged
-    assert "webhook.pending_token" in logged
+    assert "webhook.verification_candidate" in logged
     secrets = [*SECRETS.values(), NOTION_TOKEN, rotated, token]
     keys = [base64.b64decode(s.removeprefix("whsec_")).decode() for s in SECRETS.values() if s.startswith("whsec_")]
     for value in [*secrets, *keys, *(s.removeprefix("whsec_") for s in secrets)]:
