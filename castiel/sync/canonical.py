@@ -9,7 +9,8 @@ provider spells differently from another is never a change, a duplicate miss or 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -29,10 +30,24 @@ def normalise(value: Any) -> Any:
     if kind is int and not -_INT64 <= value < _INT64:
         return float(value)  # JSON numbers past 64 bits compare as doubles, as most JSON readers hold them
     if kind is dict:
-        return {key: normalise(item) for key, item in value.items()}
+        return {key: _PLAIN[type(item)](item) for key, item in value.items()}
     if kind is list or kind is tuple:
-        return [normalise(item) for item in value]
+        return [_PLAIN[type(item)](item) for item in value]
     return value
+
+
+def _itself(value: Any) -> Any:
+    return value
+
+
+def _trimmed(value: str) -> str:
+    return value.strip() if "\r" not in value else _text(value)
+
+
+_PLAIN: defaultdict[type, Callable[[Any], Any]] = defaultdict(
+    lambda: normalise, {str: _trimmed, bool: _itself, type(None): _itself}
+)
+"""Per item type, how a container normalises an item: the common scalars without a call through ``normalise``."""
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -42,7 +57,8 @@ def canonical_bytes(value: Any) -> bytes:
 
 def fingerprint(fields: Mapping[str, Any]) -> str:
     """A short hash of a record's mapped fields in canonical form (32 hex digits)."""
-    return hashlib.blake2b(canonical_bytes(dict(fields)), digest_size=16).hexdigest()
+    plain = fields if type(fields) is dict else dict(fields)
+    return hashlib.blake2b(canonical_bytes(plain), digest_size=16).hexdigest()
 
 
 def same(left: Any, right: Any) -> bool:

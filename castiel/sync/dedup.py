@@ -29,8 +29,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal
 
 from rapidfuzz import fuzz
@@ -41,6 +42,8 @@ from castiel.sync.canonical import canonical_bytes
 from castiel.sync.mapping import ConnectionMapping, MappedRecord
 
 _WORDS = re.compile(r"\w+")
+_ID_CACHE = 8192  # a page asks for each id several times (reads, decisions, writes): hash it once
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 class Action(StrEnum):
@@ -83,11 +86,13 @@ class Decision:
     echo: bool = False
 
 
+@lru_cache(maxsize=_ID_CACHE)
 def shard_id(tenant_id: str, connection_id: str, entity_type: str, external_id: str) -> str:
     """The id of the shard a record creates: the same record always gets the same id, and each tenant its own."""
     return stable_id("shard", tenant_id, connection_id, entity_type, external_id)
 
 
+@lru_cache(maxsize=_ID_CACHE)
 def link_id(connection_id: str, entity_type: str, external_id: str) -> str:
     """The id of the ``external-ids`` link of a record."""
     return ExternalIdLink.make_id(connection_id, entity_type, external_id)
@@ -109,9 +114,8 @@ def fold_page(items: Sequence[MappedRecord]) -> tuple[list[MappedRecord], int]:
     return list(kept.values()), len(items) - len(kept)
 
 
-def _rank(item: MappedRecord) -> tuple[bool, str, bool, str]:
-    stamp = "" if item.updated_at is None else item.updated_at.isoformat()
-    return (item.updated_at is not None, stamp, item.deleted, item.fingerprint)
+def _rank(item: MappedRecord) -> tuple[datetime, bool, str]:
+    return (item.updated_at or _NO_TIME, item.deleted, item.fingerprint)
 
 
 def link_ids(items: Sequence[MappedRecord], ctx: DedupContext) -> list[str]:
@@ -131,7 +135,7 @@ def match_queries(
     values: dict[tuple[str, str], set[str]] = {}
     for item in _unlinked(items, links, ctx):
         if ctx.strategy is DedupStrategy.CONTENT_HASH:
-            values.setdefault((item.shard_type, "contentHash"), set()).add(item.fingerprint)
+            values.setdefault((item.shard_type, "contentHash"), set()).add(item.content_hash)
         elif ctx.strategy is DedupStrategy.COMPOSITE_KEY:
             for name, value in match_keys(item.fields, ctx.mapping.entity(item.entity_type).keys).items():
                 values.setdefault((item.shard_type, f"matchKeys.{name}"), set()).add(value)
@@ -253,7 +257,7 @@ class _Matcher:
     def match(self, item: MappedRecord) -> dict[str, Any] | None:
         ctx = self._ctx
         if ctx.strategy is DedupStrategy.CONTENT_HASH:
-            wanted = [(item.shard_type, "contentHash", item.fingerprint)]
+            wanted = [(item.shard_type, "contentHash", item.content_hash)]
         elif ctx.strategy is DedupStrategy.COMPOSITE_KEY:
             keys = match_keys(item.fields, ctx.mapping.entity(item.entity_type).keys)
             wanted = [(item.shard_type, f"matchKeys.{name}", value) for name, value in keys.items()]

@@ -120,7 +120,12 @@ class Reference:
 
 @dataclass(slots=True)
 class MappedRecord:
-    """A provider record in shard terms. ``parent`` is set on a derived record (related to it as ``relationship``)."""
+    """A provider record in shard terms. ``parent`` is set on a derived record (related to it as ``relationship``).
+
+    Three fingerprints (``canonical.fingerprint``): ``content_hash`` of the fields; ``fingerprint``, what changes
+    when anything the record says changes (its fields, references and parent); ``push_fingerprint`` of the fields a
+    push may write, which is what a provider reports back after our own push.
+    """
 
     entity_type: str
     external_id: str
@@ -128,6 +133,7 @@ class MappedRecord:
     updated_at: datetime | None
     deleted: bool
     fields: dict[str, Any]
+    content_hash: str
     fingerprint: str
     push_fingerprint: str
     references: tuple[Reference, ...] = ()
@@ -244,7 +250,11 @@ class ConnectionMapping:
     ) -> None:
         mapping = self.entity(entity_type)
         fields = {} if deleted else mapping.fields_of(data)
-        full = fingerprint(fields)
+        references = () if deleted else _references(mapping, data)
+        content = fingerprint(fields)
+        links = [[ref.type, ref.entity_type, ref.external_id] for ref in references]
+        if parent is not None:
+            links.append([relationship or "", parent.entity_type, parent.external_id])
         record = MappedRecord(
             entity_type,
             external_id,
@@ -252,9 +262,10 @@ class ConnectionMapping:
             updated_at,
             deleted,
             fields,
-            full,
-            fingerprint(mapping.push_fields(fields)) if mapping.read_only else full,
-            () if deleted else _references(mapping, data),
+            content,
+            fingerprint({"fields": fields, "links": sorted(links)}) if links else content,
+            fingerprint(mapping.push_fields(fields)) if mapping.read_only else content,
+            references,
             parent,
             relationship,
         )

@@ -285,15 +285,15 @@ def test_external_id_never_matches_by_key() -> None:
 
 def test_content_hash_matches_a_shard_whose_data_is_exactly_the_record() -> None:
     record = contact("c1", Email="ada@example.com", Name="Ada")
-    same = shard("hub-1", contentHash=record.fingerprint)
-    differs = shard("hub-2", contentHash=contact("x", Email="ada@example.com").fingerprint)
+    same = shard("hub-1", contentHash=record.content_hash)
+    differs = shard("hub-2", contentHash=contact("x", Email="ada@example.com").content_hash)
     strategy = ctx(DedupStrategy.CONTENT_HASH)
 
     [query] = match_queries([record], {}, strategy)
     [matched] = decide([record], {}, [differs, same], strategy)
     [missed] = decide([record], {}, [differs], strategy)
 
-    assert query.filters[-1] == Filter("contentHash", "in", (record.fingerprint,))
+    assert query.filters[-1] == Filter("contentHash", "in", (record.content_hash,))
     assert (matched.action, matched.shard_id, matched.matched_by) == (Action.UPDATE, "hub-1", "content_hash")
     assert (missed.action, missed.shard_id) == (Action.CREATE, OWN)
 

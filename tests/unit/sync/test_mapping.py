@@ -248,6 +248,23 @@ def test_fingerprints_ignore_key_order_and_the_push_fingerprint_ignores_read_onl
     assert a.fingerprint == fingerprint({"modifiedAt": "2026-03-01T10:00:00.000000Z", "name": "Acme"})
 
 
+def test_a_changed_reference_or_parent_changes_the_fingerprint_but_not_the_content_hash() -> None:
+    mapping = compile_mappings(ACCOUNTS, SALESFORCE)
+    contacts = {"records": [{"Id": "003A", "Email": "ada@acme.test"}]}
+
+    one, one_child = mapping.map_record(
+        Rec("Account", "001A", {"Name": "Acme", "ParentId": "P1", "Contacts": contacts})
+    )
+    two, two_child = mapping.map_record(
+        Rec("Account", "001B", {"Name": "Acme", "ParentId": "P2", "Contacts": contacts})
+    )
+
+    assert one.content_hash == two.content_hash == fingerprint({"name": "Acme"})
+    assert one.fingerprint != two.fingerprint
+    assert one_child.content_hash == two_child.content_hash
+    assert one_child.fingerprint != two_child.fingerprint  # another parent
+
+
 # ---------------------------------------------------------------- reverse
 
 
