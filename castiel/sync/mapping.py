@@ -200,6 +200,12 @@ class EntityMapping:
             return dict(fields)
         return {name: value for name, value in fields.items() if name not in self.read_only}
 
+    def push_fingerprint(self, fields: Mapping[str, Any]) -> str:
+        """The fingerprint of shard ``fields`` as this connection will report them back once pushed: store it as the
+        pushed fingerprint, and the pull or webhook that echoes the push matches it (``MappedRecord.push_fingerprint``).
+        """
+        return fingerprint(self.push_fields(fields))
+
     def reverse(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The provider payload for shard ``fields`` (those this mapping writes; ``readOnly`` ones never)."""
         if self.rules is None:
@@ -264,7 +270,7 @@ class ConnectionMapping:
             fields,
             content,
             fingerprint({"fields": fields, "links": sorted(links)}) if links else content,
-            fingerprint(mapping.push_fields(fields)) if mapping.read_only else content,
+            mapping.push_fingerprint(fields) if mapping.read_only else content,
             references,
             parent,
             relationship,

@@ -301,6 +301,19 @@ def test_pushes_are_routed_to_the_entity_types_of_a_shard_type() -> None:
 titles = st.text(max_size=20)
 
 
+def test_what_a_push_writes_comes_back_with_the_fingerprint_it_was_pushed_with() -> None:
+    entity = compile_mappings(TASKS, NOTION).entity("page")
+    shard_fields = {"title": "Ship", "done": True, "editedAt": "2026-03-01T10:00:00.000000Z"}
+    pushed = entity.push_fingerprint(shard_fields)
+    # The provider answers with the pushed values and its own edit time.
+    echoed = {**entity.reverse(shard_fields), "last_edited_time": "2026-03-01T10:00:05.000Z"}
+
+    [record] = compile_mappings(TASKS, NOTION).map_record(Rec("page", "p1", echoed))
+
+    assert record.push_fingerprint == pushed
+    assert record.fingerprint != pushed
+
+
 @given(titles, st.booleans())
 def test_reverse_then_forward_gives_back_the_writable_fields(title: str, done: bool) -> None:
     entity = compile_mappings(TASKS, NOTION).entity("page")
