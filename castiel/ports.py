@@ -140,7 +140,8 @@ class DocumentStore(Protocol):
 
         A backend that caps a transaction (Cosmos DB: 100 operations) commits a longer batch in consecutive
         transactions: each is all or nothing, and a failure stops the ones after it but leaves those before it
-        committed. Write batches that may be redone whole: upserts and etag-conditional replaces of deterministic ids.
+        committed. So after a failure, redo the work from fresh reads (deterministic ids then find what an earlier
+        attempt committed) rather than resending the same batch.
         """
         ...
 
