@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from castiel.credentials.types import (
@@ -29,6 +30,14 @@ from castiel.telemetry import log_event
 _CONTAINER = CredentialMetadata.container
 _CACHE_SIZE = 512
 _SLUG_LENGTH = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """A credential's metadata and the value it names."""
+
+    metadata: CredentialMetadata
+    value: Credential
 
 
 def secret_name(tenant_id: str, credential_id: str) -> str:

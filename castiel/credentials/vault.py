@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -20,12 +21,13 @@ from redis.asyncio import Redis
 
 from castiel.clock import Clock, now_utc, system_clock
 from castiel.credentials.alerts import AlertCallback, log_credential_alert
-from castiel.credentials.auth import CredentialRejected, Token, auth_for
+from castiel.credentials.auth import auth_for
 from castiel.credentials.lock import RefreshLocks
 from castiel.credentials.oauth import TokenEndpoint, renew
 from castiel.credentials.reauth import Reauthorizations, connections_using
-from castiel.credentials.records import CredentialRecords, described_by, secret_name
-from castiel.credentials.types import OAUTH_TYPES, Credential, access_token, is_expired
+from castiel.credentials.records import CredentialRecords, Current, described_by, secret_name
+from castiel.credentials.tokens import ConnectionTokens
+from castiel.credentials.types import OAUTH_TYPES, Credential
 from castiel.errors import CastielError, ConfigError, InvalidGrant, LockLost, NotFound, PreconditionFailed
 from castiel.models import (
     Connection,
@@ -38,14 +40,6 @@ from castiel.models import (
 )
 from castiel.ports import DocumentStore, SecretStore
 from castiel.telemetry import log_event, new_id
-
-
-@dataclass(frozen=True, slots=True)
-class Current:
-    """A credential's metadata and the value it names."""
-
-    metadata: CredentialMetadata
-    value: Credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +160,14 @@ class CredentialVault:
     async def auth_for_connection(self, connection: Connection) -> httpx.Auth:
         """The ``httpx.Auth`` that authenticates requests for ``connection`` (the adapters' one way in)."""
         current = await self.current(connection)
-        oauth = current.value.credential_type in OAUTH_TYPES
-        tokens = ConnectionTokens(self, connection, current, self._clock) if oauth else None
-        return auth_for(current.value, connection.provider, tokens)
+        if current.value.credential_type not in OAUTH_TYPES:
+            return auth_for(current.value, connection.provider)
+        refresh = partial(self._refresh_on_demand, connection.tenant_id, current.metadata.id)
+        return auth_for(current.value, connection.provider, ConnectionTokens(connection, current, refresh, self._clock))
+
+    async def _refresh_on_demand(self, tenant_id: str, credential_id: str, seen_version: int) -> Current:
+        result = await self.refresh(tenant_id, credential_id, seen_version=seen_version, trigger="on_demand")
+        return result.current
 
     async def api_root_for_connection(self, connection: Connection) -> str | None:
         """Salesforce: the ``instance_url`` its token endpoint last returned; other providers: None."""
@@ -309,48 +308,6 @@ class CredentialVault:
                 if attempt:
                     raise
                 connection = await self._connection(connection.tenant_id, connection.id)
-
-
-class ConnectionTokens:
-    """The ``TokenSource`` of one connection's OAuth credential, bound to the vault's locked refresh."""
-
-    def __init__(self, vault: CredentialVault, connection: Connection, current: Current, clock: Clock) -> None:
-        self._vault = vault
-        self._connection = connection
-        self._current = current
-        self._clock = clock
-        self.label = f"connection {connection.id} ({connection.provider.value})"
-
-    async def current(self) -> Token:
-        """The stored token, refreshed first when it is missing or expired."""
-        value = self._current.value
-        stale = access_token(value) is None or is_expired(value, now_utc(self._clock))
-        if stale and self._current.metadata.refreshable:
-            await self._refresh(self._current.metadata.version)
-        return self._token()
-
-    async def renew(self, rejected: Token) -> Token:
-        """A token newer than ``rejected`` (refreshing it unless another holder already has)."""
-        if self._current.metadata.version <= rejected.version:
-            if not self._current.metadata.refreshable:
-                raise CredentialRejected(
-                    f"{self.label}: the provider answered 401 and the credential has no refresh token; "
-                    "re-authorise it with `castiel credentials connect`"
-                )
-            await self._refresh(rejected.version)
-        return self._token()
-
-    async def _refresh(self, seen_version: int) -> None:
-        result = await self._vault.refresh(
-            self._connection.tenant_id, self._current.metadata.id, seen_version=seen_version, trigger="on_demand"
-        )
-        self._current = result.current
-
-    def _token(self) -> Token:
-        token = access_token(self._current.value)
-        if token is None:
-            raise InvalidGrant(f"{self.label}: the token endpoint issued no access token")
-        return Token(token, self._current.metadata.version, self._current.value.expires_at)
 
 
 def _needs_reauth(metadata: CredentialMetadata) -> str:
