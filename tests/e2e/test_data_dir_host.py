@@ -90,9 +90,7 @@ async def test_a_cli_command_uses_the_redis_of_the_running_serve(
 async def test_status_says_a_serve_runs_and_when_the_scheduler_fires_next(start_host: StartHost) -> None:
     host = await start_host()
     before = datetime.now(UTC)
-    result = await asyncio.to_thread(
-        CliRunner().invoke, app, ["status", "--json"], env=host_env(host.data_dir, None)
-    )
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["status", "--json"], env=host_env(host.data_dir, None))
     after = datetime.now(UTC)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)

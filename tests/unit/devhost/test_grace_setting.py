@@ -1,4 +1,4 @@
-"""The shutdown grace period of ``castiel serve``: 30 seconds unless ``CASTIEL_SHUTDOWN_GRACE_SECONDS`` says otherwise."""
+"""The shutdown grace period of ``castiel serve``: 30 s unless ``CASTIEL_SHUTDOWN_GRACE_SECONDS`` says otherwise."""
 
 from __future__ import annotations
 
