@@ -1,0 +1,65 @@
+"""Serving the sandbox on loopback with uvicorn, in the caller's event loop.
+
+``SandboxServer`` is an async context manager: on entry the app listens (port 0 picks a free one) and ``url`` is
+known; the stand-in OAuth provider then names ``<url>/salesforce`` as Salesforce's instance URL, so a credential
+obtained from it leads the adapter to the Salesforce stand-in. On exit the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import TracebackType
+
+import uvicorn
+
+from castiel.errors import ConfigError
+from castiel.sandbox.app import build_app
+from castiel.sandbox.state import Sandbox
+
+_START_TIMEOUT = 10.0
+
+
+class SandboxServer:
+    """``sandbox`` served at ``http://<host>:<port>``."""
+
+    def __init__(self, sandbox: Sandbox, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sandbox = sandbox
+        config = uvicorn.Config(build_app(sandbox), host=host, port=port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._address = (host, port)
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> SandboxServer:
+        # Bound here, not by uvicorn, so a port in use is an error of ours rather than uvicorn's sys.exit.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(self._address)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"the sandbox cannot listen on {self._address[0]}:{self._address[1]}: {exc}") from None
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        async with asyncio.timeout(_START_TIMEOUT):
+            while not self._server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+                await asyncio.sleep(0.01)
+        self.url = f"http://{self._address[0]}:{sock.getsockname()[1]}"
+        self.sandbox.oauth.instance_url = f"{self.url}/salesforce"
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+    def base_urls(self) -> dict[str, str]:
+        """Each provider's ``baseUrl``."""
+        return self.sandbox.base_urls(self.url)
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is told to stop (Ctrl-C in ``castiel sandbox serve``)."""
+        if self._task is not None:
+            await self._task
