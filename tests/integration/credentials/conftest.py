@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from castiel.backends.embedded_redis import free_port
 from castiel.backends.local_secrets import LocalSecretStore
@@ -67,13 +67,32 @@ class StandIn:
         return self.url + PATHS[provider.value][0]
 
 
+class _Swappable:
+    """An ASGI app that forwards to whichever app it holds, so one server outlives many tests' sandboxes."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.app is not None
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def _server() -> Iterator[tuple[_Swappable, str]]:
+    swappable = _Swappable()
+    with serving(swappable) as url:
+        yield swappable, url
+
+
 @pytest.fixture
-def oauth() -> Iterator[StandIn]:
-    sandbox = OAuthSandbox(prefix=TOKEN_PREFIX)
+def oauth(_server: tuple[_Swappable, str]) -> StandIn:
+    """A fresh stand-in provider (no grants, default behaviour) on the session's loopback server."""
+    swappable, url = _server
+    sandbox = OAuthSandbox(prefix=TOKEN_PREFIX, instance_url=f"{url}/salesforce")
     sandbox.register_client(CLIENT_ID, CLIENT_SECRET)
-    with serving(oauth_app(sandbox)) as url:
-        sandbox.instance_url = f"{url}/salesforce"
-        yield StandIn(sandbox, url)
+    swappable.app = oauth_app(sandbox)
+    return StandIn(sandbox, url)
 
 
 @dataclass
