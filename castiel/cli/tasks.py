@@ -13,18 +13,20 @@ from typing import Annotated, Any
 
 import typer
 
-from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_store
+from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, settings, with_store
 from castiel.cli.flags import ID_RULE, check_optional_id
 from castiel.cli.lookup import create_named, find_named, read_named
+from castiel.cli.status import collect_host
 from castiel.clock import now_utc
-from castiel.errors import PreconditionFailed
+from castiel.devhost.timers import next_fire
+from castiel.errors import CastielError, PreconditionFailed
 from castiel.models import (
     Connection,
     Priority,
     SyncMode,
     SyncTask,
     TaskStatus,
-    utcnow,
+    format_utc,
 )
 from castiel.ports import DocumentStore, Filter, Query
 
@@ -43,10 +45,11 @@ def tasks_add(
         str, typer.Option("--id", callback=check_optional_id, help=f"Task id ({ID_RULE}; generated when empty).")
     ] = "",
 ) -> None:
-    """Schedule a sync of a connection and print the task as JSON."""
+    """Schedule a sync of a connection and print the task as JSON; stderr says when the scheduler picks it up."""
 
     async def add(store: DocumentStore) -> dict[str, Any]:
         conn = await read_named(store, Connection, "connection", connection, tenant)
+        now = now_utc()
         task = SyncTask(
             id=task_id or uuid.uuid4().hex,
             tenant_id=tenant,
@@ -54,13 +57,37 @@ def tasks_add(
             connection_id=conn.id,
             sync_mode=mode,
             priority=priority,
-            next_run_at=utcnow() + timedelta(minutes=delay),
+            next_run_at=now + timedelta(minutes=delay),
             interval_minutes=interval,
-            status_changed_at=utcnow(),
+            status_changed_at=now,
         )
         return await create_named(store, task, "task")
 
-    echo_json(public(run(with_store(add))))
+    added = public(run(with_store(add)))
+    echo_json(added)
+    typer.echo(pickup_note(SyncTask.model_validate(added)), err=True)
+
+
+def pickup_note(task: SyncTask) -> str:
+    """When the scheduler queues ``task``: its first run at or after the task is due (the schedule is read from the
+    app, as ``castiel status`` does), or, for a task due now, at once under ``castiel serve --run-timers-now``."""
+    due_now = task.next_run_at <= now_utc()
+    due = "due now" if due_now else f"due at {format_utc(task.next_run_at)}"
+    try:
+        host = collect_host(settings())
+    except CastielError as exc:  # the task is added: a note that cannot be worked out must not fail the command
+        host = {"scheduler": {"error": str(exc)}}
+    scheduler = host["scheduler"]
+    if "error" in scheduler:
+        when = f"the scheduler's next run is unknown ({scheduler['error']})"
+    else:
+        # The scheduler queues what is due when it runs: its first occurrence at or after the due time.
+        run_at = next_fire(scheduler["schedule"], task.next_run_at - timedelta(microseconds=1))
+        when = f"the scheduler ({scheduler['function']}, {scheduler['schedule']}) queues it at {format_utc(run_at)}"
+        if not host["serve"]["running"]:
+            when += " if `castiel serve` runs on this data directory then"
+    sooner = ", or at once when `castiel serve --run-timers-now` starts" if due_now else ""
+    return f"task {task.id!r} is {due}: {when}{sooner}"
 
 
 @tasks_app.command("list")

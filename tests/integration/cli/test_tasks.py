@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import Clock, now_utc, system_clock
-from castiel.models import SyncTask, TaskStatus
+from castiel.devhost.timers import next_fire, timer_schedule
+from castiel.models import SyncTask, TaskStatus, format_utc
 from castiel.sync.scheduler import SyncScheduler
 from tests.integration.cli.helpers import castiel, castiel_json, invoke
 
@@ -138,3 +140,23 @@ def test_an_id_in_two_tenants_needs_tenant_and_then_touches_only_that_tenants_ta
 
     castiel("tasks", "pause", "t1", "--tenant", "globex")
     assert (status_of("acme"), status_of("globex")) == ("pending", "paused")
+
+
+@pytest.mark.parametrize("delay", ["0", "90"])
+def test_add_prints_the_task_on_stdout_and_when_the_scheduler_picks_it_up_on_stderr(seeded: Path, delay: str) -> None:
+    result = invoke("tasks", "add", "--tenant", "acme", "--connection", "gh", "--id", "t1", "--delay", delay)
+
+    assert result.exit_code == 0, result.output
+    task = SyncTask.model_validate(json.loads(result.stdout))
+    schedule = timer_schedule("function_app:app", "sync_scheduler")
+    assert schedule == "0 0 * * * *"
+    picked_up = next_fire(schedule, task.next_run_at - timedelta(microseconds=1))
+    (note,) = result.stderr.splitlines()
+    assert f"the scheduler (sync_scheduler, {schedule}) queues it at {format_utc(picked_up)}" in note
+    assert "if `castiel serve` runs on this data directory then" in note
+    if delay == "0":
+        assert note.startswith("task 't1' is due now: ")
+        assert note.endswith(", or at once when `castiel serve --run-timers-now` starts")
+    else:
+        assert note.startswith(f"task 't1' is due at {format_utc(task.next_run_at)}: ")
+        assert "--run-timers-now" not in note
