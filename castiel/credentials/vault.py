@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,7 +29,15 @@ from castiel.credentials.reauth import Reauthorizations, connections_using
 from castiel.credentials.records import CredentialRecords, Current, described_by, secret_name
 from castiel.credentials.tokens import ConnectionTokens
 from castiel.credentials.types import OAUTH_TYPES, Credential
-from castiel.errors import CastielError, ConfigError, InvalidGrant, LockLost, NotFound, PreconditionFailed
+from castiel.errors import (
+    AlreadyExists,
+    CastielError,
+    ConfigError,
+    InvalidGrant,
+    LockLost,
+    NotFound,
+    PreconditionFailed,
+)
 from castiel.models import (
     Connection,
     CredentialMetadata,
@@ -109,6 +118,9 @@ class CredentialVault:
             rotated_at=now_utc(self._clock),
             **described_by(value),
         )
+        with suppress(NotFound):
+            await self.records.read(tenant_id, new_id_)
+            raise AlreadyExists(f"credential {new_id_} of tenant {tenant_id} already exists: rotate it instead")
         stored = await self.records.create(metadata, value)
         await self._link(connection, stored.id)
         await self._reauth.restore(stored)
@@ -254,7 +266,7 @@ class CredentialVault:
         reason = f"refresh refused by {current.provider.value}: {exc}"
         await self._reauth.mark_needs_reauth(latest, reason)
         await self.audit(latest, RefreshOutcome.NEEDS_REAUTH, trigger, error=reason)
-        raise InvalidGrant(f"credential {current.id} of connection {current.connection_id}: {reason}") from None
+        raise InvalidGrant(_needs_reauth(latest.model_copy(update={"status_reason": reason}))) from None
 
     async def _superseded(self, current: CredentialMetadata, trigger: str) -> RefreshResult:
         latest = await self.records.read(current.tenant_id, current.id)

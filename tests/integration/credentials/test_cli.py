@@ -245,3 +245,14 @@ def test_a_static_credential_refresh_is_refused_with_what_to_do(cli: Path) -> No
     result = invoke("credentials", "refresh", "k1")
     assert result.exit_code == 2
     assert "castiel credentials rotate" in result.output
+
+
+def test_adding_a_taken_id_is_refused_and_the_stored_value_stays(cli: Path) -> None:
+    castiel("credentials", "add", "--tenant", "acme", "--connection", "gh", "--type", "api_key", "--value", SECRET,
+            "--id", "k1")  # fmt: skip
+    result = invoke("credentials", "add", "--tenant", "acme", "--connection", "gh", "--type", "api_key",
+                    "--value", "other-value", "--id", "k1")  # fmt: skip
+    assert result.exit_code == 1
+    assert "already exists" in result.output
+    assert "other-value" not in (cli / "secrets.json").read_text()
+    assert castiel_json("credentials", "show", "k1", "--json")["version"] == 1
