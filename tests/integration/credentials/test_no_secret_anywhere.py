@@ -15,10 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from azure.functions.timer import TimerRequest
 from typer.testing import CliRunner
 
-import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.cli import app
 from castiel.models import Provider
@@ -28,7 +26,6 @@ from tests.integration.credentials.conftest import CLIENT_ID, CLIENT_SECRET, TOK
 API_KEY = "zqAPIKEYzq-1"
 ROTATED_API_KEY = "zqAPIKEYzq-2"
 PASSWORD = "zqPASSWORDzq"
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 class Session:
@@ -51,11 +48,12 @@ def browse_in_background(url: str) -> bool:
 
 
 async def run_functions() -> None:
+    """What the ``sync_scheduler`` and ``token_refresher`` timers run, on the process runtime."""
     await close_runtime()
-    await get_runtime()
+    runtime = await get_runtime()
     try:
-        for name in ("sync_scheduler", "token_refresher"):
-            await FUNCTIONS[name].get_user_function()(TimerRequest(past_due=False))
+        await runtime.scheduler.run()
+        await runtime.refresher.run()
     finally:
         await close_runtime()
 
