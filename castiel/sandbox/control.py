@@ -1,6 +1,6 @@
 """The sandbox's own endpoints under ``/_sandbox``: what an operator or a test changes while it runs.
 
-* ``GET /_sandbox`` — base URLs, record and request counts;
+* ``GET /_sandbox`` — base URLs, record and request counts; ``POST /_sandbox/reset`` — back to the seeded records;
 * ``POST /_sandbox/{provider}/edit|delete|create`` — ``{"ids": […]}`` or ``{"count": n, "entityType": …}``;
 * ``POST /_sandbox/faults`` — ``{"provider", "rate429", "rate5xx", "retryAfter", "next": [429, 503 …]}``;
   ``DELETE /_sandbox/faults`` clears every plan;
@@ -64,6 +64,7 @@ class Control:
         """Every control route."""
         return [
             Route("/_sandbox", _guarded(self.summary), methods=["GET"]),
+            Route("/_sandbox/reset", _guarded(self.reset), methods=["POST"]),
             Route("/_sandbox/faults", _guarded(self.faults), methods=["POST"]),
             Route("/_sandbox/faults", _guarded(self.clear_faults), methods=["DELETE"]),
             Route("/_sandbox/pushes", _guarded(self.pushes), methods=["GET"]),
@@ -78,6 +79,11 @@ class Control:
     async def summary(self, request: Request) -> Response:
         """Base URLs and counts."""
         return JSONResponse(self.sandbox.summary(str(request.base_url)))
+
+    async def reset(self, request: Request) -> Response:
+        """Back to the seeded records."""
+        self.sandbox.reset()
+        return Response(status_code=204)
 
     async def change(self, request: Request) -> Response:
         """Edit, delete or create records."""

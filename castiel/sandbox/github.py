@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from castiel.sandbox.dataset import Dataset, Item, Key
-from castiel.sandbox.provider import ProviderApi, Shared, json_body, json_response
+from castiel.sandbox.provider import ProviderApi, json_body, json_response
 
 OWNER, REPO = "acme", "widgets"
 REPOSITORY = f"{OWNER}/{REPO}"
@@ -66,11 +66,12 @@ class GitHubApi(ProviderApi):
     """Issues of one repository; ``count`` seeded, two sharing each ``updated_at`` second."""
 
     name = "github"
+    issues: Dataset
 
-    def __init__(self, shared: Shared, count: int) -> None:
-        super().__init__(shared)
-        self.issues = Dataset(count, self._seed, self._seed_key, self._index)
-        self._next_number = count + 1
+    def reset(self) -> None:
+        """The seeded issues, numbering and rate-limit window afresh."""
+        self.issues = Dataset(self.count, self._seed, self._seed_key, self._index)
+        self._next_number = self.count + 1
         self._continuations: OrderedDict[tuple[Any, ...], Key] = OrderedDict()
         self._hour = (0, 0)
 

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from castiel.sandbox.dataset import Dataset, Item, Key
-from castiel.sandbox.provider import ProviderApi, Shared, json_body, json_response
+from castiel.sandbox.provider import ProviderApi, json_body, json_response
 
 CALENDAR_ID = "castiel-sandbox@group.calendar.google.com"
 SEED_EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z
@@ -65,14 +65,16 @@ class GoogleApi(ProviderApi):
     """One calendar's events; ``count`` seeded, an hour apart."""
 
     name = "google"
+    events: Dataset
+    generation: int = -1
+    """Sync tokens of an older generation are refused with 410 (``invalidate_sync_tokens``, ``reset``)."""
 
-    def __init__(self, shared: Shared, count: int) -> None:
-        super().__init__(shared)
-        self.events = Dataset(count, self._seed, lambda i: (i + 1,), self._index)
-        self._sequence = count
+    def reset(self) -> None:
+        """The seeded events afresh; sync tokens of before are refused."""
+        self.events = Dataset(self.count, self._seed, lambda i: (i + 1,), self._index)
+        self._sequence = self.count
         self._created = 0
-        self.generation = 0
-        """Sync tokens of an older generation are refused with 410 (``invalidate_sync_tokens``)."""
+        self.generation += 1
 
     @property
     def datasets(self) -> dict[str, Dataset]:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from castiel.sandbox.dataset import Dataset, Item, Key
-from castiel.sandbox.provider import ProviderApi, Shared, json_body, json_response
+from castiel.sandbox.provider import ProviderApi, json_body, json_response
 
 DATABASE_ID = "842a0286-cef0-46a8-abba-eac4c8ca644e"
 DATA_SOURCE_ID = "2f26ee68-df30-4251-aad4-8ddc420cba3d"
@@ -62,11 +62,12 @@ class NotionApi(ProviderApi):
     """Pages of one data source; ``count`` seeded."""
 
     name = "notion"
+    pages: Dataset
 
-    def __init__(self, shared: Shared, count: int) -> None:
-        super().__init__(shared)
-        self.pages = Dataset(count, self._seed, self._seed_key, self._index)
-        self._next = count
+    def reset(self) -> None:
+        """The seeded pages afresh."""
+        self.pages = Dataset(self.count, self._seed, self._seed_key, self._index)
+        self._next = self.count
 
     @property
     def datasets(self) -> dict[str, Dataset]:

@@ -98,9 +98,16 @@ class ProviderApi(ABC):
     name: str
     """The provider, and the path prefix its API is served under."""
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, count: int) -> None:
         self.shared = shared
+        self.count = count
+        """Records seeded per entity type."""
         self.requests = 0
+        self.reset()
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Back to the seeded records, as if nothing had happened since."""
 
     @property
     @abstractmethod

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from castiel.sandbox.dataset import Dataset, Item, Key
-from castiel.sandbox.provider import ProviderApi, Shared, json_body, json_response
+from castiel.sandbox.provider import ProviderApi, json_body, json_response
 from castiel.sandbox.salesforce_soql import Soql, SoqlError, parse
 
 VERSIONS = ("64.0", "65.0", "66.0")
@@ -110,15 +110,16 @@ class SalesforceApi(ProviderApi):
     """Accounts and Contacts, ``count`` of each seeded."""
 
     name = "salesforce"
+    objects: dict[str, Dataset]
 
-    def __init__(self, shared: Shared, count: int) -> None:
-        super().__init__(shared)
+    def reset(self) -> None:
+        """The seeded records afresh; open query locators are gone."""
         self.objects = {
-            name: Dataset(count, self._seeder(sobject), self._seed_key(sobject), self._indexer(sobject))
+            name: Dataset(self.count, self._seeder(sobject), self._seed_key(sobject), self._indexer(sobject))
             for name, sobject in SOBJECTS.items()
         }
         self.batch_size = BATCH_SIZE
-        self._created = itertools.count(count)
+        self._created = itertools.count(self.count)
         self._locators: OrderedDict[str, _Locator] = OrderedDict()
         self._locator_ids = itertools.count(1)
         self._used = 0

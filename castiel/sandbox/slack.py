@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from castiel.sandbox.dataset import Dataset, Item, Key
-from castiel.sandbox.provider import ProviderApi, Shared, bearer, json_response
+from castiel.sandbox.provider import ProviderApi, bearer, json_response
 
 CHANNEL_ID = "C0SANDBOX1"
 CHANNEL_NAME = "general"
@@ -68,11 +68,12 @@ class SlackApi(ProviderApi):
     """One channel's messages; ``count`` seeded, one a second."""
 
     name = "slack"
+    messages: Dataset
 
-    def __init__(self, shared: Shared, count: int) -> None:
-        super().__init__(shared)
-        self.messages = Dataset(count, self._seed, self._seed_key, self._index)
-        self._last_posted: Key = self._seed_key(count - 1) if count else (SEED_EPOCH, 0)
+    def reset(self) -> None:
+        """The seeded messages afresh."""
+        self.messages = Dataset(self.count, self._seed, self._seed_key, self._index)
+        self._last_posted: Key = self._seed_key(self.count - 1) if self.count else (SEED_EPOCH, 0)
 
     @property
     def datasets(self) -> dict[str, Dataset]:

@@ -70,6 +70,17 @@ class Sandbox:
     def _issued_tokens(self, provider: str) -> set[str]:
         return {grant.access_token for grant in self.oauth.grants.values() if grant.provider == provider}
 
+    def reset(self) -> None:
+        """Every stand-in back to its seeded records; no faults, pushes or token rules."""
+        self.shared.faults.clear()
+        self.shared.pushes.clear()
+        self.shared.tokens.strict = False
+        self.shared.tokens.accepted.clear()
+        self.shared.tokens.revoked.clear()
+        for api in self.providers.values():
+            api.reset()
+            api.requests = 0
+
     def base_urls(self, root: str) -> dict[str, str]:
         """Each provider's ``baseUrl`` for a sandbox served at ``root``."""
         return {provider: root.rstrip("/") + path for provider, path in API_PATHS.items()}
