@@ -430,12 +430,16 @@ class DuplicateCandidate(TenantDocument):
 
 
 class WebhookHealth(WireModel):
-    """A registration's delivery health, derived from its audit records (``castiel.webhooks.health``)."""
+    """A registration's delivery health, derived from its audit records (``castiel.webhooks.health``): deliveries
+    per group of outcomes (``health.OUTCOME_GROUPS``), the last one's time, outcome and reason, and a status."""
 
     accepted: int = 0
+    duplicates: int = 0
     rejected: int = 0
     failed: int = 0
     last_received_at: UtcDateTime | None = None
+    last_outcome: str | None = None
+    last_reason: str | None = None
     status: str = "healthy"
 
 
@@ -464,6 +468,24 @@ class WebhookRegistration(TenantDocument):
     status: str = "active"
     settings: dict[str, Any] = Field(default_factory=dict)
     verification: VerificationState | None = None
+
+
+class DeliveryOutcome(StrEnum):
+    """How the receiver handled a delivery: ``WebhookAudit.outcome`` (stored as text, so a newer outcome never
+    breaks an older reader)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    HANDSHAKE = "handshake"
+    BAD_SIGNATURE = "bad_signature"
+    MALFORMED = "malformed"
+    TOO_LARGE = "too_large"
+    VERIFICATION_REFUSED = "verification_refused"
+    UNKNOWN_REGISTRATION = "unknown_registration"
+    MISCONFIGURED = "misconfigured"
+    VERIFY_UNAVAILABLE = "verify_unavailable"
+    ENQUEUE_FAILED = "enqueue_failed"
+    UNAVAILABLE = "unavailable"
 
 
 class WebhookAudit(Document):

@@ -10,14 +10,14 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 
-from castiel.cli.common import JsonFlag, echo_items, echo_json, run, with_secrets, with_store
+from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_secrets, with_store
 from castiel.clock import system_clock
-from castiel.errors import ConfigError, RetryableError, SignatureError
-from castiel.models import Connection, Provider, WebhookRegistration, format_utc
+from castiel.errors import ConfigError, NotFound, RetryableError, SignatureError
+from castiel.models import Connection, Provider, WebhookAudit, WebhookRegistration, format_utc
 from castiel.ports import DocumentStore
 from castiel.webhooks.admin import WebhookAdmin
 from castiel.webhooks.google_oidc import GoogleSigningKeys
-from castiel.webhooks.health import registration_health
+from castiel.webhooks.health import outcomes_named, recent_deliveries, registration_health
 from castiel.webhooks.notion_verification import FINGERPRINT_DIGITS
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.signatures import (
@@ -71,7 +71,7 @@ def add(
         return await admin.add(conn, provider, secret=secret or None, settings=settings, events=names)
 
     registration = run(_with_admin(register))
-    echo_json({**_public(registration), "path": f"/webhooks/{registration.id}/events"})
+    echo_json({**public(registration), "path": f"/webhooks/{registration.id}/events"})
 
 
 async def _with_admin(work: Callable[[WebhookAdmin, DocumentStore], Awaitable[T]]) -> T:
@@ -83,20 +83,25 @@ async def _with_admin(work: Callable[[WebhookAdmin, DocumentStore], Awaitable[T]
     return await with_store(with_both)
 
 
-def _public(registration: WebhookRegistration) -> dict[str, Any]:
-    return registration.model_dump(mode="json", by_alias=True, exclude={"etag"}, exclude_none=True)
-
-
 @webhooks_app.command("list")
-def list_registrations(tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "") -> None:
-    """Every registration as JSON (secrets are never printed: only their names)."""
+def list_registrations(
+    tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "", as_json: JsonFlag = False
+) -> None:
+    """Every registration, one line each (id, provider, tenant/connection, status), or --json as `add` prints them.
+    Secrets are never printed: only their names."""
     found = run(with_store(lambda store: WebhookRegistrations(store).list(tenant or None)))
-    echo_json([_public(registration) for registration in found])
+    echo_items(found, as_json, _registration_line)
+
+
+def _registration_line(item: dict[str, Any]) -> str:
+    line = f"{item['id']}  {item['provider']}  {item['tenantId']}/{item['connectionId']}  {item['status']}"
+    return f"{line}  verification {item['verification']}" if item.get("verification") else line
 
 
 @webhooks_app.command("health")
 def health(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
-    """Accepted, rejected and failed deliveries over the audit window, the last one, and a status."""
+    """Deliveries accepted, duplicate, rejected and failed over the audit window (30 days), the last one's time,
+    outcome and reason, and a status (healthy, degraded, failing) as JSON."""
 
     async def report(store: DocumentStore) -> dict[str, Any]:
         registration = await WebhookRegistrations(store).get(registration_id)
@@ -104,6 +109,46 @@ def health(registration_id: Annotated[str, typer.Argument(help="Registration id.
         return {"id": registration.id, **result.model_dump(mode="json", by_alias=True)}
 
     echo_json(run(with_store(report)))
+
+
+def _check_outcome(value: str) -> str:
+    if value:
+        try:
+            outcomes_named(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+@webhooks_app.command("deliveries")
+def deliveries(
+    registration_id: Annotated[str, typer.Argument(help="Registration id.")],
+    outcome: Annotated[
+        str,
+        typer.Option(
+            callback=_check_outcome,
+            help="Only a group (accepted, duplicate, rejected, failed) or one outcome (bad_signature, …).",
+        ),
+    ] = "",
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recent deliveries from the audit, newest first: time, outcome, HTTP status, delivery id and reason."""
+
+    async def read(store: DocumentStore) -> list[WebhookAudit]:
+        selected = outcomes_named(outcome) if outcome else ()
+        found = await recent_deliveries(store, registration_id, outcomes=selected, limit=limit)
+        # Deliveries to an id nobody registered are audited too (404s): list them, but name a typo as one.
+        if not found and await WebhookRegistrations(store).find(registration_id) is None:
+            raise NotFound(f"no webhook registration {registration_id!r}, and no matching delivery to it in the audit")
+        return found
+
+    echo_items(run(with_store(read)), as_json, _delivery_line)
+
+
+def _delivery_line(item: dict[str, Any]) -> str:
+    parts = (item["receivedAt"], item["outcome"], str(item["statusCode"]), item.get("deliveryId") or "-")
+    return "  ".join((*parts, item.get("reason") or "")).rstrip()
 
 
 @webhooks_app.command("rotate")

@@ -1,25 +1,54 @@
-"""A registration's health, derived from its ``webhook-audit`` records (30 days of deliveries).
+"""A registration's health and recent deliveries, read from its ``webhook-audit`` records (30 days of deliveries).
 
 The audit is the one durable record of every delivery, so health needs no counters of its own on the hot path and
-survives restarts: accepted, rejected and failed deliveries, the last one received, and a status.
+survives restarts. Outcomes fall into four groups (``OUTCOME_GROUPS``): accepted, duplicates (a provider's retry of
+something already accepted: not a problem, not new work either), rejected (the sender's fault) and failed (ours).
 """
 
 from __future__ import annotations
 
-from castiel.models import WebhookAudit, WebhookHealth
+from castiel.models import DeliveryOutcome, WebhookAudit, WebhookHealth
 from castiel.ports import DocumentStore, Filter, Query
 
-OUTCOME_GROUPS: dict[str, tuple[str, ...]] = {
-    "accepted": ("accepted", "duplicate", "handshake"),
-    "rejected": ("bad_signature", "malformed", "too_large", "verification_refused"),
-    "failed": ("enqueue_failed", "verify_unavailable", "misconfigured", "unavailable"),
+OUTCOME_GROUPS: dict[str, tuple[DeliveryOutcome, ...]] = {
+    "accepted": (DeliveryOutcome.ACCEPTED, DeliveryOutcome.HANDSHAKE),
+    "duplicate": (DeliveryOutcome.DUPLICATE,),
+    "rejected": (
+        DeliveryOutcome.BAD_SIGNATURE,
+        DeliveryOutcome.MALFORMED,
+        DeliveryOutcome.TOO_LARGE,
+        DeliveryOutcome.VERIFICATION_REFUSED,
+    ),
+    "failed": (
+        DeliveryOutcome.ENQUEUE_FAILED,
+        DeliveryOutcome.VERIFY_UNAVAILABLE,
+        DeliveryOutcome.MISCONFIGURED,
+        DeliveryOutcome.UNAVAILABLE,
+    ),
 }
-"""Audit outcomes counted under each health counter (``unknown_registration`` belongs to no registration)."""
+"""Audit outcomes counted under each health group (``unknown_registration`` belongs to no registration)."""
+
+# Only audit lines carry receivedAt (not the ledger's "seen" documents), and Cosmos DB needs the sort field present
+# in every matching document.
+_AUDIT_LINES = Filter("receivedAt", ">", "")
 
 
-def health_status(accepted: int, rejected: int, failed: int) -> str:
-    """healthy / degraded / failing from the share of deliveries that were not accepted."""
-    total = accepted + rejected + failed
+def outcomes_named(name: str) -> tuple[DeliveryOutcome, ...]:
+    """The outcomes a name stands for: a group's (``rejected``), or the one outcome so named (``bad_signature``);
+    ``ValueError`` saying which names there are otherwise."""
+    if name in OUTCOME_GROUPS:
+        return OUTCOME_GROUPS[name]
+    try:
+        return (DeliveryOutcome(name),)
+    except ValueError:
+        raise ValueError(
+            f"{name!r} is neither a group ({', '.join(OUTCOME_GROUPS)}) nor an outcome ({', '.join(DeliveryOutcome)})"
+        ) from None
+
+
+def health_status(accepted: int, duplicates: int, rejected: int, failed: int) -> str:
+    """healthy / degraded / failing from the share of deliveries that were rejected or failed."""
+    total = accepted + duplicates + rejected + failed
     if total == 0:
         return "healthy"
     bad = (rejected + failed) / total
@@ -31,7 +60,7 @@ def health_status(accepted: int, rejected: int, failed: int) -> str:
 
 
 async def registration_health(store: DocumentStore, registration_id: str) -> WebhookHealth:
-    """Counters, last delivery and status of one registration."""
+    """Counters per group, the last delivery (time, outcome, reason) and a status of one registration."""
     counts = {
         group: await store.count(
             WebhookAudit.container,
@@ -39,16 +68,30 @@ async def registration_health(store: DocumentStore, registration_id: str) -> Web
         )
         for group, outcomes in OUTCOME_GROUPS.items()
     }
-    latest = await store.query(
-        WebhookAudit.container,
-        Query(
-            # Only audit lines carry receivedAt (not the ledger's "seen" documents), and Cosmos DB needs the sort
-            # field present in every matching document.
-            filters=(Filter("receivedAt", ">", ""),),
-            partition_key=registration_id,
-            order_by=(("receivedAt", "desc"),),
-            limit=1,
-        ),
+    accepted, duplicates, rejected, failed = (
+        counts[group] for group in ("accepted", "duplicate", "rejected", "failed")
     )
-    last = WebhookAudit.model_validate(latest.items[0]).received_at if latest.items else None
-    return WebhookHealth(**counts, last_received_at=last, status=health_status(**counts))
+    latest = await recent_deliveries(store, registration_id, limit=1)
+    last = latest[0] if latest else None
+    return WebhookHealth(
+        accepted=accepted,
+        duplicates=duplicates,
+        rejected=rejected,
+        failed=failed,
+        last_received_at=last.received_at if last else None,
+        last_outcome=last.outcome if last else None,
+        last_reason=last.reason if last else None,
+        status=health_status(accepted, duplicates, rejected, failed),
+    )
+
+
+async def recent_deliveries(
+    store: DocumentStore, registration_id: str, *, outcomes: tuple[DeliveryOutcome, ...] = (), limit: int
+) -> list[WebhookAudit]:
+    """The registration's last ``limit`` deliveries, newest first, only those with one of ``outcomes`` if given."""
+    filters = (_AUDIT_LINES, Filter("outcome", "in", tuple(outcomes))) if outcomes else (_AUDIT_LINES,)
+    page = await store.query(
+        WebhookAudit.container,
+        Query(filters=filters, partition_key=registration_id, order_by=(("receivedAt", "desc"),), limit=limit),
+    )
+    return [WebhookAudit.model_validate(doc) for doc in page.items]

@@ -37,7 +37,7 @@ import orjson
 from castiel.clock import Clock, now_utc, system_clock, to_datetime
 from castiel.coalesce import Coalescer
 from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableError, SignatureError
-from castiel.models import Provider, VerificationState, WebhookAudit, WebhookRegistration
+from castiel.models import DeliveryOutcome, Provider, VerificationState, WebhookAudit, WebhookRegistration
 from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
 from castiel.telemetry import log_event, new_correlation_id, new_id
 from castiel.webhooks.events import Handshake, ParsedDelivery, parse_delivery
@@ -133,21 +133,21 @@ class WebhookReceiver:
         try:
             registration = await self._registrations.find(request.registration_id)
         except CastielError as exc:
-            answer = _unavailable("unavailable", request.registration_id, exc)
+            answer = _unavailable(DeliveryOutcome.UNAVAILABLE, request.registration_id, exc)
             self._audit(request.registration_id, None, answer, started)
             return answer.response
         if registration is None or registration.status != "active":
             response = WebhookResponse.error(404, f"no active webhook registration '{request.registration_id}'")
-            self._audit(request.registration_id, None, _Answer("unknown_registration", response), started)
+            self._audit(request.registration_id, None, _Answer(DeliveryOutcome.UNKNOWN_REGISTRATION, response), started)
             return response
         if len(request.body) > MAX_BODY_BYTES:
             response = WebhookResponse.error(413, f"body of {len(request.body)} bytes exceeds {MAX_BODY_BYTES}")
-            self._audit(registration.id, registration, _Answer("too_large", response), started)
+            self._audit(registration.id, registration, _Answer(DeliveryOutcome.TOO_LARGE, response), started)
             return response
         try:
             answer = await self._verified_flow(registration, request, started)
         except CastielError as exc:
-            answer = _unavailable("unavailable", registration.id, exc)
+            answer = _unavailable(DeliveryOutcome.UNAVAILABLE, registration.id, exc)
         self._audit(registration.id, registration, answer, started)
         return answer.response
 
@@ -159,37 +159,39 @@ class WebhookReceiver:
         if _is_unsigned_notion_verification(registration, request):
             parsed = self._parse(registration, request, correlation_id, started)
             if isinstance(parsed, WebhookResponse):
-                return _Answer("malformed", parsed)
+                return _Answer(DeliveryOutcome.MALFORMED, parsed)
             if parsed.handshake is not None and parsed.handshake.kind == "notion_verification":
                 return await self._offer_candidate(registration, request, parsed.handshake)
         try:
             verifier = await self._verifiers.for_registration(registration)
             verified = await verifier.verify(request.headers, request.body, self._clock())
         except SignatureError as exc:
-            return _Answer("bad_signature", WebhookResponse.error(401, f"signature rejected: {exc}"))
+            return _Answer(DeliveryOutcome.BAD_SIGNATURE, WebhookResponse.error(401, f"signature rejected: {exc}"))
         except ConfigError as exc:
             # The registration's secrets or settings (or the secret store itself) cannot verify: ours to fix.
-            return _unavailable("misconfigured", registration.id, exc)
+            return _unavailable(DeliveryOutcome.MISCONFIGURED, registration.id, exc)
         except RetryableError as exc:
-            return _unavailable("verify_unavailable", registration.id, exc)
+            return _unavailable(DeliveryOutcome.VERIFY_UNAVAILABLE, registration.id, exc)
         parsed = self._parse(registration, request, correlation_id, started)
         if isinstance(parsed, WebhookResponse):
-            return _Answer("malformed", parsed, verified.delivery_id)
+            return _Answer(DeliveryOutcome.MALFORMED, parsed, verified.delivery_id)
         if parsed.handshake is not None:
-            return _Answer("handshake", _handshake_response(parsed.handshake), parsed.delivery_id)
+            return _Answer(DeliveryOutcome.HANDSHAKE, _handshake_response(parsed.handshake), parsed.delivery_id)
         delivery_id = verified.delivery_id or parsed.delivery_id
         delivery_key = delivery_id or hashlib.sha256(request.body).hexdigest()
         if not await self._ledger.claim(registration.id, delivery_key):
-            return _Answer("duplicate", self._accepted(registration, 200, {"duplicate": True}), delivery_id)
+            return _Answer(
+                DeliveryOutcome.DUPLICATE, self._accepted(registration, 200, {"duplicate": True}), delivery_id
+            )
         try:
             await self._enqueue(parsed, delivery_key)
         except CastielError as exc:
             await self._ledger.release(registration.id, delivery_key)
-            return _unavailable("enqueue_failed", registration.id, exc, delivery_id)
+            return _unavailable(DeliveryOutcome.ENQUEUE_FAILED, registration.id, exc, delivery_id)
         self._ledger.confirm(registration.id, delivery_key)
         status = 200 if registration.provider in _ANSWER_200 else 202
         accepted = self._accepted(registration, status, {"accepted": len(parsed.changes)})
-        return _Answer("accepted", accepted, delivery_id)
+        return _Answer(DeliveryOutcome.ACCEPTED, accepted, delivery_id)
 
     def _parse(
         self, registration: WebhookRegistration, request: WebhookRequest, correlation_id: str, started: float
@@ -236,21 +238,21 @@ class WebhookReceiver:
         """Keep Notion's token as a candidate for an operator to confirm; it is trusted for nothing because it
         arrived (``notion_verification``). Refused once verification is closed, or when too many wait."""
         if registration.verification is not VerificationState.OPEN:
-            return _Answer("verification_refused", WebhookResponse.error(409, _VERIFICATION_CLOSED))
+            return _Answer(DeliveryOutcome.VERIFICATION_REFUSED, WebhookResponse.error(409, _VERIFICATION_CLOSED))
         token = handshake.verification_token or ""
         reason = implausible(token)
         if reason is not None:
-            return _Answer("malformed", WebhookResponse.error(400, reason))
+            return _Answer(DeliveryOutcome.MALFORMED, WebhookResponse.error(400, reason))
         if not await self._candidates.offer(registration, token, source=request.source_address):
             waiting = f"{MAX_CANDIDATES} verification tokens already wait for an operator's confirmation"
-            return _Answer("verification_refused", WebhookResponse.error(429, waiting))
+            return _Answer(DeliveryOutcome.VERIFICATION_REFUSED, WebhookResponse.error(429, waiting))
         log_event(
             "webhook.verification_candidate",
             registration_id=registration.id,
             fingerprint=fingerprint(token),
             source=request.source_address,
         )
-        return _Answer("handshake", _handshake_response(handshake))
+        return _Answer(DeliveryOutcome.HANDSHAKE, _handshake_response(handshake))
 
     async def _write_audits(self, docs: list[dict[str, Any]]) -> list[CastielError | None]:
         """The audit lines of one event-loop turn, in one store call."""
@@ -300,13 +302,15 @@ class _Answer:
     """How one delivery was handled: its audit outcome, the response, the provider's delivery id if known, and
     ``detail``, the audit's reason when it must differ from the response's (a server fault's internals)."""
 
-    outcome: str
+    outcome: DeliveryOutcome
     response: WebhookResponse
     delivery_id: str | None = None
     detail: str | None = None
 
 
-def _unavailable(outcome: str, registration_id: str, exc: CastielError, delivery_id: str | None = None) -> _Answer:
+def _unavailable(
+    outcome: DeliveryOutcome, registration_id: str, exc: CastielError, delivery_id: str | None = None
+) -> _Answer:
     """A fault on our side (a backend, a secrets file, the registration's own setup): 503 so the sender retries,
     with a reason that says nothing of our internals; the detail goes to an ERROR log line and the audit."""
     log_event(

@@ -92,7 +92,11 @@ async def test_signed_deliveries_are_queued_once_and_redeliveries_are_not(start_
     assert await outbound_depth(host) == 2
 
     health = castiel(host.data_dir, "webhooks", "health", registration["id"])
-    assert (health["accepted"], health["rejected"]) == (3, 1)
+    assert (health["accepted"], health["duplicates"], health["rejected"]) == (2, 1, 1)
+    assert (health["lastOutcome"], health["lastReason"]) == (
+        "bad_signature",
+        "signature rejected: the github signature matches none of the registration's secrets",
+    )
 
 
 async def test_slack_url_verification_is_answered_with_the_challenge(start_host: StartHost) -> None:

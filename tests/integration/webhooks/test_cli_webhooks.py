@@ -402,3 +402,123 @@ async def test_confirm_and_reopen_are_for_notion_registrations_only(connection: 
     github = await add_github("a-secret-Pw30")
     for command in (("confirm", github["id"]), ("reopen", github["id"])):
         assert "only Notion" in await cli_fails("webhooks", *command, expect=2)
+
+
+# ---------------------------------------------------------------- deliveries, health, list
+
+
+async def github_deliveries(harness: Harness, registration_id: str) -> None:
+    """One delivery of each kind a second apart: accepted, duplicate, forged, malformed (its audit, newest last)."""
+    sample = SAMPLES["github"]
+    for delivery_id, secret, body in (
+        ("d1", "a-secret-Pw30", sample.body),
+        ("d1", "a-secret-Pw30", sample.body),
+        ("d2", "not-the-secret", sample.body),
+        ("d3", "a-secret-Pw30", b"[1, 2]"),
+    ):
+        headers = {**sample.headers(), **GITHUB.sign(body, secret, now=harness.clock(), delivery_id=delivery_id)}
+        await harness.post(registration_id, body, headers)
+        harness.clock.advance(1)
+    await harness.receiver.drain()
+
+
+async def test_deliveries_lists_the_audit_newest_first_with_outcome_and_reason(
+    connection: None, receiver: Receiver
+) -> None:
+    registration = await add_github("a-secret-Pw30")
+    await github_deliveries(await receiver(), registration["id"])
+
+    listed = await cli_json("webhooks", "deliveries", registration["id"], "--json")
+
+    assert [(d["outcome"], d["statusCode"], d.get("deliveryId"), d.get("reason")) for d in listed] == [
+        ("malformed", 400, "d3", "body: expected a JSON object, got list"),
+        (
+            "bad_signature",
+            401,
+            None,
+            "signature rejected: the github signature matches none of the registration's secrets",
+        ),
+        ("duplicate", 200, "d1", None),
+        ("accepted", 202, "d1", None),
+    ]
+    assert all(set(d) >= {"id", "registrationId", "receivedAt", "latencyMs"} and "_etag" not in d for d in listed)
+    lines = (await cli("webhooks", "deliveries", registration["id"])).splitlines()
+    assert len(lines) == 4
+    assert lines[0] == f"{listed[0]['receivedAt']}  malformed  400  d3  body: expected a JSON object, got list"
+    assert lines[2] == f"{listed[2]['receivedAt']}  duplicate  200  d1"
+
+
+@pytest.mark.parametrize(
+    ("flags", "outcomes"),
+    [
+        (("--outcome", "rejected"), ["malformed", "bad_signature"]),
+        (("--outcome", "accepted"), ["accepted"]),
+        (("--outcome", "duplicate"), ["duplicate"]),
+        (("--outcome", "failed"), []),
+        (("--outcome", "bad_signature"), ["bad_signature"]),
+        (("--limit", "2"), ["malformed", "bad_signature"]),
+        (("--outcome", "rejected", "--limit", "1"), ["malformed"]),
+    ],
+)
+async def test_deliveries_filter_by_health_group_or_outcome_and_limit(
+    connection: None, receiver: Receiver, flags: tuple[str, ...], outcomes: list[str]
+) -> None:
+    registration = await add_github("a-secret-Pw30")
+    await github_deliveries(await receiver(), registration["id"])
+
+    listed = await cli_json("webhooks", "deliveries", registration["id"], "--json", *flags)
+
+    assert [d["outcome"] for d in listed] == outcomes
+
+
+async def test_deliveries_refuses_an_unknown_outcome_naming_the_ones_it_takes(connection: None) -> None:
+    registration = await add_github("a-secret-Pw30")
+
+    output = await cli_fails("webhooks", "deliveries", registration["id"], "--outcome", "nope", expect=2)
+
+    assert "accepted, duplicate, rejected, failed" in output
+    assert "bad_signature" in output
+
+
+async def test_deliveries_refuses_a_limit_below_one(connection: None) -> None:
+    registration = await add_github("a-secret-Pw30")
+    await cli_fails("webhooks", "deliveries", registration["id"], "--limit", "0", expect=2)
+
+
+async def test_deliveries_of_an_id_nobody_registered_or_delivered_to_is_not_found(connection: None) -> None:
+    assert "nope" in await cli_fails("webhooks", "deliveries", "nope", expect=1)
+
+
+async def test_health_counts_duplicates_apart_and_shows_the_last_outcome_and_reason(
+    connection: None, receiver: Receiver
+) -> None:
+    registration = await add_github("a-secret-Pw30")
+    await github_deliveries(await receiver(), registration["id"])
+
+    health = await cli_json("webhooks", "health", registration["id"])
+
+    assert {key: health[key] for key in ("accepted", "duplicates", "rejected", "failed")} == {
+        "accepted": 1,
+        "duplicates": 1,
+        "rejected": 2,
+        "failed": 0,
+    }
+    assert (health["lastOutcome"], health["lastReason"]) == ("malformed", "body: expected a JSON object, got list")
+    assert health["status"] == "failing"
+
+
+async def test_list_prints_one_line_each_or_the_json_add_printed(connection: None) -> None:
+    github = await add_github("a-secret-Pw30")
+    notion = await add_notion()
+
+    listed = await cli_json("webhooks", "list", "--json")
+    lines = (await cli("webhooks", "list")).splitlines()
+
+    added = {item["id"]: {key: value for key, value in item.items() if key != "path"} for item in (github, notion)}
+    assert {item["id"]: item for item in listed} == added
+    assert sorted(lines) == sorted(
+        [
+            f"{github['id']}  github  acme/gh  active",
+            f"{notion['id']}  notion  acme/gh  active  verification open",
+        ]
+    )

@@ -129,23 +129,25 @@ async def test_without_redis_a_release_still_frees_the_claim(offline: DeliveryLe
 
 
 @pytest.mark.parametrize(
-    ("accepted", "rejected", "failed", "status"),
+    ("accepted", "duplicates", "rejected", "failed", "status"),
     [
-        (0, 0, 0, "healthy"),
-        (1, 0, 0, "healthy"),
-        (100, 4, 0, "healthy"),  # 3.8 % not accepted
-        (95, 5, 0, "degraded"),  # exactly 5 %
-        (19, 0, 1, "degraded"),
-        (51, 25, 24, "degraded"),  # 49 %
-        (1, 1, 0, "failing"),  # exactly 50 %
-        (0, 0, 1, "failing"),
-        (0, 3, 0, "failing"),
+        (0, 0, 0, 0, "healthy"),
+        (1, 0, 0, 0, "healthy"),
+        (100, 0, 4, 0, "healthy"),  # 3.8 % not accepted
+        (95, 0, 5, 0, "degraded"),  # exactly 5 %
+        (19, 0, 0, 1, "degraded"),
+        (51, 0, 25, 24, "degraded"),  # 49 %
+        (1, 0, 1, 0, "failing"),  # exactly 50 %
+        (0, 0, 0, 1, "failing"),
+        (0, 0, 3, 0, "failing"),
+        (0, 1, 1, 0, "failing"),  # a provider's retry is no problem, nor is it the sender's success
+        (1, 99, 4, 0, "healthy"),  # duplicates are deliveries handled well
     ],
 )
-def test_health_status_is_the_share_of_deliveries_not_accepted(
-    accepted: int, rejected: int, failed: int, status: str
+def test_health_status_is_the_share_of_deliveries_rejected_or_failed(
+    accepted: int, duplicates: int, rejected: int, failed: int, status: str
 ) -> None:
-    assert health_status(accepted, rejected, failed) == status
+    assert health_status(accepted, duplicates, rejected, failed) == status
 
 
 def audit(registration_id: str, outcome: str, received_at: float) -> dict[str, object]:
@@ -171,13 +173,14 @@ async def test_health_adds_up_the_audit_outcomes_and_the_last_delivery(
 
     health = await registration_health(store, "reg-1")
 
-    assert (health.accepted, health.rejected, health.failed) == (3, 3, 1)
+    assert (health.accepted, health.duplicates, health.rejected, health.failed) == (2, 1, 3, 1)
     assert health.status == "failing"
     assert health.last_received_at == to_datetime(NOW + len(outcomes) - 1)
+    assert (health.last_outcome, health.last_reason) == ("enqueue_failed", None)
 
 
 async def test_a_registration_never_delivered_to_is_healthy(store: SqliteDocumentStore) -> None:
     health = await registration_health(store, "reg-never")
 
-    assert (health.accepted, health.rejected, health.failed, health.status) == (0, 0, 0, "healthy")
-    assert health.last_received_at is None
+    assert (health.accepted, health.duplicates, health.rejected, health.failed) == (0, 0, 0, 0)
+    assert (health.status, health.last_received_at, health.last_outcome) == ("healthy", None, None)
