@@ -1,4 +1,4 @@
-"""Notion's verification tokens, kept as candidates until an operator confirms the one Notion shows.
+"""Notion's verification tokens, kept as candidates until an operator confirms the one Notion sent.
 
 Notion proves a subscription by POSTing ``{"verification_token": …}`` to the endpoint, unsigned: the token is the
 secret Notion then signs every event with. Anyone who knows the URL can POST such a body, so no token is trusted
@@ -11,7 +11,7 @@ there — and promotes that one (``--fingerprint``); that closes verification, a
 the operator re-opens it (``castiel webhooks reopen ID``).
 
 A fingerprint is the first 12 hex digits of the token's SHA-256: enough to tell the candidates of one registration
-apart, and nothing a reader could sign with. Compute it from the token Notion shows with
+apart, and nothing a reader could sign with. Compute it from a token you hold with
 ``printf %s "$TOKEN" | sha256sum | cut -c1-12``.
 """
 
@@ -78,7 +78,9 @@ class VerificationCandidates:
         name = candidates_name(registration)
         if len(await self._versions(name)) >= MAX_CANDIDATES:
             return False
-        tags = {"registration": registration.id, _SOURCE_TAG: (source or "")[:_MAX_SOURCE_LENGTH]}
+        tags = {"registration": registration.id}
+        if source:
+            tags[_SOURCE_TAG] = source[:_MAX_SOURCE_LENGTH]
         await self._secrets.set_secret(name, token, tags=tags)
         return True
 
