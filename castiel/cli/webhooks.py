@@ -11,6 +11,7 @@ import httpx
 import typer
 
 from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_secrets, with_store
+from castiel.cli.lookup import read_named
 from castiel.clock import system_clock
 from castiel.errors import ConfigError, NotFound, RetryableError, SignatureError
 from castiel.models import Connection, Provider, WebhookAudit, WebhookRegistration, format_utc
@@ -66,7 +67,7 @@ def add(
     settings = _provider_settings(provider, audience, service_account, organization_id)
 
     async def register(admin: WebhookAdmin, store: DocumentStore) -> WebhookRegistration:
-        conn = Connection.model_validate(await store.read(Connection.container, connection, tenant))
+        conn = await read_named(store, Connection, "connection", connection, tenant)
         names = [name.strip() for name in events.split(",") if name.strip()]
         return await admin.add(conn, provider, secret=secret or None, settings=settings, events=names)
 

@@ -147,6 +147,13 @@ async def test_rotation_keeps_the_old_secret_verifying_and_touches_no_other_regi
     assert await github_delivery(harness, second["id"], "first-rotated-Vb55", "d4") == 401
 
 
+async def test_adding_to_an_unknown_connection_names_it(connection: None) -> None:
+    output = await cli_fails(
+        "webhooks", "add", "--tenant", "acme", "--connection", "nope", "--provider", "github", "--secret", "s", expect=1
+    )
+    assert "connection 'nope' of tenant 'acme' not found" in output
+
+
 async def test_rotating_an_unknown_registration_is_a_one_line_error(connection: None) -> None:
     output = await cli_fails("webhooks", "rotate", "nope", "--secret", "s")
     assert "nope" in output
