@@ -132,7 +132,7 @@ def credentials_add(
 def credentials_list(
     tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "", as_json: JsonFlag = False
 ) -> None:
-    """List credentials, one line each (``--json``: an array of metadata)."""
+    """List credentials, one line each (--json: an array of their metadata)."""
 
     echo_items(run(with_store(lambda store: list_credentials(store, tenant or None))), as_json, _line)
 

@@ -104,19 +104,21 @@ class CredentialRecords:
 
     async def value(self, metadata: CredentialMetadata) -> Credential:
         """The value at the version the metadata names."""
-        key = (metadata.secret_name, metadata.secret_version or "")
-        cached = self._values.get(key)
-        if cached is not None and metadata.secret_version is not None:
+        version = metadata.secret_version
+        key = (metadata.secret_name, version) if version is not None else None
+        cached = self._values.get(key) if key is not None else None
+        if key is not None and cached is not None:
             self._values.move_to_end(key)
             return cached
         try:
-            secret = await self._secrets.get_secret(metadata.secret_name, metadata.secret_version)
+            secret = await self._secrets.get_secret(metadata.secret_name, version)
         except NotFound:
             raise NotFound(f"the value of credential {metadata.id} is missing from the secret store") from None
         value = from_secret_json(secret.reveal())
-        self._values[key] = value
-        if len(self._values) > _CACHE_SIZE:
-            self._values.popitem(last=False)
+        if key is not None:
+            self._values[key] = value
+            if len(self._values) > _CACHE_SIZE:
+                self._values.popitem(last=False)
         return value
 
     async def create(self, metadata: CredentialMetadata, value: Credential) -> CredentialMetadata:
