@@ -70,12 +70,6 @@ class Settings(BaseSettings):
         ge=1,
         description="The queue's max delivery count (Service Bus default 10); the embedded queue obeys it.",
     )
-    max_delivery_count: int = Field(
-        default=10,
-        validation_alias="SERVICE_BUS_MAX_DELIVERY_COUNT",
-        ge=1,
-        description="The queue's max delivery count (Service Bus default 10); the embedded queue obeys it.",
-    )
 
     rate_limit_overrides: dict[str, Any] = Field(
         default_factory=dict,
