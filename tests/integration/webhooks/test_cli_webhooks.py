@@ -331,7 +331,7 @@ async def test_notion_registrations_take_no_secret_at_add(connection: None, rece
     assert registration["secretName"] == f"acme--{registration['id']}--webhook-secret"
 
 
-async def test_the_operator_lists_every_token_and_promotes_the_one_notion_shows(
+async def test_the_operator_lists_every_token_reveals_and_promotes_the_one_notion_sent(
     connection: None, receiver: Receiver
 ) -> None:
     registration = await add_notion()
