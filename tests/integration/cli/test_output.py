@@ -24,6 +24,7 @@ LIST_COMMANDS = [
     ["tasks", "list"],
     ["queue", "peek", "sync-inbound", "--dead-letter"],
     ["queue", "dead-letters", "sync-inbound"],
+    ["webhooks", "list"],
 ]
 
 
@@ -31,6 +32,7 @@ LIST_COMMANDS = [
 def one_of_each(seeded: Path) -> Path:
     castiel("tasks", "add", "--tenant", "acme", "--connection", "gh", "--id", "t1")
     dead_letter_one(seeded, "sync-inbound", "m-1")
+    castiel("webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "github", "--secret", "s")
     return seeded
 
 
