@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -163,12 +164,12 @@ class GitHubApi(ProviderApi):
             return self._invalid(str(exc))
         if state not in ("open", "closed", "all") or per_page < 1 or page < 1:
             return self._invalid("state, per_page or page is out of range")
-        if sort != "updated":
-            return self._invalid("the sandbox serves sort=updated only")
+        if sort not in ("updated", "created"):
+            return self._invalid("the sandbox sorts by updated or created")
         ascending = direction == "asc"
-        signature = (state, since, ascending, per_page)
+        signature = (sort, state, since, ascending, per_page)
         start = self._continuations.get((*signature, page))
-        listed = self._listing(state, since, ascending, start)
+        listed = self._listing(sort, state, since, ascending, start)
         if start is None:
             for _ in range((page - 1) * per_page):
                 if next(listed, None) is None:
@@ -177,12 +178,15 @@ class GitHubApi(ProviderApi):
         shown, more = items[:per_page], len(items) > per_page
         headers = {}
         if more:
-            self._remember((*signature, page + 1), shown[-1].key)
+            last = shown[-1]
+            self._remember((*signature, page + 1), (last.key[0], last.body["number"]))
             headers["link"] = f'<{request.url.include_query_params(page=page + 1)}>; rel="next"'
         return json_response([item.body for item in shown], headers=headers)
 
-    def _listing(self, state: str, since: float | None, ascending: bool, start: Key | None) -> Any:
-        if ascending:
+    def _listing(self, sort: str, state: str, since: float | None, ascending: bool, start: Key | None) -> Any:
+        if sort == "created":
+            items = self._by_number(ascending, start)
+        elif ascending:
             low = start if start is not None else (None if since is None else (since, -1))
             items = self.issues.after(low)
         else:
@@ -192,6 +196,19 @@ class GitHubApi(ProviderApi):
             for item in items
             if (state == "all" or item.body["state"] == state) and (since is None or item.key[0] >= since)
         )
+
+    def _by_number(self, ascending: bool, start: Key | None) -> Iterator[Item]:
+        """Issues in creation (number) order, after the number in ``start`` when given."""
+        after = -1 if start is None else int(start[1])
+        numbers = (
+            range(after + 1, self._next_number)
+            if ascending
+            else range((self._next_number if start is None else after) - 1, 0, -1)
+        )
+        for number in numbers:
+            item = self.issues.get(str(ID_BASE + number))
+            if item is not None and not item.deleted:
+                yield item
 
     def _remember(self, key: tuple[Any, ...], last: Key) -> None:
         self._continuations[key] = last
