@@ -27,7 +27,15 @@ from adapters.cursors import CursorExpired
 from adapters.resolution import Action, ResolutionTable, Rule
 from adapters.wire import Reply, RequestSpec
 from castiel.clock import Clock, system_clock
-from castiel.errors import CastielError, ConfigError, NotFound, PermanentError, RateLimited, RetryableError
+from castiel.errors import (
+    CastielError,
+    ConfigError,
+    Deferred,
+    NotFound,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+)
 from castiel.models import Connection, RateLimitCheck
 from castiel.ratelimit.limiter import raise_for_check
 from castiel.ratelimit.policy import LimitedOperation
@@ -270,7 +278,12 @@ class HttpEngine:
             operation=operation,
             profile=session.rate_profile,
         )
-        raise_for_check(check)
+        try:
+            raise_for_check(check)
+        except Deferred as exc:
+            raise Deferred(f"{session.where}: {exc}", exc.retry_after) from None
+        except RateLimited as exc:
+            raise RateLimited(f"{session.where}: {exc}", exc.retry_after, exc.level) from None
 
     async def _observe(self, session: Session, response: httpx.Response) -> None:
         connection = session.connection

@@ -7,6 +7,7 @@ connection last, so an interrupted cascade is finished by running it again.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, Any
 
@@ -16,12 +17,34 @@ from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, wit
 from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
 from castiel.cli.lookup import create_named, find_named
 from castiel.errors import PreconditionFailed
-from castiel.models import Connection, Provider, SyncMode, SyncTask, TaskStatus, WebhookRegistration
+from castiel.models import (
+    ConflictStrategy,
+    Connection,
+    DedupStrategy,
+    Provider,
+    SyncMode,
+    SyncTask,
+    TaskStatus,
+    WebhookRegistration,
+)
 from castiel.ports import DocumentStore, Filter, Query, SecretStore
 from castiel.webhooks.admin import WebhookAdmin
 from castiel.webhooks.registrations import WebhookRegistrations
 
 connections_app = typer.Typer(no_args_is_help=True, help="Tenant connections to providers.")
+
+
+def _json_object(value: str) -> str:
+    """``value`` if empty or a JSON object, else ``typer.BadParameter``."""
+    if not value:
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter(f"{value[:60]!r} is not a JSON object")
+    return value
 
 
 @connections_app.command("add")
@@ -37,6 +60,22 @@ def connections_add(
     base_url: Annotated[
         str, typer.Option("--base-url", callback=check_http_url, help="Provider API base URL (http or https).")
     ] = "",
+    settings: Annotated[
+        str,
+        typer.Option(
+            "--settings",
+            callback=_json_object,
+            help='Provider settings as a JSON object, e.g. {"repository": "acme/widgets"}.',
+        ),
+    ] = "",
+    credential: Annotated[
+        str,
+        typer.Option("--credential", callback=check_optional_id, help="Id of the credential it authenticates with."),
+    ] = "",
+    conflict_strategy: Annotated[
+        ConflictStrategy, typer.Option(help="Conflict strategy.")
+    ] = ConflictStrategy.LOCAL_WINS,
+    dedup_strategy: Annotated[DedupStrategy, typer.Option(help="Dedup strategy.")] = DedupStrategy.EXTERNAL_ID,
 ) -> None:
     """Add a connection and print it as JSON."""
     connection = Connection(
@@ -47,6 +86,10 @@ def connections_add(
         base_url=base_url or None,
         entity_types=[name.strip() for name in entity_types.split(",") if name.strip()],
         sync_direction=direction,
+        settings=json.loads(settings) if settings else {},
+        credential_id=credential or None,
+        conflict_strategy=conflict_strategy,
+        dedup_strategy=dedup_strategy,
     )
     stored = run(with_store(lambda store: create_named(store, connection, "connection"), create=True))
     echo_json(public(stored))

@@ -20,7 +20,9 @@ from typer.core import TyperGroup
 from castiel.cli.connections import connections_app
 from castiel.cli.credentials import credentials_app
 from castiel.cli.exits import one_line_errors
+from castiel.cli.probe import connections_fetch, connections_test
 from castiel.cli.queue import queue_app
+from castiel.cli.sandbox import sandbox_app
 from castiel.cli.serve import serve
 from castiel.cli.status import status
 from castiel.cli.tasks import tasks_app
@@ -75,8 +77,11 @@ def _root(
 
 app.command()(serve)
 app.command()(status)
+connections_app.command("test")(connections_test)
+connections_app.command("fetch")(connections_fetch)
 app.add_typer(connections_app, name="connections")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(queue_app, name="queue")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(sandbox_app, name="sandbox")
