@@ -18,7 +18,8 @@ from datetime import timedelta
 import httpx
 import redis.asyncio as aioredis
 
-from adapters.base import AdapterRegistry
+from adapters.engine import HttpEngine
+from adapters.providers import build_registry
 from castiel.backends import data_dir_redis
 from castiel.backends.data_dir import require_data_dir
 from castiel.backends.redis_client import connect, redacted, unreachable
@@ -26,6 +27,7 @@ from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
 from castiel.credentials.vault import CredentialVault
+from castiel.credentials.webhook_secrets import WebhookSecrets
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.settings import Settings, get_settings
@@ -175,12 +177,12 @@ class Runtime:
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         # Its own client, failing faster still: with Redis unreachable the limiter answers from its local window.
         limiter = RateLimiter.from_settings(settings, connect(redis_url), clock=clock)
-        adapters = AdapterRegistry()
+        credentials = CredentialVault.wire(store, secrets, redis, http, clock=clock)
+        adapters = build_registry(HttpEngine(http, limiter, credentials, clock=clock))
         policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)
         registrations = WebhookRegistrations(store, clock=clock)
-        verifiers = Verifiers(secrets, GoogleSigningKeys(http, clock=clock), clock=clock)
+        verifiers = Verifiers(WebhookSecrets(store, secrets), GoogleSigningKeys(http, clock=clock), clock=clock)
         ledger = DeliveryLedger(redis, store, clock=clock)
-        credentials = CredentialVault.wire(store, secrets, redis, http, clock=clock)
         return cls(
             settings=settings,
             store=store,

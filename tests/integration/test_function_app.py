@@ -117,8 +117,8 @@ async def test_webhook_to_an_unknown_registration_is_a_404_with_a_reason(runtime
     assert "nope" in json.loads(response.get_body())["error"]
 
 
-async def seed_connection_and_task(runtime: Runtime) -> SyncTask:
-    connection = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
+async def seed_connection_and_task(runtime: Runtime, provider: Provider = Provider.GITHUB) -> SyncTask:
+    connection = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=provider)
     await runtime.store.create(Connection.container, connection.to_doc())
     task = SyncTask(
         id="task-1",
@@ -145,11 +145,12 @@ async def test_the_inbound_worker_refuses_an_undecodable_body(runtime: Runtime) 
 
 
 async def test_the_inbound_worker_runs_the_task_lifecycle(runtime: Runtime) -> None:
-    await seed_connection_and_task(runtime)
+    # A provider without an adapter (the five have one) fails permanently: the failed end of the lifecycle.
+    await seed_connection_and_task(runtime, Provider.STANDARD)
     await call("sync_scheduler", TimerRequest(past_due=False))
     (queued,) = await runtime.queue.peek("sync-inbound")
 
-    with pytest.raises(PermanentError, match="no adapter is installed for provider 'github'"):
+    with pytest.raises(PermanentError, match="no adapter is installed for provider 'standard'"):
         await call("sync_inbound_worker", service_bus_message(queued.body, queued.message_id))
 
     task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
@@ -181,9 +182,10 @@ async def test_the_outbound_worker_never_echoes_a_change_to_its_source(runtime: 
     await runtime.store.create(Connection.container, source.to_doc())
     await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
 
-    target = Connection(id="conn-2", tenant_id="t1", integration_id="notion", provider=Provider.NOTION)
+    # A target without an adapter makes the push attempt visible: conn-2 is tried, conn-1 never is.
+    target = Connection(id="conn-2", tenant_id="t1", integration_id="standard", provider=Provider.STANDARD)
     await runtime.store.create(Connection.container, target.to_doc())
-    with pytest.raises(PermanentError, match="'notion'"):
+    with pytest.raises(PermanentError, match="'standard'"):
         await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
 
 
