@@ -92,6 +92,12 @@ class BaseAdapter:
         self.engine = engine
         self._connected: dict[tuple[str, str | None, str], dict[str, str]] = {}
 
+    @classmethod
+    def entity_types_of(cls, connection: Connection) -> Mapping[str, str]:
+        """The entity types ``connection`` can sync, each with its default shard type: the provider's own list (a
+        provider of open-ended types, such as Salesforce's sObjects, takes the connection's)."""
+        return cls.entity_types
+
     # ---------------------------------------------------------------- declarations
 
     async def stream(self, session: Session, entity_type: str) -> Stream[Any]:

@@ -24,7 +24,7 @@ retried from the last checkpoint; an expired session is a 401 ``INVALID_SESSION_
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -102,6 +102,11 @@ class SalesforceAdapter(BaseAdapter):
     )
     default_rate_limit_pause = 3600.0
     entity_types: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def entity_types_of(cls, connection: Connection) -> Mapping[str, str]:
+        """Any sObject: the connection's entity types (default ``Account`` and ``Contact``), shard type lower-cased."""
+        return {name: name.lower() for name in connection.entity_types or DEFAULT_ENTITY_TYPES}
 
     async def on_connect(self, session: Session) -> None:
         """The API version: the setting, else the newest the org offers."""

@@ -307,8 +307,17 @@ class SyncCounts(WireModel):
     failed: int = 0
 
 
+class RecordFailure(WireModel):
+    """A record a sync could not take (it failed mapping): which one, and why."""
+
+    entity_type: str
+    external_id: str
+    reason: str
+
+
 class SyncResult(TenantDocument):
-    """One execution of a sync task."""
+    """One execution of a sync task: ``phase`` is where it is now (``complete`` once done), ``phases`` the time
+    spent in each so far, ``failures`` the first records it could not take (``counts.failed`` counts them all)."""
 
     container: ClassVar[str] = "sync-results"
 
@@ -317,10 +326,14 @@ class SyncResult(TenantDocument):
     status: str
     started_at: UtcDateTime
     finished_at: UtcDateTime | None = None
+    phase: str | None = None
     phases: list[PhaseTiming] = Field(default_factory=list)
+    pages: int = 0
     counts: SyncCounts = Field(default_factory=SyncCounts)
+    failures: list[RecordFailure] = Field(default_factory=list)
     error: str | None = None
     correlation_id: str
+    trigger: TriggerKind | None = None
 
 
 class ConnectionSyncState(WireModel):

@@ -80,9 +80,12 @@ def build_queue(
     if not create:
         require_data_dir(settings.data_dir)
 
-    if shared is not None:
-        return SqliteMessageQueue(shared, clock=clock, max_delivery_count=settings.max_delivery_count)
-    return SqliteMessageQueue.from_settings(settings, clock=clock)
+    return SqliteMessageQueue(
+        settings.data_dir / DATABASE_FILE if shared is None else shared,
+        clock=clock,
+        lock_duration_seconds=settings.lock_duration_seconds,
+        max_delivery_count=settings.max_delivery_count,
+    )
 
 
 def open_shared_database(settings: Settings) -> SqliteDatabase | None:
@@ -199,7 +202,15 @@ class Runtime:
                 stuck_timeout=timedelta(minutes=settings.sync_stuck_timeout_minutes),
                 clock=clock,
             ),
-            inbound=InboundSync(store, adapters, limiter, policy, clock=clock),
+            inbound=InboundSync(
+                store,
+                adapters,
+                limiter,
+                policy,
+                retention=timedelta(days=settings.sync_tombstone_retention_days),
+                progress_interval=settings.sync_progress_interval_seconds,
+                clock=clock,
+            ),
             outbound=OutboundSync(store, adapters, policy),
             refresher=TokenRefresher(
                 store,

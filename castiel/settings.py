@@ -56,6 +56,19 @@ class Settings(BaseSettings):
         ge=1,
         description="A task queued or running longer than this is assumed lost and re-pended.",
     )
+    sync_tombstone_retention_days: int = Field(
+        default=30,
+        validation_alias="SYNC_TOMBSTONE_RETENTION_DAYS",
+        ge=1,
+        description="How long a deleted record's tombstones (its shard and external-id link) are kept, then expire.",
+    )
+    sync_progress_interval_seconds: float = Field(
+        default=5.0,
+        validation_alias="SYNC_PROGRESS_INTERVAL_SECONDS",
+        ge=0,
+        description="A running sync rewrites its sync-results document at each new phase and at most this often "
+        "in between (0: after every page).",
+    )
     token_expiry_threshold_minutes: int = Field(default=420, validation_alias="TOKEN_EXPIRY_THRESHOLD_MINUTES", ge=1)
     token_refresh_concurrency: int = Field(
         default=8,
@@ -69,6 +82,14 @@ class Settings(BaseSettings):
         validation_alias="SERVICE_BUS_MAX_DELIVERY_COUNT",
         ge=1,
         description="The queue's max delivery count (Service Bus default 10); the embedded queue obeys it.",
+    )
+    lock_duration_seconds: float = Field(
+        default=60.0,
+        validation_alias="SERVICE_BUS_LOCK_DURATION_SECONDS",
+        gt=0,
+        le=300,
+        description="The queue's peek-lock duration (Service Bus default 60 s, set on the queue); the embedded queue "
+        "obeys it. A worker that dies leaves its message locked this long before it is redelivered.",
     )
 
     rate_limit_overrides: dict[str, Any] = Field(

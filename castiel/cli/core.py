@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from castiel.cli.conflicts import conflicts_app
 from castiel.cli.connections import connections_app
 from castiel.cli.credentials import credentials_app
 from castiel.cli.exits import one_line_errors
@@ -24,7 +25,9 @@ from castiel.cli.probe import connections_fetch, connections_test
 from castiel.cli.queue import queue_app
 from castiel.cli.sandbox import sandbox_app
 from castiel.cli.serve import serve
+from castiel.cli.shards import shards_app
 from castiel.cli.status import status
+from castiel.cli.sync import sync_app
 from castiel.cli.tasks import tasks_app
 from castiel.cli.webhooks import webhooks_app
 
@@ -85,3 +88,6 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(queue_app, name="queue")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(sync_app, name="sync")
+app.add_typer(shards_app, name="shards")
+app.add_typer(conflicts_app, name="conflicts")

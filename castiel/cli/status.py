@@ -1,5 +1,5 @@
 """``castiel status``: which data directory, whether a ``serve`` runs on it and when the scheduler fires next; then
-tasks per status, shards per type, queue depths and the last results."""
+tasks per status, live shards per type, open conflicts and duplicate candidates, queue depths and the last results."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from adapters.providers import ADAPTER_TYPES
 from castiel.backends import data_dir_redis
 from castiel.backends.data_dir import shown
 from castiel.backends.redis_client import redacted
@@ -15,10 +16,11 @@ from castiel.cli.queue import queue_names
 from castiel.clock import Clock, now_utc, system_clock
 from castiel.devhost.instance import running_serve
 from castiel.devhost.timers import next_fire, timer_schedule
-from castiel.errors import CastielError
-from castiel.models import Connection, Shard, SyncResult, SyncTask, TaskStatus, format_utc
+from castiel.errors import CastielError, ConfigError
+from castiel.models import Conflict, ConflictStatus, Connection, Shard, SyncResult, SyncTask, TaskStatus, format_utc
 from castiel.ports import DocumentStore, Filter, MessageQueue, Query
 from castiel.settings import Settings
+from castiel.sync.pull import mapping_of
 
 SCHEDULER_FUNCTION = "sync_scheduler"
 DEFAULT_APP = "function_app:app"
@@ -31,17 +33,38 @@ async def collect_status(store: DocumentStore, queue: MessageQueue, settings: Se
         for status in TaskStatus
     }
     connections = await store.query(Connection.container, Query())
-    shard_types = sorted({kind for doc in connections.items for kind in doc.get("entityTypes", [])})
+    shard_types = sorted({kind for doc in connections.items for kind in _shard_types(Connection.model_validate(doc))})
+    live = Filter("deleted", "==", False)
     shards = {
-        kind: await store.count(Shard.container, Query(filters=(Filter("shardType", "==", kind),)))
+        kind: await store.count(Shard.container, Query(filters=(Filter("shardType", "==", kind), live)))
         for kind in shard_types
+    }
+    waiting = Filter("status", "==", ConflictStatus.OPEN.value)
+    conflicts = {
+        "open": await store.count(Conflict.container, Query(filters=(waiting, Filter("kind", "==", "field")))),
+        "duplicateCandidates": await store.count(
+            Conflict.container, Query(filters=(waiting, Filter("kind", "==", "duplicate")))
+        ),
     }
     queues = {}
     for name in queue_names(settings, None):
         counts = await queue.stats(name)
         queues[name] = {"active": counts.active, "scheduled": counts.scheduled, "dead_lettered": counts.dead_lettered}
     results = await store.query(SyncResult.container, Query(order_by=(("startedAt", "desc"),), limit=10))
-    return {"tasks": tasks, "shards": shards, "queues": queues, "lastResults": results.items}
+    return {"tasks": tasks, "shards": shards, "conflicts": conflicts, "queues": queues, "lastResults": results.items}
+
+
+def _shard_types(connection: Connection) -> set[str]:
+    """The shard types a connection's records land in: its entity mapping's, for the entity types it syncs."""
+    adapter = next((kind for kind in ADAPTER_TYPES if kind.provider is connection.provider), None)
+    if adapter is None:
+        return set()
+    try:
+        mapping = mapping_of(connection, adapter)
+    except ConfigError:
+        return set()  # refused when it was set, so only a document edited by hand; sync reports it
+    known = adapter.entity_types_of(connection)
+    return {mapping.entity(name).shard_type for name in connection.entity_types or known if name in known}
 
 
 def collect_host(settings: Settings, clock: Clock = system_clock) -> dict[str, Any]:
@@ -88,6 +111,7 @@ def status(as_json: JsonFlag = False) -> None:
         typer.echo(line)
     typer.echo("tasks:   " + "  ".join(f"{key}={value}" for key, value in report["tasks"].items()))
     typer.echo("shards:  " + ("  ".join(f"{key}={value}" for key, value in report["shards"].items()) or "none"))
+    typer.echo("conflicts: " + "  ".join(f"{key}={value}" for key, value in report["conflicts"].items()))
     for name, counts in report["queues"].items():
         typer.echo(f"queue {name}: " + "  ".join(f"{key}={value}" for key, value in counts.items()))
     for result in report["lastResults"]:

@@ -1,38 +1,72 @@
 """The inbound worker's service: one ``SyncTaskMessage`` through the task lifecycle (DESIGN §3, §4).
 
-``queued`` → ``running`` (etag-conditional) → the pull → ``pending`` with ``nextRunAt = now + interval`` on success,
-``failed`` on a permanent error; every execution leaves a ``sync-results`` document. The pull itself runs through the
-provider's adapter from the registry; a connection whose provider has no adapter installed fails permanently with
-that reason.
+``queued`` → ``running`` (etag-conditional) → the pull (``pull.py``: every page since the task's checkpoints into
+shards) → ``pending`` with ``nextRunAt = now + interval`` on success. Every execution leaves a ``sync-results``
+document, written as it goes (``results.py``). How an execution ends, by what stopped it:
 
-Every pull is admitted by the rate limiter first. A connection paused by its provider (a 429, or a daily quota spent)
-checkpoints the task as ``paused`` until the reset — the scheduler resumes it then — instead of failing; a fetch
-over a sliding-window limit is deferred (the message is re-sent when the window has room), the task back to
-``queued``.
+- a permanent error (bad configuration, no adapter): ``failed``, and the message is dead-lettered with the reason;
+- a dead grant (``InvalidGrant``: the provider refused even a refreshed token, or the credential already needs
+  re-authorisation): ``needs_reauth`` — re-authorising resumes it (``castiel credentials connect``), so the message
+  is completed, not dead-lettered;
+- a pause the provider imposed (a 429 or a spent quota, at the rate check or mid-pull): ``paused`` until it ends,
+  the scheduler resumes it then;
+- a fetch over a sliding-window limit: deferred — the message is re-sent when the window has room, the task back
+  to ``queued``;
+- a retryable error: the task stays ``running`` and the message is retried; the retry resumes from the last
+  checkpoint.
 
 A message for a task that is not ``queued`` or ``running`` is skipped, with one exception: a dead letter an operator
 resubmitted (``castiel queue resubmit``, after fixing the cause) runs its ``failed`` task again.
+
+``run_now`` is ``castiel sync run``: the same execution in the foreground, on the connection's task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from adapters.base import AdapterRegistry
 from castiel.clock import Clock, now_utc, system_clock
-from castiel.errors import Deferred, NotFound, PermanentError, PreconditionFailed, RetryableError
-from castiel.models import Connection, SyncResult, SyncTask, SyncTaskMessage, TaskStatus, stable_id
-from castiel.ports import DocumentStore
-from castiel.ratelimit.limiter import RateLimiter, raise_for_check
+from castiel.errors import (
+    CastielError,
+    Deferred,
+    InvalidGrant,
+    NotFound,
+    PermanentError,
+    PreconditionFailed,
+    RateLimited,
+    RetryableError,
+)
+from castiel.models import (
+    Connection,
+    SyncMode,
+    SyncResult,
+    SyncTask,
+    SyncTaskMessage,
+    TaskStatus,
+    TriggerKind,
+    format_utc,
+    stable_id,
+)
+from castiel.ports import DocumentStore, Filter, Query
+from castiel.ratelimit.limiter import RateLimiter
 from castiel.ratelimit.policy import PROVIDER_LEVEL
+from castiel.sync.checkpoints import RunningTask
 from castiel.sync.delivery import Delivery, DeliveryPolicy, GiveUpHook, decode_body
-from castiel.telemetry import correlation, log_event
+from castiel.sync.pull import PageHook, Puller, PullOptions
+from castiel.sync.results import Phase, ResultRecorder
+from castiel.telemetry import correlation, log_event, new_correlation_id
 
 _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+_PULLING = (SyncMode.PULL, SyncMode.BIDIRECTIONAL)
+
+Outcome = tuple[SyncResult, CastielError | None]
+"""An execution's result document, and the error the queue worker raises to settle its message (None: complete)."""
 
 
 class InboundSync:
-    """Runs sync tasks delivered on ``sync-inbound``."""
+    """Runs sync tasks delivered on ``sync-inbound`` (and on demand, ``run_now``)."""
 
     def __init__(
         self,
@@ -41,12 +75,16 @@ class InboundSync:
         limiter: RateLimiter,
         policy: DeliveryPolicy,
         *,
+        retention: timedelta | None = None,
+        progress_interval: float = 5.0,
+        hooks: Sequence[PageHook] = (),
         clock: Clock = system_clock,
     ) -> None:
         self._store = store
-        self._adapters = adapters
-        self._limiter = limiter
         self._policy = policy
+        self._puller = Puller(store, adapters, limiter, retention=retention, clock=clock)
+        self._interval = progress_interval
+        self._hooks = tuple(hooks)
         self._clock = clock
 
     async def handle(self, delivery: Delivery) -> None:
@@ -57,11 +95,37 @@ class InboundSync:
                 delivery, lambda _: self._run(message, delivery.resubmitted), self._give_up_hook(message)
             )
 
+    async def run_now(
+        self,
+        tenant_id: str,
+        connection_id: str,
+        *,
+        entity_type: str | None = None,
+        full: bool = False,
+        on_page: PageHook | None = None,
+    ) -> SyncResult:
+        """Pull ``connection_id`` now, on its sync task (its checkpoints, unless ``full``); the result document,
+        whatever the outcome. ``NotFound`` without the connection or a pulling task; ``PreconditionFailed`` when the
+        task is queued or running already."""
+        task = await self._task_of(tenant_id, connection_id)
+        if task.status in _ACTIVE:
+            since = format_utc(task.status_changed_at) if task.status_changed_at else "unknown"
+            raise PreconditionFailed(
+                f"task {task.id} of connection {connection_id} is {task.status.value} (since {since}): "
+                "a worker has it; wait for it to finish"
+            )
+        hooks = (*self._hooks, on_page) if on_page is not None else self._hooks
+        with correlation(new_correlation_id()) as correlation_id:
+            result, _ = await self._execute(
+                task, correlation_id, TriggerKind.MANUAL, PullOptions(entity_type, full), hooks, manual=True
+            )
+        return result
+
     def _give_up_hook(self, message: SyncTaskMessage) -> GiveUpHook:
         async def give_up(_: Delivery, reason: str) -> None:
             task = await self._load(message)
             if task is not None:
-                await self._set_status(task, TaskStatus.FAILED, error=reason)
+                await RunningTask(self._store, task, clock=self._clock).move(TaskStatus.FAILED, error=reason)
 
         return give_up
 
@@ -72,55 +136,86 @@ class InboundSync:
         elif task is None or task.status not in _ACTIVE:
             log_event("inbound.skipped", task_id=message.task_id, status=task.status.value if task else "absent")
             return
-        task = await self._set_status(task, TaskStatus.RUNNING)
-        started = now_utc(self._clock)
-        result = SyncResult(
-            id=stable_id("result", task.id, message.correlation_id, started.timestamp()),
-            tenant_id=task.tenant_id,
-            task_id=task.id,
-            connection_id=task.connection_id,
-            status="running",
-            started_at=started,
-            correlation_id=message.correlation_id,
-        )
-        try:
-            paused_until = await self._pull(task)
-        except Deferred:
-            await self._record(result, "deferred", None)
-            await self._set_status(task, TaskStatus.QUEUED, result_id=result.id)
-            raise
-        except PermanentError as exc:
-            await self._record(result, "failed", str(exc))
-            await self._set_status(task, TaskStatus.FAILED, error=str(exc), result_id=result.id)
-            raise
-        except RetryableError as exc:
-            await self._record(result, "retrying", str(exc))
-            raise
-        if paused_until is not None:
-            await self._record(result, "paused", f"provider paused the connection until {paused_until.isoformat()}")
-            await self._set_status(task, TaskStatus.PAUSED, result_id=result.id, paused_until=paused_until)
-            return
-        await self._record(result, "succeeded", None)
-        await self._set_status(task, TaskStatus.PENDING, result_id=result.id)
+        _, error = await self._execute(task, message.correlation_id, message.trigger, PullOptions(), self._hooks)
+        if error is not None:
+            raise error
 
-    async def _pull(self, task: SyncTask) -> datetime | None:
-        """Run the pull; returns the time the provider's pause ends when the connection is paused instead."""
+    async def _execute(
+        self,
+        task: SyncTask,
+        correlation_id: str,
+        trigger: TriggerKind,
+        options: PullOptions,
+        hooks: Sequence[PageHook],
+        *,
+        manual: bool = False,
+    ) -> Outcome:
+        started = now_utc(self._clock)
+        recorder = ResultRecorder(
+            self._store,
+            SyncResult(
+                id=stable_id("result", task.id, correlation_id, started.timestamp()),
+                tenant_id=task.tenant_id,
+                task_id=task.id,
+                connection_id=task.connection_id,
+                status="running",
+                started_at=started,
+                correlation_id=correlation_id,
+                trigger=trigger,
+            ),
+            interval=self._interval,
+            clock=self._clock,
+        )
+        running = RunningTask(self._store, task, clock=self._clock)
+        settle = _Settle(running, recorder, manual)
+        try:
+            async with recorder.phase(Phase.RECEIVED):
+                await running.move(TaskStatus.RUNNING)
+                connection = await self._connection(task)
+            paused_until = await self._puller.pull(running, connection, recorder, options, hooks)
+        except InvalidGrant as exc:
+            return await settle.ended("needs_reauth", TaskStatus.NEEDS_REAUTH, exc), None
+        except RateLimited as exc:
+            if exc.level != PROVIDER_LEVEL:
+                return await settle.retry(exc)
+            until = now_utc(self._clock) + timedelta(seconds=exc.retry_after)
+            return await settle.paused(until), None
+        except Deferred as exc:
+            deferred = TaskStatus.PENDING if manual else TaskStatus.QUEUED
+            return await settle.ended("deferred", deferred, exc, reschedule=False), exc
+        except PermanentError as exc:
+            return await settle.ended("failed", TaskStatus.FAILED, exc), exc
+        except RetryableError as exc:
+            return await settle.retry(exc)
+        if paused_until is not None:
+            return await settle.paused(paused_until), None
+        result = await recorder.finish("succeeded")
+        await running.move(TaskStatus.PENDING, result_id=result.id)
+        log_event("inbound.pulled", task_id=task.id, pages=result.pages, **result.counts.model_dump())
+        return result, None
+
+    async def _connection(self, task: SyncTask) -> Connection:
         try:
             doc = await self._store.read(Connection.container, task.connection_id, task.tenant_id)
         except NotFound:
             raise PermanentError(f"connection {task.connection_id} of task {task.id} does not exist") from None
-        connection = Connection.model_validate(doc)
-        check = await self._limiter.check(
-            tenant_id=task.tenant_id,
-            connection_id=connection.id,
-            provider=connection.provider.value,
-            operation="fetch",
-        )
-        if not check.allowed and check.level == PROVIDER_LEVEL:
-            return check.reset_at
-        raise_for_check(check)
-        self._adapters.get(connection.provider)
-        return None
+        return Connection.model_validate(doc)
+
+    async def _task_of(self, tenant_id: str, connection_id: str) -> SyncTask:
+        try:
+            await self._store.read(Connection.container, connection_id, tenant_id)
+        except NotFound:
+            raise NotFound(f"connection {connection_id!r} of tenant {tenant_id!r} not found") from None
+        query = Query(filters=(Filter("connectionId", "==", connection_id),), partition_key=tenant_id)
+        tasks = [SyncTask.model_validate(doc) for doc in (await self._store.query(SyncTask.container, query)).items]
+        pulling = sorted((task for task in tasks if task.sync_mode in _PULLING), key=lambda task: task.id)
+        if not pulling:
+            raise NotFound(
+                f"connection {connection_id!r} of tenant {tenant_id!r} has no pull or bidirectional sync task "
+                f"(its checkpoints live on one): add one with `castiel tasks add --tenant {tenant_id} "
+                f"--connection {connection_id}`"
+            )
+        return pulling[0]
 
     async def _load(self, message: SyncTaskMessage) -> SyncTask | None:
         if message.task_id is None:
@@ -132,34 +227,31 @@ class InboundSync:
         except NotFound:
             return None
 
-    async def _set_status(
-        self,
-        task: SyncTask,
-        status: TaskStatus,
-        *,
-        error: str | None = None,
-        result_id: str | None = None,
-        paused_until: datetime | None = None,
-    ) -> SyncTask:
-        now = now_utc(self._clock)
-        update: dict[str, object] = {
-            "status": status,
-            "status_changed_at": now,
-            "last_error": error,
-            "paused_until": paused_until,
-        }
-        if status is TaskStatus.PENDING:
-            update["next_run_at"] = now + timedelta(minutes=task.interval_minutes)
-        if result_id is not None:
-            update["last_result_id"] = result_id
-        try:
-            stored = await self._store.replace(
-                SyncTask.container, task.model_copy(update=update).to_doc(), if_match=task.etag
-            )
-        except PreconditionFailed as exc:
-            raise RetryableError(f"task {task.id} changed while it was being processed") from exc
-        return SyncTask.model_validate(stored)
 
-    async def _record(self, result: SyncResult, status: str, error: str | None) -> None:
-        finished = result.model_copy(update={"status": status, "error": error, "finished_at": now_utc(self._clock)})
-        await self._store.upsert(SyncResult.container, finished.to_doc())
+class _Settle:
+    """How an execution that did not succeed ends: its result document, then its task."""
+
+    def __init__(self, running: RunningTask, recorder: ResultRecorder, manual: bool) -> None:
+        self._running = running
+        self._recorder = recorder
+        self._manual = manual
+
+    async def ended(
+        self, status: str, task_status: TaskStatus, error: CastielError, *, reschedule: bool = True
+    ) -> SyncResult:
+        result = await self._recorder.finish(status, str(error))
+        task_error = None if isinstance(error, Deferred) else str(error)
+        await self._running.move(task_status, error=task_error, result_id=result.id, reschedule=reschedule)
+        return result
+
+    async def paused(self, until: datetime) -> SyncResult:
+        result = await self._recorder.finish("paused", f"provider paused the connection until {until.isoformat()}")
+        await self._running.move(TaskStatus.PAUSED, result_id=result.id, paused_until=until)
+        return result
+
+    async def retry(self, error: RetryableError) -> Outcome:
+        """The worker's message is retried (the task stays running, its checkpoints kept); a manual run fails, its
+        task back to ``pending`` for the scheduler."""
+        if not self._manual:
+            return await self._recorder.finish("retrying", str(error)), error
+        return await self.ended("failed", TaskStatus.PENDING, error, reschedule=False), None
