@@ -65,6 +65,8 @@ class Change:
 
 
 class PushStatus(StrEnum):
+    """What happened to one pushed change."""
+
     CREATED = "created"
     UPDATED = "updated"
     DELETED = "deleted"
@@ -87,15 +89,6 @@ class PushResult:
     def reason(self) -> str | None:
         """Why the change failed, None when it did not."""
         return None if self.error is None else str(self.error)
-
-    def to_json(self) -> JsonObject:
-        """``{status, externalId?, reason?}``."""
-        shown: JsonObject = {"status": self.status.value}
-        if self.external_id is not None:
-            shown["externalId"] = self.external_id
-        if self.error is not None:
-            shown["reason"] = str(self.error)
-        return shown
 
 
 @dataclass(frozen=True, slots=True)

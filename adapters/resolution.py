@@ -31,6 +31,8 @@ from adapters.wire import Reply
 
 
 class Action(StrEnum):
+    """What the engine does with a reply or an exception (the module docstring says how)."""
+
     SUCCESS = "success"
     RETRY = "retry"
     FAIL = "fail"

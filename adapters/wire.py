@@ -66,11 +66,6 @@ class Reply:
             return _NOT_JSON
 
     @property
-    def is_json(self) -> bool:
-        """True when the body is JSON."""
-        return self._decoded is not _NOT_JSON
-
-    @property
     def body(self) -> Any:
         """The decoded JSON body; None when the body is not JSON."""
         decoded = self._decoded

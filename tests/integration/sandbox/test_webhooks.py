@@ -80,7 +80,7 @@ async def test_a_wrong_secret_does_not_verify(sandbox: Sandbox) -> None:
     record = next(sandbox.github.issues.after(None)).body
     request = await deliver(sandbox, "github", Operation.UPDATE, record)
     verifier = build_verifier(Provider.GITHUB, ["another-secret"], {})
-    with pytest.raises(SignatureError, match="matches none of the registration.s secrets"):
+    with pytest.raises(SignatureError, match=r"matches none of the registration.s secrets"):
         await verifier.verify(request.headers, request.content, sandbox.shared.clock())
 
 

@@ -388,6 +388,13 @@ async def test_an_update_of_something_gone_fails_with_not_found(make: MakeAdapte
     assert isinstance(result.error, NotFound)
 
 
+async def test_discover_answers_from_the_providers_metadata(make: MakeAdapter) -> None:
+    api = Api(schema=[json_response(200, {})])
+    discovery = await make(api).discover(CONN)
+    assert discovery.to_json() == {"entities": [{"name": "thing", "shardType": "thing", "fields": []}], "available": []}
+    assert [request.url.path for request in api.requests] == ["/schema"]
+
+
 async def test_health_check_reports_auth_then_objects(make: MakeAdapter) -> None:
     api = Api(me=[json_response(200, {})], schema=[json_response(200, {})])
     report = await make(api).health_check(CONN)
