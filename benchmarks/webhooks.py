@@ -43,6 +43,7 @@ from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
+from castiel.credentials.webhook_secrets import WebhookSecrets
 from castiel.models import Provider, WebhookRegistration
 from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.ledger import DeliveryLedger
@@ -92,7 +93,7 @@ class Components:
         self.redis = aioredis.Redis.from_url(redis_url)
         self.http = httpx.AsyncClient()
         self.registrations = WebhookRegistrations(self.store)
-        verifiers = Verifiers(self.secrets, GoogleSigningKeys(self.http))
+        verifiers = Verifiers(WebhookSecrets(self.store, self.secrets), GoogleSigningKeys(self.http))
         self.receiver = WebhookReceiver(
             self.registrations,
             verifiers,

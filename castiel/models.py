@@ -466,6 +466,12 @@ class VerificationState(StrEnum):
 class WebhookRegistration(TenantDocument):
     """A webhook endpoint registered for one connection.
 
+    ``credential_id`` names the ``webhook_secret`` credential its deliveries are signed with
+    (``castiel.credentials.webhook_secrets``); None for a scheme without a secret and for a Notion registration whose
+    token is not yet confirmed. Registrations stored before signing secrets were credentials have only
+    ``secret_name`` (in the oldest stores shared by a connection's registrations) and verify with it until their
+    secret is next rotated, which gives them a credential of their own.
+
     ``verification`` is a Notion registration's: ``open`` while it takes verification tokens, ``confirmed`` once an
     operator promoted one; None for other providers, and for Notion registrations stored before it existed (they
     take no token until re-opened).
@@ -476,6 +482,7 @@ class WebhookRegistration(TenantDocument):
     provider: Provider
     connection_id: str
     integration_id: str
+    credential_id: str | None = None
     secret_name: str | None = None
     events: list[str] = Field(default_factory=list)
     status: str = "active"
@@ -548,6 +555,8 @@ class CredentialMetadata(TenantDocument):
     credential_type: str
     secret_name: str
     secret_version: str | None = None
+    previous_secret_version: str | None = None
+    """The version ``secret_version`` replaced: a rotated webhook secret keeps verifying for the rotation grace."""
     version: int = Field(default=1, ge=1)
     fence: int = Field(default=0, ge=0)
     status: CredentialStatus = CredentialStatus.ACTIVE

@@ -16,6 +16,7 @@ import typer
 from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_secrets, with_store
 from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
 from castiel.cli.lookup import create_named, find_named
+from castiel.cli.webhooks import admin_on
 from castiel.errors import PreconditionFailed
 from castiel.models import (
     ConflictStrategy,
@@ -161,9 +162,11 @@ async def _users(store: DocumentStore, connection: Connection) -> tuple[list[Syn
 async def _remove_registrations(
     store: DocumentStore, secrets: SecretStore, registrations: list[WebhookRegistration]
 ) -> None:
-    admin = WebhookAdmin(WebhookRegistrations(store), secrets)
-    for registration in registrations:
-        await admin.remove(registration.id)
+    async def remove_each(admin: WebhookAdmin) -> None:
+        for registration in registrations:
+            await admin.remove(registration.id)
+
+    await admin_on(store, secrets, remove_each)
 
 
 def _describe(tasks: list[SyncTask], registrations: list[WebhookRegistration]) -> str:

@@ -57,16 +57,22 @@ async def _with_vault(work: Callable[[CredentialVault, DocumentStore], Awaitable
     """Run ``work`` with the credential service on the configured store, secret store and Redis."""
 
     async def with_store_(store: DocumentStore) -> T:
-        async def with_secrets_(secrets: SecretStore) -> T:
-            async def with_redis_(client: redis.asyncio.Redis) -> T:
-                async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as http:
-                    return await work(CredentialVault.wire(store, secrets, client, http), store)
-
-            return await with_redis(with_redis_)
-
-        return await with_secrets(with_secrets_)
+        return await with_secrets(lambda secrets: with_vault_on(store, secrets, lambda vault: work(vault, store)))
 
     return await with_store(with_store_)
+
+
+async def with_vault_on(
+    store: DocumentStore, secrets: SecretStore, work: Callable[[CredentialVault], Awaitable[T]]
+) -> T:
+    """Run ``work`` with the credential service on ``store`` and ``secrets``, its locks on this data directory's
+    Redis (what another command group needs to change credentials the way these commands do)."""
+
+    async def with_redis_(client: redis.asyncio.Redis) -> T:
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as http:
+            return await work(CredentialVault.wire(store, secrets, client, http))
+
+    return await with_redis(with_redis_)
 
 
 def _value_fields(credential_type: str, value: str, from_file: Path | None) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""``castiel webhooks``: register endpoints, watch their health, and check a delivery a provider says we rejected."""
+"""``castiel webhooks``: register endpoints, watch their health, and check a delivery a provider says we rejected.
+
+A registration's signing secret is a ``webhook_secret`` credential (``castiel credentials show`` lists it by the id
+``add`` prints as ``credentialId``): the commands that change secrets go through the credential service, on the same
+Redis lock as ``castiel credentials rotate``.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,13 @@ import httpx
 import typer
 
 from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_secrets, with_store
+from castiel.cli.credentials import with_vault_on
 from castiel.cli.lookup import read_named
 from castiel.clock import system_clock
+from castiel.credentials.webhook_secrets import ROTATION_GRACE
 from castiel.errors import ConfigError, NotFound, RetryableError, SignatureError
-from castiel.models import Connection, Provider, WebhookAudit, WebhookRegistration, format_utc
-from castiel.ports import DocumentStore
+from castiel.models import Connection, Provider, RotationPolicy, WebhookAudit, WebhookRegistration, format_utc
+from castiel.ports import DocumentStore, SecretStore
 from castiel.webhooks.admin import WebhookAdmin
 from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.health import outcomes_named, recent_deliveries, registration_health
@@ -28,7 +35,6 @@ from castiel.webhooks.signatures import (
     build_verifier,
     check_verifiable,
 )
-from castiel.webhooks.verifiers import ROTATION_GRACE
 
 T = TypeVar("T")
 _GRACE_DAYS = ROTATION_GRACE.days
@@ -62,26 +68,46 @@ def add(
     service_account: ServiceAccount = "",
     organization_id: OrganizationId = "",
     events: Annotated[str, typer.Option(help="Comma-separated event names (informational).")] = "",
+    rotation_days: Annotated[int | None, typer.Option(min=1, help="Rotate the secret every N days.")] = None,
+    warn_before_days: Annotated[
+        int | None, typer.Option(min=0, help="Warn N days before the rotation is due (default 14).")
+    ] = None,
 ) -> None:
-    """Register an endpoint; prints its id and URL path as JSON. The secret goes to the secret store only."""
+    """Register an endpoint; prints its id and URL path as JSON. The secret becomes the registration's
+    webhook_secret credential (value in the secret store only); the token refresher warns before its rotation is due."""
     settings = _provider_settings(provider, audience, service_account, organization_id)
+    if warn_before_days is not None and rotation_days is None:
+        raise typer.BadParameter("--warn-before-days needs --rotation-days")
+    rotation = None
+    if rotation_days is not None:
+        rotation = RotationPolicy(interval_days=rotation_days, warn_before_days=warn_before_days or 14)
 
     async def register(admin: WebhookAdmin, store: DocumentStore) -> WebhookRegistration:
         conn = await read_named(store, Connection, "connection", connection, tenant)
         names = [name.strip() for name in events.split(",") if name.strip()]
-        return await admin.add(conn, provider, secret=secret or None, settings=settings, events=names)
+        return await admin.add(
+            conn, provider, secret=secret or None, settings=settings, events=names, rotation=rotation
+        )
 
     registration = run(_with_admin(register))
     echo_json({**public(registration), "path": f"/webhooks/{registration.id}/events"})
 
 
 async def _with_admin(work: Callable[[WebhookAdmin, DocumentStore], Awaitable[T]]) -> T:
-    """Run ``work`` with the registrations and secrets of the configured backends."""
+    """Run ``work`` with the webhook admin on the configured backends."""
 
-    async def with_both(store: DocumentStore) -> T:
-        return await with_secrets(lambda secrets: work(WebhookAdmin(WebhookRegistrations(store), secrets), store))
+    async def with_store_(store: DocumentStore) -> T:
+        return await with_secrets(lambda secrets: admin_on(store, secrets, lambda admin: work(admin, store)))
 
-    return await with_store(with_both)
+    return await with_store(with_store_)
+
+
+async def admin_on(store: DocumentStore, secrets: SecretStore, work: Callable[[WebhookAdmin], Awaitable[T]]) -> T:
+    """Run ``work`` with the webhook admin on ``store`` and ``secrets`` (and the credential service that holds the
+    registrations' secrets), for any command that adds or removes registrations."""
+    return await with_vault_on(
+        store, secrets, lambda vault: work(WebhookAdmin(WebhookRegistrations(store), secrets, vault))
+    )
 
 
 @webhooks_app.command("list")
@@ -157,14 +183,18 @@ def rotate(
     registration_id: Annotated[str, typer.Argument(help="Registration id.")],
     secret: Annotated[str, typer.Option(help="The new signing secret.")],
 ) -> None:
-    """Add a new signing secret; the previous one keeps verifying for the rotation grace (7 days)."""
-    run(_with_admin(lambda admin, _: admin.rotate(registration_id, secret)))
-    typer.echo(f"rotated the secret of {registration_id}; the previous one verifies for another {_GRACE_DAYS} days")
+    """Add a new signing secret (a new version of its credential, as `credentials rotate` makes); the previous one
+    keeps verifying for the rotation grace (7 days)."""
+    credential = run(_with_admin(lambda admin, _: admin.rotate(registration_id, secret)))
+    typer.echo(
+        f"rotated the secret of {registration_id} (credential {credential.id}, version {credential.version});"
+        f" the previous one verifies for another {_GRACE_DAYS} days"
+    )
 
 
 @webhooks_app.command("remove")
 def remove(registration_id: Annotated[str, typer.Argument(help="Registration id.")]) -> None:
-    """Delete a registration and its signing secrets; later deliveries to it get 404."""
+    """Delete a registration and its signing secret (its credential); later deliveries to it get 404."""
     run(_with_admin(lambda admin, _: admin.remove(registration_id)))
     typer.echo(f"removed {registration_id}")
 

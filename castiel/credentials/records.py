@@ -104,7 +104,10 @@ class CredentialRecords:
 
     async def value(self, metadata: CredentialMetadata) -> Credential:
         """The value at the version the metadata names."""
-        version = metadata.secret_version
+        return await self.value_at(metadata, metadata.secret_version)
+
+    async def value_at(self, metadata: CredentialMetadata, version: str | None) -> Credential:
+        """The value at ``version`` of the credential's secret (None: the newest)."""
         key = (metadata.secret_name, version) if version is not None else None
         cached = self._values.get(key) if key is not None else None
         if key is not None and cached is not None:
@@ -149,6 +152,7 @@ class CredentialRecords:
                 **described_by(value),
                 **changes,
                 "secret_version": properties.version,
+                "previous_secret_version": current.secret_version,
                 "version": current.version + 1,
                 "fence": max(current.fence, fence or 0),
             }

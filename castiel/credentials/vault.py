@@ -28,7 +28,8 @@ from castiel.credentials.oauth import TokenEndpoint, renew
 from castiel.credentials.reauth import Reauthorizations, connections_using
 from castiel.credentials.records import CredentialRecords, Current, described_by, secret_name
 from castiel.credentials.tokens import ConnectionTokens
-from castiel.credentials.types import OAUTH_TYPES, Credential
+from castiel.credentials.types import OAUTH_TYPES, Credential, WebhookSecret
+from castiel.credentials.webhook_secrets import check_verifies, registrations_signed_by, republish
 from castiel.errors import (
     AlreadyExists,
     CastielError,
@@ -46,6 +47,7 @@ from castiel.models import (
     RefreshOutcome,
     RotationPolicy,
     TokenRefreshAudit,
+    WebhookRegistration,
 )
 from castiel.ports import DocumentStore, SecretStore
 from castiel.telemetry import log_event, new_id
@@ -106,35 +108,83 @@ class CredentialVault:
         rotation: RotationPolicy | None = None,
     ) -> CredentialMetadata:
         """Store a new credential and make it the connection's (re-authorising the connection if it needed it)."""
+        if isinstance(value, WebhookSecret):
+            raise ConfigError(
+                "a webhook_secret signs one webhook registration's deliveries: `castiel webhooks add --secret`"
+                " creates it with its registration"
+            )
         connection = await self._connection(tenant_id, connection_id)
-        new_id_ = credential_id or uuid.uuid4().hex
-        metadata = CredentialMetadata(
-            id=new_id_,
+        metadata = self._new_metadata(
+            tenant_id, connection.id, connection.provider, value, credential_id or uuid.uuid4().hex, rotation
+        )
+        stored = await self._create(metadata, value)
+        await self._link(connection, stored.id)
+        await self._reauth.restore(stored)
+        return stored
+
+    async def add_webhook_secret(
+        self, registration: WebhookRegistration, value: WebhookSecret, *, rotation: RotationPolicy | None = None
+    ) -> CredentialMetadata:
+        """Store the signing secret of ``registration`` (saved or about to be) as its own credential, whose id is the
+        registration's; no connection authenticates with it: the registration names it (``credentialId``).
+        ``AlreadyExists`` when that id is taken."""
+        metadata = self._new_metadata(
+            registration.tenant_id,
+            registration.connection_id,
+            registration.provider,
+            value,
+            registration.id,
+            rotation,
+        )
+        return await self._create(metadata, value)
+
+    def _new_metadata(
+        self,
+        tenant_id: str,
+        connection_id: str,
+        provider: Provider,
+        value: Credential,
+        credential_id: str,
+        rotation: RotationPolicy | None,
+    ) -> CredentialMetadata:
+        return CredentialMetadata(
+            id=credential_id,
             tenant_id=tenant_id,
-            connection_id=connection.id,
-            provider=connection.provider,
-            secret_name=secret_name(tenant_id, new_id_),
+            connection_id=connection_id,
+            provider=provider,
+            secret_name=secret_name(tenant_id, credential_id),
             rotation=rotation or RotationPolicy(),
             rotated_at=now_utc(self._clock),
             **described_by(value),
         )
+
+    async def _create(self, metadata: CredentialMetadata, value: Credential) -> CredentialMetadata:
         with suppress(NotFound):
-            await self.records.read(tenant_id, new_id_)
-            raise AlreadyExists(f"credential {new_id_} of tenant {tenant_id} already exists: rotate it instead")
+            await self.records.read(metadata.tenant_id, metadata.id)
+            raise AlreadyExists(
+                f"credential {metadata.id} of tenant {metadata.tenant_id} already exists: rotate it instead"
+            )
         stored = await self.records.create(metadata, value)
-        await self._link(connection, stored.id)
-        await self._reauth.restore(stored)
-        log_event("credentials.added", credential_id=stored.id, connection_id=connection.id, type=value.credential_type)
+        log_event(
+            "credentials.added",
+            credential_id=stored.id,
+            connection_id=stored.connection_id,
+            type=stored.credential_type,
+        )
         return stored
 
     async def rotate(self, metadata: CredentialMetadata, value: Credential) -> CredentialMetadata:
         """Replace the value (a person's new key, or a re-authorisation); a ``needs_reauth`` credential is active
-        again and its paused tasks resume."""
+        again and its paused tasks resume. A webhook secret's previous value keeps verifying for the rotation grace;
+        ``ConfigError`` (nothing changed) if the new one could not verify a registration it signs
+        (``castiel.credentials.webhook_secrets``)."""
         if value.credential_type != metadata.credential_type:
             raise ConfigError(
                 f"credential {metadata.id} is a {metadata.credential_type}, not a {value.credential_type}: "
                 "remove it and add the new one"
             )
+        signed = await registrations_signed_by(self._store, metadata)
+        check_verifies(signed, value)
         async with self._locks.hold(metadata.tenant_id, metadata.id, floor=metadata.fence) as lease:
             current = await self.records.read(metadata.tenant_id, metadata.id)
             changes: dict[str, Any] = {
@@ -144,6 +194,7 @@ class CredentialVault:
                 "warned_for": None,
             }
             rotated = await self.records.commit(current, value, changes, fence=lease.fence)
+        await republish(self._store, signed)
         await self._reauth.restore(rotated)
         log_event("credentials.rotated", credential_id=rotated.id, version=rotated.version)
         return rotated
@@ -161,7 +212,14 @@ class CredentialVault:
         return await self.add(tenant_id, connection_id, value)
 
     async def remove(self, metadata: CredentialMetadata) -> None:
-        """Delete the value and metadata, and unlink the connections that named it."""
+        """Delete the value and metadata, and unlink the connections that named it; ``PreconditionFailed`` while a
+        webhook registration verifies with it (``castiel webhooks remove`` removes both)."""
+        signed = await registrations_signed_by(self._store, metadata)
+        if signed:
+            raise PreconditionFailed(
+                f"credential {metadata.id} signs webhook registration(s) {', '.join(r.id for r in signed)}:"
+                " `castiel webhooks remove` removes a registration and its credential"
+            )
         await self.records.delete(metadata)
         for connection in await connections_using(self._store, metadata):
             await self._link(connection, None)

@@ -1,66 +1,55 @@
 """What an operator does to webhook registrations: add, rotate a secret, remove, and confirm Notion's verification
-token — each registration owning its secret.
+token — each registration's signing secret a ``webhook_secret`` credential of its own.
 
-Every registration's signing secret lives in the ``SecretStore`` under a name of its own, made from its tenant and
-its own id: ``{tenant}--{registration}--webhook-secret`` (``secret_name``). Adding, rotating or removing one
-registration therefore never touches another's secret.
+``add`` stores the secret through the credential service (its value in the ``SecretStore``, its metadata in
+``credentials``, the credential's id the registration's) before the registration that names it (``credentialId``),
+so no delivery finds a registration without its secret. ``rotate`` and a Notion ``confirm`` rotate that credential
+through ``CredentialVault.rotate`` — exactly what ``castiel credentials rotate`` does — so the grace during which the
+previous secret still verifies is defined once, in ``castiel.credentials.webhook_secrets``. ``remove`` deletes the
+registration, then its credential.
 
-Stores written before that kept one secret per connection (``{tenant}--{connection}--webhook-secret``), shared by
-every registration of the connection. Those registrations keep their stored ``secretName`` and keep verifying:
-
-* ``remove`` deletes a secret only when no other registration still names it;
-* ``rotate`` first moves a registration that shares its secret onto a name of its own, copying the current value
-  there, so the old value keeps verifying for the rotation grace (``castiel.webhooks.verifiers``) and the others
-  keep theirs.
+Stores written before signing secrets were credentials have registrations that name only a secret (``secretName``):
+their own, or in the oldest stores their connection's (``{tenant}--{connection}--webhook-secret``), shared by all its
+registrations. They keep verifying with it, unchanged, and are migrated lazily, on their next rotation or
+confirmation: a credential is made for the registration seeded with its current secret, the registration is switched
+to it, the old secret is deleted unless another registration still names it, and then the credential is rotated — so
+the current secret keeps verifying for the grace as after any rotation (a version older than the current one, still
+in its own grace, is not carried over). ``remove`` deletes a secret, or a credential, only when no other registration
+still uses it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
-from castiel.errors import ConfigError, NotFound, PreconditionFailed
-from castiel.models import Connection, Provider, VerificationState, WebhookRegistration
+from castiel.credentials.types import WebhookSecret
+from castiel.credentials.vault import CredentialVault
+from castiel.errors import AlreadyExists, ConfigError, NotFound, PreconditionFailed
+from castiel.models import (
+    Connection,
+    CredentialMetadata,
+    Provider,
+    RotationPolicy,
+    VerificationState,
+    WebhookRegistration,
+)
 from castiel.ports import SecretStore
 from castiel.telemetry import log_event
 from castiel.webhooks.notion_verification import Candidate, VerificationCandidates
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.signatures import check_verifiable
 
-SECRET_SUFFIX = "webhook-secret"  # noqa: S105 - a secret-name suffix, not a credential
-
-# A name part is kept as typed when Key Vault allows it and it cannot be mistaken for the ``--`` between parts;
-# otherwise it is replaced by a hash. Two parts of 40 plus the suffixes stay far below Key Vault's 127 characters.
-_NAME_PART = re.compile(r"[0-9A-Za-z]+(?:-[0-9A-Za-z]+)*")
-_MAX_NAME_PART = 40
-_HASHED_PART_DIGITS = 32
-
-
-def secret_name(tenant_id: str, registration_id: str) -> str:
-    """The Key Vault-safe name of a registration's own signing secret.
-
-    Unique per registration because the registration's id is in it (the ids ``webhooks add`` makes are lowercase
-    hex, so Key Vault's case-insensitive names cannot collide); a part Key Vault would refuse is hashed.
-    """
-    return f"{_name_part(tenant_id)}--{_name_part(registration_id)}--{SECRET_SUFFIX}"
-
-
-def _name_part(value: str) -> str:
-    if len(value) <= _MAX_NAME_PART and _NAME_PART.fullmatch(value):
-        return value
-    return "h" + hashlib.sha256(value.encode()).hexdigest()[:_HASHED_PART_DIGITS]
-
 
 class WebhookAdmin:
     """Registrations and their secrets, changed together."""
 
-    def __init__(self, registrations: WebhookRegistrations, secrets: SecretStore) -> None:
+    def __init__(self, registrations: WebhookRegistrations, secrets: SecretStore, credentials: CredentialVault) -> None:
         self._registrations = registrations
         self._secrets = secrets
+        self._credentials = credentials
 
     async def add(
         self,
@@ -70,65 +59,66 @@ class WebhookAdmin:
         secret: str | None,
         settings: dict[str, Any],
         events: Sequence[str] = (),
+        rotation: RotationPolicy | None = None,
     ) -> WebhookRegistration:
-        """Register an endpoint for ``connection``; ``secret`` (when given) is stored under the new registration's
-        own name before the registration exists, so no delivery ever finds it without its secret.
+        """Register an endpoint for ``connection``; ``secret`` (when given) becomes the new registration's
+        ``webhook_secret`` credential, with ``rotation`` as its policy, before the registration exists.
 
         ``ConfigError`` (and nothing stored) when the secret and settings could never verify a delivery. A Notion
         registration takes no secret: its secret is the verification token Notion sends, once an operator confirms
         it, so it starts with verification open."""
-        registration_id = uuid.uuid4().hex
         notion = provider is Provider.NOTION
-        if notion and secret:
+        if notion and (secret or rotation is not None):
             raise ConfigError(
-                "a Notion registration takes no secret: Notion sends its own verification token, which an operator"
-                " then confirms (castiel webhooks confirm)"
+                "a Notion registration takes no secret nor rotation policy: Notion sends its own verification token,"
+                " which an operator then confirms (castiel webhooks confirm)"
             )
         if not notion:
             check_verifiable(provider, [secret] if secret else [], settings)
-        name = secret_name(connection.tenant_id, registration_id) if secret or notion else None
-        if name is not None and secret:
-            await self._secrets.set_secret(name, secret, tags={"registration": registration_id})
+        if rotation is not None and not secret:
+            raise ConfigError(f"this {provider.value} registration verifies without a secret: nothing to rotate")
+        registration_id = uuid.uuid4().hex
         registration = WebhookRegistration(
             id=registration_id,
             tenant_id=connection.tenant_id,
             provider=provider,
             connection_id=connection.id,
             integration_id=connection.integration_id,
-            secret_name=name,
+            credential_id=registration_id if secret else None,
             events=list(events),
             settings=settings,
             verification=VerificationState.OPEN if notion else None,
         )
+        credential = None
+        if secret:
+            credential = await self._credentials.add_webhook_secret(
+                registration, WebhookSecret(secret=secret), rotation=rotation
+            )
         try:
             return await self._registrations.add(registration)
         except BaseException:
-            if name is not None:
+            if credential is not None:
                 with suppress(NotFound):
-                    await self._secrets.delete_secret(name)
+                    await self._credentials.remove(credential)
             raise
 
-    async def rotate(self, registration_id: str, secret: str) -> WebhookRegistration:
-        """Add ``secret`` as the newest version of the registration's own secret; the previous one keeps
-        verifying for the rotation grace. Returns the registration as now stored; ``ConfigError`` (and nothing
-        changed) when ``secret`` could never verify."""
+    async def rotate(self, registration_id: str, secret: str) -> CredentialMetadata:
+        """Make ``secret`` the registration's signing secret; the previous one keeps verifying for the rotation
+        grace. Returns the credential as now stored; ``ConfigError`` (and nothing changed) when ``secret`` could
+        never verify."""
         registration = await self._registrations.get(registration_id)
         if registration.provider is Provider.NOTION:
             raise ConfigError(
                 f"webhook registration {registration_id} signs with the token Notion sends: re-open its verification"
                 " and confirm the new token instead (castiel webhooks reopen)"
             )
-        if registration.secret_name is None:
+        if registration.credential_id is None and registration.secret_name is None:
             raise ConfigError(f"webhook registration {registration_id} verifies without a secret: nothing to rotate")
         check_verifiable(registration.provider, [secret], registration.settings)
-        owned, name = await self._owned(registration)
-        await self._secrets.set_secret(name, secret, tags={"registration": registration.id})
-        # Saved even when nothing in it changed: the new etag makes every receiver rebuild this registration's
-        # verifier within its revalidation interval, instead of when its cached secrets age out.
-        return await self._registrations.save(owned)
+        return await self._set_secret(registration, secret)
 
     async def remove(self, registration_id: str) -> WebhookRegistration:
-        """Delete a registration, then its secrets — unless another registration still names them."""
+        """Delete a registration, then its credential or secret — unless another registration still uses it."""
         registration = await self._registrations.get(registration_id)
         await self._registrations.remove(registration.id)
         # After the delete, so that two removals of registrations sharing a secret cannot both leave it behind.
@@ -149,10 +139,10 @@ class WebhookAdmin:
         return token
 
     async def confirm(self, registration_id: str, wanted: str) -> WebhookRegistration:
-        """Make the waiting token with fingerprint ``wanted`` the registration's signing secret and close its
-        verification; any other candidate is discarded. ``NotFound`` if no candidate has that fingerprint,
-        ``PreconditionFailed`` if verification is closed. A previously confirmed token keeps verifying for the
-        rotation grace, as a rotated secret does."""
+        """Make the waiting token with fingerprint ``wanted`` the registration's signing secret — its credential's
+        value — and close its verification; any other candidate is discarded. ``NotFound`` if no candidate has that
+        fingerprint, ``PreconditionFailed`` if verification is closed. A previously confirmed token keeps verifying
+        for the rotation grace, as a rotated secret does."""
         registration = await self._notion(registration_id)
         if registration.verification is not VerificationState.OPEN:
             raise PreconditionFailed(
@@ -163,10 +153,10 @@ class WebhookAdmin:
         token = await candidates.token(registration, wanted)
         if token is None:
             raise _no_candidate(registration_id, wanted)
-        owned, name = await self._owned(registration)
-        await self._secrets.set_secret(name, token, tags={"registration": registration.id})
+        await self._set_secret(registration, token)
+        current = await self._reread(registration.id)
         confirmed = await self._registrations.save(
-            owned.model_copy(update={"verification": VerificationState.CONFIRMED})
+            current.model_copy(update={"verification": VerificationState.CONFIRMED})
         )
         await candidates.discard(registration)
         return confirmed
@@ -187,33 +177,79 @@ class WebhookAdmin:
             )
         return registration
 
+    async def _set_secret(self, registration: WebhookRegistration, secret: str) -> CredentialMetadata:
+        """Rotate the registration's credential to ``secret``; one without a credential (stored before, or a Notion
+        registration confirming its first token) gets its own first."""
+        value = WebhookSecret(secret=secret)
+        if registration.credential_id is not None:
+            credential = await self._credentials.records.read(registration.tenant_id, registration.credential_id)
+            return await self._credentials.rotate(credential, value)
+        current = await self._current_secret(registration)
+        try:
+            credential = await self._credentials.add_webhook_secret(
+                registration, WebhookSecret(secret=current or secret)
+            )
+            holds_new = current is None
+        except AlreadyExists:
+            # An earlier attempt stopped between making this registration's credential and switching to it.
+            credential = await self._credentials.records.read(registration.tenant_id, registration.id)
+            holds_new = False
+        await self._switch(registration, credential)
+        return credential if holds_new else await self._credentials.rotate(credential, value)
+
+    async def _current_secret(self, registration: WebhookRegistration) -> str | None:
+        """The value of a registration's secret stored before credentials (None if it has none yet)."""
+        if registration.secret_name is None:
+            return None
+        try:
+            return (await self._secrets.get_secret(registration.secret_name)).reveal()
+        except NotFound:
+            return None
+
+    async def _switch(self, registration: WebhookRegistration, credential: CredentialMetadata) -> None:
+        """Point a registration without a credential at ``credential``, then let go of a secret it named before."""
+        await self._registrations.save(
+            registration.model_copy(update={"credential_id": credential.id, "secret_name": None})
+        )
+        log_event("webhook.credential_linked", registration_id=registration.id, credential_id=credential.id)
+        await self._release_secret_name(registration)
+
+    async def _reread(self, registration_id: str) -> WebhookRegistration:
+        """The registration as stored now: a credential rotation re-saves the registrations it signs."""
+        self._registrations.forget(registration_id)
+        return await self._registrations.get(registration_id)
+
     async def _release(self, registration: WebhookRegistration) -> None:
-        """Delete a removed registration's secret and verification candidates, unless another still uses them."""
+        """Delete a removed registration's credential, secret and verification candidates, unless another
+        registration still uses them."""
+        if registration.credential_id is not None:
+            await self._release_credential(registration.tenant_id, registration.credential_id)
+        if await self._release_secret_name(registration):
+            await VerificationCandidates(self._secrets).discard(registration)
+
+    async def _release_credential(self, tenant_id: str, credential_id: str) -> None:
+        try:
+            credential = await self._credentials.records.read(tenant_id, credential_id)
+        except NotFound:
+            return
+        try:
+            await self._credentials.remove(credential)
+        except PreconditionFailed as exc:
+            log_event("webhook.credential_kept", credential_id=credential_id, reason=str(exc))
+
+    async def _release_secret_name(self, registration: WebhookRegistration) -> bool:
+        """Delete the secret a registration stored before credentials named, unless another registration still
+        names it; True when it is gone."""
         name = registration.secret_name
-        if name is not None:
-            sharing = await self._registrations.sharing_secret(name, other_than=registration.id)
-            if sharing:
-                log_event("webhook.secret_kept", registration_id=registration.id, still_used_by=",".join(sharing))
-                return
-            with suppress(NotFound):
-                await self._secrets.delete_secret(name)
-        await VerificationCandidates(self._secrets).discard(registration)
-
-    async def _owned(self, registration: WebhookRegistration) -> tuple[WebhookRegistration, str]:
-        """``registration`` (not yet saved) with a secret name no other registration shares, and that name.
-
-        A shared name's current value is copied to the registration's own name first, so what verified before
-        keeps verifying."""
-        current = registration.secret_name
-        if current is not None and not await self._registrations.sharing_secret(current, other_than=registration.id):
-            return registration, current
-        own = secret_name(registration.tenant_id, registration.id)
-        if current is not None:
-            with suppress(NotFound):
-                value = await self._secrets.get_secret(current)
-                await self._secrets.set_secret(own, value.reveal(), tags={"registration": registration.id})
-            log_event("webhook.secret_moved", registration_id=registration.id)
-        return registration.model_copy(update={"secret_name": own}), own
+        if name is None:
+            return True
+        sharing = await self._registrations.sharing_secret(name, other_than=registration.id)
+        if sharing:
+            log_event("webhook.secret_kept", registration_id=registration.id, still_used_by=",".join(sharing))
+            return False
+        with suppress(NotFound):
+            await self._secrets.delete_secret(name)
+        return True
 
 
 def _no_candidate(registration_id: str, wanted: str) -> NotFound:

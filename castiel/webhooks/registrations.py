@@ -85,6 +85,11 @@ class WebhookRegistrations:
         self._cache.pop(stored.id, None)
         return stored
 
+    def forget(self, registration_id: str) -> None:
+        """Drop a cached registration that was written around this object (a credential rotation re-saves the
+        registrations it signs), so the next lookup reads the store."""
+        self._cache.pop(registration_id, None)
+
     async def sharing_secret(self, secret_name: str, *, other_than: str) -> list[str]:
         """Up to ten ids of the registrations other than ``other_than`` whose secret is ``secret_name``: in stores
         from before each registration owned its secret, a connection's registrations shared one."""

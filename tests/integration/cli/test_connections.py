@@ -50,6 +50,12 @@ def register_webhook(connection: str, tenant: str = "acme") -> dict[str, Any]:
     )
 
 
+def secret_name_of(data_dir: Path, registration: dict[str, Any]) -> str:
+    """Where a registration's secret lives: its webhook_secret credential's secret name."""
+    (credential,) = (doc for doc in documents(data_dir, "credentials") if doc["id"] == registration["credentialId"])
+    return str(credential["secretName"])
+
+
 def everything(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
     containers = (Connection.container, SyncTask.container, WebhookRegistration.container)
     return {container: documents(data_dir, container) for container in containers}
@@ -83,7 +89,8 @@ def test_cascade_removes_the_tasks_registrations_and_their_secrets_and_nothing_e
     castiel("tasks", "add", "--tenant", "acme", "--connection", "other", "--id", "t2")
     removed = register_webhook("gh")
     kept = register_webhook("other")
-    assert secret_exists(removed["secretName"])
+    removed_secret, kept_secret = secret_name_of(seeded, removed), secret_name_of(seeded, kept)
+    assert secret_exists(removed_secret)
 
     output = castiel("connections", "remove", "gh", "--cascade")
 
@@ -93,8 +100,9 @@ def test_cascade_removes_the_tasks_registrations_and_their_secrets_and_nothing_e
     assert [doc["id"] for doc in documents(seeded, Connection.container)] == ["other"]
     assert [doc["id"] for doc in documents(seeded, SyncTask.container)] == ["t2"]
     assert [doc["id"] for doc in documents(seeded, WebhookRegistration.container)] == [kept["id"]]
-    assert not secret_exists(removed["secretName"])
-    assert secret_exists(kept["secretName"])
+    assert not secret_exists(removed_secret)
+    assert secret_exists(kept_secret)
+    assert [doc["id"] for doc in documents(seeded, "credentials")] == [kept["credentialId"]]
 
 
 def test_cascade_is_refused_while_a_task_runs(seeded: Path) -> None:

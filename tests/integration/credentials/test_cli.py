@@ -87,7 +87,7 @@ def test_a_value_from_stdin_stays_out_of_the_command_line(cli: Path) -> None:
             "--connection",
             "gh",
             "--type",
-            "webhook_secret",
+            "bearer_token",
             "--value",
             "-",
             "--id",
@@ -172,6 +172,7 @@ def test_remove_deletes_value_and_metadata_and_unlinks_the_connection(cli: Path)
         (["--type", "basic_auth", "--value", SECRET], 2, "several fields"),
         (["--type", "password", "--value", SECRET], 2, "--type"),
         (["--type", "api_key", "--value", SECRET, "--id", "Not An Id"], 2, "not a valid id"),
+        (["--type", "webhook_secret", "--value", SECRET], 2, "`castiel webhooks add --secret` creates it"),
     ],
 )
 def test_usage_errors_exit_2_and_store_nothing(cli: Path, args: list[str], code: int, message: str) -> None:

@@ -26,6 +26,7 @@ from tests.integration.credentials.conftest import CLIENT_ID, CLIENT_SECRET, TOK
 API_KEY = "zqAPIKEYzq-1"
 ROTATED_API_KEY = "zqAPIKEYzq-2"
 PASSWORD = "zqPASSWORDzq"
+WEBHOOK_SECRETS = ("zqWEBHOOKzq-1", "zqWEBHOOKzq-2", "zqWEBHOOKzq-3")
 
 
 class Session:
@@ -119,6 +120,12 @@ def test_no_secret_in_any_log_line_output_document_queue_message_or_redis_value(
     cli.run("credentials", "refresh", connected["id"])
     seen_tokens |= {grant.access_token, str(grant.refresh_token)}
     cli.run("credentials", "rotate", "key", "--value", ROTATED_API_KEY)
+    hook = json.loads(cli.run("webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "github",
+                              "--secret", WEBHOOK_SECRETS[0], "--rotation-days", "30"))  # fmt: skip
+    cli.run("webhooks", "rotate", hook["id"], "--secret", WEBHOOK_SECRETS[1])
+    cli.run("credentials", "rotate", hook["credentialId"], "--value", WEBHOOK_SECRETS[2])
+    cli.run("credentials", "show", hook["credentialId"], "--json")
+    cli.run("webhooks", "list", "--json")
     cli.run("credentials", "show", connected["id"], "--json")
     cli.run("credentials", "list", "--json")
     asyncio.run(run_functions())
@@ -126,11 +133,12 @@ def test_no_secret_in_any_log_line_output_document_queue_message_or_redis_value(
     failed = cli.run("credentials", "refresh", connected["id"], expect=1)
     cli.run("credentials", "list")
 
-    secrets = {API_KEY, ROTATED_API_KEY, PASSWORD, CLIENT_SECRET, *seen_tokens}
+    secrets = {API_KEY, ROTATED_API_KEY, PASSWORD, CLIENT_SECRET, *WEBHOOK_SECRETS, *seen_tokens}
     assert len(seen_tokens) == 4
     # The values are real: the secret store holds the current ones.
     secrets_file = (data_dir / "secrets.json").read_text()
-    for current in (ROTATED_API_KEY, PASSWORD, CLIENT_SECRET, grant.access_token, str(grant.refresh_token)):
+    current_values = (ROTATED_API_KEY, PASSWORD, CLIENT_SECRET, WEBHOOK_SECRETS[2], grant.access_token)
+    for current in (*current_values, str(grant.refresh_token)):
         assert current in secrets_file
     assert failed == ""  # the failure went to stderr, as one line
     assert any("refresh refused by github: github token endpoint: bad_refresh_token" in out for out in cli.outputs)

@@ -30,6 +30,7 @@ from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock
+from castiel.credentials.webhook_secrets import WebhookSecrets
 from castiel.models import (
     OutboundChange,
     Provider,
@@ -275,7 +276,7 @@ def assemble(
 ) -> Harness:
     """Wire the receiver exactly as ``castiel.runtime`` does, on the given backends."""
     registrations = WebhookRegistrations(store, clock=clock)
-    verifiers = Verifiers(secrets, GoogleSigningKeys(http, clock=clock), clock=clock)
+    verifiers = Verifiers(WebhookSecrets(store, secrets), GoogleSigningKeys(http, clock=clock), clock=clock)
     ledger = DeliveryLedger(redis, store, clock=clock)
     receiver = WebhookReceiver(registrations, verifiers, ledger, store, queue, secrets, queue_name=QUEUE, clock=clock)
     return Harness(clock, store, queue, secrets, registrations, verifiers, ledger, receiver)

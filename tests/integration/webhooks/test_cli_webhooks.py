@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -22,6 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
+from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
@@ -30,6 +32,7 @@ from castiel.clock import ManualClock
 from castiel.errors import NotFound
 from castiel.models import Provider, WebhookRegistration
 from castiel.settings import load_settings
+from castiel.webhooks.registrations import REVALIDATE_SECONDS
 from castiel.webhooks.signatures import GITHUB, NOTION, STANDARD
 
 from .conftest import SAMPLES, Harness, assemble, serve_jwks
@@ -99,7 +102,9 @@ async def add_github(secret: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def connection(data_dir: Path) -> None:
+def connection(data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connection ``gh`` of tenant ``acme``; commands take the credential service's locks on the session's Redis."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
     castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh")
 
 
@@ -122,15 +127,27 @@ async def test_two_registrations_on_one_connection_each_verify_only_with_their_o
     harness = await receiver()
     assert await github_delivery(harness, second["id"], "second-secret-Lm27", "d5") == 202
     assert await github_delivery(harness, first["id"], "first-secret-Xq81", "d6") == 404
-    assert await harness.secrets.list_versions(second["secretName"])
+    assert [c["id"] for c in await cli_json("credentials", "list", "--json")] == [second["credentialId"]]
     assert [r.id for r in await harness.registrations.list()] == [second["id"]]
 
 
-async def test_a_secret_is_named_from_the_tenant_and_the_registration_and_fits_key_vault(
-    connection: None,
+def test_add_makes_the_secret_a_webhook_secret_credential_whose_value_is_only_in_the_secret_store(
+    connection: None, data_dir: Path
 ) -> None:
-    registration = await add_github("a-secret-Pw30")
-    assert registration["secretName"] == f"acme--{registration['id']}--webhook-secret"
+    registration = json.loads(
+        castiel("webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "github", "--secret",
+                "a-secret-Pw30")
+    )  # fmt: skip
+
+    shown = json.loads(castiel("credentials", "show", registration["credentialId"], "--json"))
+    assert registration["credentialId"] == registration["id"]
+    assert (shown["credentialType"], shown["connectionId"], shown["provider"]) == ("webhook_secret", "gh", "github")
+    assert re.fullmatch(r"[0-9A-Za-z-]{1,127}", shown["secretName"])  # what Key Vault allows
+    assert "a-secret-Pw30" not in json.dumps([registration, shown])
+    stored = [path for path in data_dir.iterdir() if path.is_file() and path.name != "secrets.json"]
+    assert any(path.name.startswith("castiel.db") for path in stored)
+    assert all(b"a-secret-Pw30" not in path.read_bytes() for path in stored)
+    assert "a-secret-Pw30" in (data_dir / "secrets.json").read_text()
 
 
 async def test_rotation_keeps_the_old_secret_verifying_and_touches_no_other_registration(
@@ -157,6 +174,56 @@ async def test_adding_to_an_unknown_connection_names_it(connection: None) -> Non
 async def test_rotating_an_unknown_registration_is_a_one_line_error(connection: None) -> None:
     output = await cli_fails("webhooks", "rotate", "nope", "--secret", "s")
     assert "nope" in output
+
+
+async def test_credentials_rotate_on_a_webhook_secret_reaches_a_running_receiver_within_its_revalidation(
+    connection: None, receiver: Receiver
+) -> None:
+    registration = await add_github("first-secret-Xq81")
+    harness = await receiver()
+    assert await github_delivery(harness, registration["id"], "first-secret-Xq81", "d1") == 202
+
+    await cli("credentials", "rotate", registration["credentialId"], "--value", "rotated-by-credentials-Jd40")
+
+    # The receiver's verifier is cached: a rotation reaches it through its registration cache's revalidation.
+    assert await github_delivery(harness, registration["id"], "rotated-by-credentials-Jd40", "d2") == 401
+    harness.clock.advance(REVALIDATE_SECONDS)
+    await harness.registrations.find(registration["id"])
+    await harness.registrations.drain()
+    assert await github_delivery(harness, registration["id"], "rotated-by-credentials-Jd40", "d3") == 202
+    assert await github_delivery(harness, registration["id"], "first-secret-Xq81", "d4") == 202  # within the grace
+    shown = await cli_json("credentials", "show", registration["credentialId"], "--json")
+    assert shown["version"] == 2
+
+    output = await cli("webhooks", "rotate", registration["id"], "--secret", "rotated-by-webhooks-Ux93")
+    assert f"(credential {registration['credentialId']}, version 3)" in output
+
+
+async def test_a_credential_that_signs_a_registration_goes_with_it_and_not_before(
+    connection: None, data_dir: Path
+) -> None:
+    registration = await add_github("a-secret-Pw30")
+    secret_name = (await cli_json("credentials", "show", registration["credentialId"], "--json"))["secretName"]
+
+    refused = await cli_fails("credentials", "remove", registration["credentialId"], expect=1)
+    assert f"signs webhook registration(s) {registration['id']}" in refused
+    await cli("webhooks", "remove", registration["id"])
+
+    assert await cli_json("credentials", "list", "--json") == []
+    assert secret_name not in (data_dir / "secrets.json").read_text()
+
+
+async def test_a_rotation_policy_given_at_add_is_the_credentials(connection: None) -> None:
+    added = await cli_json(
+        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "github", "--secret", "s-Kq28",
+        "--rotation-days", "30", "--warn-before-days", "7",
+    )  # fmt: skip
+
+    shown = await cli_json("credentials", "show", added["credentialId"], "--json")
+    assert shown["rotation"] == {"intervalDays": 30, "warnBeforeDays": 7}
+    for flags in (("--provider", "github", "--secret", "s", "--warn-before-days", "7"),
+                  ("--provider", "notion", "--rotation-days", "30")):  # fmt: skip
+        await cli_fails("webhooks", "add", "--tenant", "acme", "--connection", "gh", *flags, expect=2)
 
 
 # ---------------------------------------------------------------- stores from before: one secret per connection
@@ -206,7 +273,8 @@ async def test_rotating_a_registration_that_shares_its_secret_moves_it_onto_its_
     await cli("webhooks", "rotate", first, "--secret", "first-own-secret-Tt77")
 
     harness = await receiver()
-    assert (await harness.registrations.get(first)).secret_name == f"acme--{first}--webhook-secret"
+    migrated = await harness.registrations.get(first)
+    assert (migrated.credential_id, migrated.secret_name) == (first, None)
     assert await github_delivery(harness, first, "first-own-secret-Tt77", "d1") == 202
     assert await github_delivery(harness, first, "shared-secret-Hh12", "d2") == 202  # within the grace
     assert await github_delivery(harness, second, "shared-secret-Hh12", "d3") == 202
@@ -269,8 +337,11 @@ async def test_a_rotation_to_a_secret_that_could_never_verify_is_refused_and_cha
     output = await cli_fails("webhooks", "rotate", registration["id"], "--secret", WHSEC_NOT_BASE64, expect=2)
 
     assert "a whsec_ secret that is not valid base64" in output
+    output = await cli_fails("credentials", "rotate", registration["credentialId"], "--value", WHSEC_NOT_BASE64)
+    assert f"webhook registration {registration['id']} could not verify with it" in output
+    assert "a whsec_ secret that is not valid base64" in output
+    assert (await cli_json("credentials", "show", registration["credentialId"], "--json"))["version"] == 1
     harness = await receiver()
-    assert len(await harness.secrets.list_versions(registration["secretName"])) == 1
     sample = SAMPLES["standard"]
     headers = {**sample.headers(), **STANDARD.sign(sample.body, secret, now=harness.clock())}
     assert (await harness.post(registration["id"], sample.body, headers)).status == 202
@@ -328,7 +399,7 @@ async def test_notion_registrations_take_no_secret_at_add(connection: None, rece
 
     registration = await add_notion()
     assert registration["verification"] == "open"
-    assert registration["secretName"] == f"acme--{registration['id']}--webhook-secret"
+    assert "credentialId" not in registration  # until an operator confirms the token Notion sends
 
 
 async def test_the_operator_lists_every_token_reveals_and_promotes_the_one_notion_sent(

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.clock import to_datetime
+from castiel.credentials.webhook_secrets import ROTATION_GRACE
 from castiel.errors import CastielError, RetryableError
 from castiel.models import ChangeOrigin, Operation, VerificationState
 from castiel.ports import OutgoingMessage, Query, QueryPage
@@ -36,7 +37,6 @@ from castiel.webhooks.notion_verification import (
 )
 from castiel.webhooks.receiver import MAX_BODY_BYTES, WebhookResponse
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
-from castiel.webhooks.verifiers import ROTATION_GRACE
 
 from .conftest import (
     DELIVERY_ID,
