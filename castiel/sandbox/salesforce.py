@@ -14,7 +14,6 @@ import itertools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -23,6 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from castiel.sandbox.dataset import Dataset, Item, Key
 from castiel.sandbox.provider import ProviderApi, json_body, json_response
+from castiel.sandbox.salesforce_org import SOBJECTS, SYSTEM_FIELDS, Org, SObject, sobject_of
 from castiel.sandbox.salesforce_soql import Soql, SoqlError, parse
 
 VERSIONS = ("64.0", "65.0", "66.0")
@@ -30,70 +30,18 @@ _LABELS = {"64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '26"}
 DAILY_LIMIT = 15000
 BATCH_SIZE = 2000
 COLLECTION_LIMIT = 200
-SEED_MILLIS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _VERSION_PATH = re.compile(r"^/salesforce/services/data/v(?P<version>[^/]+)")
-_SYSTEM = frozenset({"Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp"})
-_CITIES = ("Paris", "Lyon", "Berlin", "Austin", "Osaka", "Lagos", "Lima")
-_INDUSTRIES = ("Energy", "Retail", "Banking", "Media", "Biotechnology")
-
-
-@dataclass(frozen=True, slots=True)
-class SObject:
-    """An sObject type: key prefix, label, and fields with their types (``required`` on create)."""
-
-    name: str
-    prefix: str
-    fields: dict[str, str]
-    required: str
-
-
-SOBJECTS = {
-    "Account": SObject(
-        "Account",
-        "001",
-        {
-            "Id": "id",
-            "IsDeleted": "boolean",
-            "Name": "string",
-            "Industry": "picklist",
-            "AnnualRevenue": "currency",
-            "BillingCity": "string",
-            "CreatedDate": "datetime",
-            "LastModifiedDate": "datetime",
-            "SystemModstamp": "datetime",
-        },
-        "Name",
-    ),
-    "Contact": SObject(
-        "Contact",
-        "003",
-        {
-            "Id": "id",
-            "IsDeleted": "boolean",
-            "FirstName": "string",
-            "LastName": "string",
-            "Email": "email",
-            "AccountId": "reference",
-            "CreatedDate": "datetime",
-            "LastModifiedDate": "datetime",
-            "SystemModstamp": "datetime",
-        },
-        "LastName",
-    ),
-}
-
-
-def record_id(sobject: SObject, n: int) -> str:
-    """The 18-character Id of record ``n``; Ids of one sObject order as their numbers do."""
-    return f"{sobject.prefix}SB{n:010d}AAA"
-
-
-def _stamp(millis: int) -> str:
-    return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}+0000"
 
 
 def _errors(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return json_response([{"message": message, "errorCode": code, "fields": []}], status, headers)
+
+
+def _failure(code: str, message: str) -> dict[str, Any]:
+    return {"id": None, "success": False, "errors": [{"statusCode": code, "message": message, "fields": []}]}
+
+
+_ROLLED_BACK = "Record rolled back because not all records were valid and the request was using AllOrNone header"
 
 
 @dataclass(slots=True)
@@ -110,16 +58,12 @@ class SalesforceApi(ProviderApi):
     """Accounts and Contacts, ``count`` of each seeded."""
 
     name = "salesforce"
-    objects: dict[str, Dataset]
+    org: Org
 
     def reset(self) -> None:
         """The seeded records afresh; open query locators are gone."""
-        self.objects = {
-            name: Dataset(self.count, self._seeder(sobject), self._seed_key(sobject), self._indexer(sobject))
-            for name, sobject in SOBJECTS.items()
-        }
+        self.org = Org(self.count, self.shared.clock)
         self.batch_size = BATCH_SIZE
-        self._created = itertools.count(self.count)
         self._locators: OrderedDict[str, _Locator] = OrderedDict()
         self._locator_ids = itertools.count(1)
         self._used = 0
@@ -127,55 +71,7 @@ class SalesforceApi(ProviderApi):
     @property
     def datasets(self) -> dict[str, Dataset]:
         """``Account`` and ``Contact``."""
-        return self.objects
-
-    @staticmethod
-    def _seed_key(sobject: SObject) -> Any:
-        return lambda i: (SEED_MILLIS + 3_600_000 + 1000 * (i // 3), record_id(sobject, i))
-
-    def _seeder(self, sobject: SObject) -> Any:
-        key_of = self._seed_key(sobject)
-
-        def seed(i: int) -> Item:
-            millis, item_id = key_of(i)
-            if sobject.name == "Account":
-                values: dict[str, Any] = {
-                    "Name": f"Account {i}",
-                    "Industry": _INDUSTRIES[i % len(_INDUSTRIES)],
-                    "AnnualRevenue": 10_000 * (i % 97),
-                    "BillingCity": _CITIES[i % len(_CITIES)],
-                }
-            else:
-                values = {
-                    "FirstName": f"Ada{i % 50}",
-                    "LastName": f"Contact {i}",
-                    "Email": f"contact{i}@example.com",
-                    "AccountId": record_id(SOBJECTS["Account"], i),
-                }
-            return Item(item_id, (millis, item_id), self._body(sobject, item_id, millis, values, deleted=False))
-
-        return seed
-
-    @staticmethod
-    def _indexer(sobject: SObject) -> Any:
-        def index_of(item_id: str) -> int | None:
-            digits = item_id[5:15]
-            if not (item_id.startswith(sobject.prefix + "SB") and digits.isdigit()):
-                return None
-            return int(digits) if record_id(sobject, int(digits)) == item_id else None
-
-        return index_of
-
-    @staticmethod
-    def _body(sobject: SObject, item_id: str, millis: int, values: dict[str, Any], *, deleted: bool) -> dict[str, Any]:
-        return {
-            "Id": item_id,
-            "IsDeleted": deleted,
-            **values,
-            "CreatedDate": _stamp(SEED_MILLIS),
-            "LastModifiedDate": _stamp(millis),
-            "SystemModstamp": _stamp(millis),
-        }
+        return self.org.objects
 
     # ---------------------------------------------------------------- routes
 
@@ -258,8 +154,8 @@ class SalesforceApi(ProviderApi):
                 "name": name,
                 "type": kind,
                 "label": name,
-                "updateable": name not in _SYSTEM,
-                "createable": name not in _SYSTEM,
+                "updateable": name not in SYSTEM_FIELDS,
+                "createable": name not in SYSTEM_FIELDS,
             }
             for name, kind in sobject.fields.items()
         ]
@@ -278,7 +174,7 @@ class SalesforceApi(ProviderApi):
             soql = parse(request.query_params.get("q", ""))
         except SoqlError as exc:
             return _errors(400, exc.code, str(exc))
-        dataset, sobject = self.objects.get(soql.sobject), SOBJECTS.get(soql.sobject)
+        dataset, sobject = self.org.objects.get(soql.sobject), SOBJECTS.get(soql.sobject)
         if dataset is None or sobject is None:
             return _errors(400, "INVALID_TYPE", f"sObject type '{soql.sobject}' is not supported.")
         unknown = [name for name in soql.fields if name not in sobject.fields]
@@ -308,7 +204,7 @@ class SalesforceApi(ProviderApi):
         match = re.search(r"batchSize=(\d+)", options)
         size = max(200, min(BATCH_SIZE, int(match[1]))) if match else self.batch_size
         size = min(size, locator.total - locator.served)
-        listed = self.objects[locator.soql.sobject].after(locator.last, deleted=locator.deleted)
+        listed = self.org.objects[locator.soql.sobject].after(locator.last, deleted=locator.deleted)
         items = [item for _, item in zip(range(size), listed, strict=False)]
         locator.served += len(items)
         locator.last = items[-1].key if items else locator.last
@@ -337,36 +233,6 @@ class SalesforceApi(ProviderApi):
 
     # ---------------------------------------------------------------- writes
 
-    def _check_fields(self, sobject: SObject, values: dict[str, Any], *, create: bool) -> tuple[str, str] | None:
-        for name in values:
-            if name not in sobject.fields:
-                return "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject.name}"
-            if name in _SYSTEM:
-                return "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {name}."
-        if create and not values.get(sobject.required):
-            return "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{sobject.required}]"
-        return None
-
-    def _write(self, sobject: SObject, item_id: str | None, values: dict[str, Any], *, delete: bool = False) -> Item:
-        now = int(self.shared.clock() * 1000)
-        dataset = self.objects[sobject.name]
-        found = None if item_id is None else dataset.get(item_id)
-        item_id = item_id or record_id(sobject, next(self._created))
-        kept = {} if found is None else {name: v for name, v in found.body.items() if name not in _SYSTEM}
-        body = self._body(sobject, item_id, now, {**kept, **values}, deleted=delete)
-        body["CreatedDate"] = _stamp(now) if found is None else found.body["CreatedDate"]
-        item = Item(item_id, (now, item_id), body, deleted=delete)
-        dataset.put(item)
-        return item
-
-    def _live(self, sobject: SObject, item_id: str) -> Item | tuple[str, str]:
-        item = self.objects[sobject.name].get(item_id)
-        if item is None:
-            return "NOT_FOUND", "The requested resource does not exist"
-        if item.deleted:
-            return "ENTITY_IS_DELETED", "entity is deleted"
-        return item
-
     async def create_one(self, request: Request) -> Response:
         """``POST sobjects/<Name>/``: 201 with the new Id."""
         sobject = SOBJECTS.get(request.path_params["sobject"])
@@ -375,11 +241,11 @@ class SalesforceApi(ProviderApi):
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
         if not isinstance(body, dict):
             return _errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of the request body")
-        problem = self._check_fields(sobject, body, create=True)
+        problem = self.org.check_fields(sobject, body, create=True)
         if problem is not None:
             return _errors(400, *problem)
         self.record_push(request, body)
-        return json_response({"id": self._write(sobject, None, body).id, "success": True, "errors": []}, 201)
+        return json_response({"id": self.org.write(sobject, None, body).id, "success": True, "errors": []}, 201)
 
     async def update_one(self, request: Request) -> Response:
         """``PATCH sobjects/<Name>/<Id>``: 204."""
@@ -387,16 +253,16 @@ class SalesforceApi(ProviderApi):
         body = await json_body(request)
         if sobject is None:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        found = self._live(sobject, request.path_params["id"])
+        found = self.org.live(sobject, request.path_params["id"])
         if isinstance(found, tuple):
             return _errors(404, *found)
         if not isinstance(body, dict):
             return _errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of the request body")
-        problem = self._check_fields(sobject, body, create=False)
+        problem = self.org.check_fields(sobject, body, create=False)
         if problem is not None:
             return _errors(400, *problem)
         self.record_push(request, body)
-        self._write(sobject, found.id, body)
+        self.org.write(sobject, found.id, body)
         return Response(status_code=204)
 
     async def delete_one(self, request: Request) -> Response:
@@ -404,11 +270,11 @@ class SalesforceApi(ProviderApi):
         sobject = SOBJECTS.get(request.path_params["sobject"])
         if sobject is None:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        found = self._live(sobject, request.path_params["id"])
+        found = self.org.live(sobject, request.path_params["id"])
         if isinstance(found, tuple):
             return _errors(404, *found)
         self.record_push(request, None)
-        self._write(sobject, found.id, {}, delete=True)
+        self.org.write(sobject, found.id, {}, delete=True)
         return Response(status_code=204)
 
     async def collection(self, request: Request) -> Response:
@@ -429,78 +295,39 @@ class SalesforceApi(ProviderApi):
                 f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
             )
         self.record_push(request, {"allOrNone": all_or_none, "records": records})
-        planned = [self._plan(request.method, record) for record in records]
-        failed = any(isinstance(plan, dict) for plan in planned)
+        planned = [self.org.plan(request.method, record) for record in records]
+        failed = any(isinstance(plan, tuple) for plan in planned)
         results = []
         for plan in planned:
-            if isinstance(plan, dict):
-                results.append(plan)
+            if isinstance(plan, tuple):
+                results.append(_failure(*plan))
             elif all_or_none and failed:
-                rolled_back = {
-                    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                    "message": "Record rolled back because not all records were valid and the request was using "
-                    "AllOrNone header",
-                    "fields": [],
-                }
-                results.append({"id": None, "success": False, "errors": [rolled_back]})
+                results.append(_failure("ALL_OR_NONE_OPERATION_ROLLED_BACK", _ROLLED_BACK))
             else:
                 results.append({"id": plan().id, "success": True, "errors": []})
         return json_response(results)
 
-    def _plan(self, method: str, record: Any) -> Any:
-        """A write to run (a function) or its failure (a result object)."""
-
-        def failure(code: str, message: str) -> dict[str, Any]:
-            return {"id": None, "success": False, "errors": [{"statusCode": code, "message": message, "fields": []}]}
-
-        if not isinstance(record, dict):
-            return failure("JSON_PARSER_ERROR", "a record must be an object")
-        if method == "DELETE":
-            sobject = next((s for s in SOBJECTS.values() if str(record["id"]).startswith(s.prefix)), None)
-            if sobject is None:
-                return failure("MALFORMED_ID", f"malformed id {record['id']}")
-            found = self._live(sobject, str(record["id"]))
-            if isinstance(found, tuple):
-                return failure(*found)
-            return lambda: self._write(sobject, found.id, {}, delete=True)
-        sobject = SOBJECTS.get(str((record.get("attributes") or {}).get("type")))
-        if sobject is None:
-            return failure("INVALID_TYPE", "each record needs attributes.type naming an sObject")
-        values = {k: v for k, v in record.items() if k not in ("attributes", "id")}
-        problem = self._check_fields(sobject, values, create=method == "POST")
-        if problem is not None:
-            return failure(*problem)
-        if method == "POST":
-            return lambda: self._write(sobject, None, values)
-        found = self._live(sobject, str(record.get("id")))
-        if isinstance(found, tuple):
-            return failure(*found)
-        return lambda: self._write(sobject, found.id, values)
-
     # ---------------------------------------------------------------- changes on demand
 
-    def _sobject_of(self, item_id: str) -> SObject:
-        for sobject in SOBJECTS.values():
-            if item_id.startswith(sobject.prefix):
-                return sobject
-        raise KeyError(item_id)
+    def _existing(self, item_id: str) -> tuple[SObject, Item]:
+        sobject = sobject_of(item_id)
+        found = None if sobject is None else self.org.live(sobject, item_id)
+        if sobject is None or not isinstance(found, Item):
+            raise KeyError(item_id)
+        return sobject, found
 
     def edit(self, item_id: str) -> dict[str, Any]:
         """The name field gains " (edited)"; ``SystemModstamp`` moves to now."""
-        sobject = self._sobject_of(item_id)
-        found = self._live(sobject, item_id)
-        if isinstance(found, tuple):
-            raise KeyError(item_id)
-        return self._write(sobject, item_id, {sobject.required: f"{found.body[sobject.required]} (edited)"}).body
+        sobject, found = self._existing(item_id)
+        return self.org.write(sobject, item_id, {sobject.required: f"{found.body[sobject.required]} (edited)"}).body
 
     def create(self) -> dict[str, Any]:
         """A new Account."""
-        n = next(self._created)
-        return self._write(SOBJECTS["Account"], record_id(SOBJECTS["Account"], n), {"Name": f"New account {n}"}).body
+        account = SOBJECTS["Account"]
+        item_id = self.org.new_id(account)
+        return self.org.write(account, item_id, {"Name": f"New account {item_id}"}).body
 
     def delete(self, item_id: str) -> None:
         """Into the Recycle Bin: ``IsDeleted`` and a new ``SystemModstamp``."""
-        sobject = self._sobject_of(item_id)
-        if isinstance(self._live(sobject, item_id), tuple):
-            raise KeyError(item_id)
-        self._write(sobject, item_id, {}, delete=True)
+        sobject, _ = self._existing(item_id)
+        self.org.write(sobject, item_id, {}, delete=True)

@@ -66,18 +66,21 @@ class RunningTask:
 
     async def _write(self, update: dict[str, object], *, settled: TaskStatus | None = None) -> None:
         task = self._task
-        try:
-            stored = await self._store.replace(
-                SyncTask.container, task.model_copy(update=update).to_doc(), if_match=task.etag
-            )
-        except (PreconditionFailed, NotFound) as exc:
-            current = await self._reread()
-            if settled is not None and current is not None and current.status is settled:
-                # Someone else made the same move first (a dead credential moves every task of its connections).
-                self._task = current
-                return
-            raise RetryableError(f"task {task.id} changed while it was being processed") from exc
-        self._task = SyncTask.model_validate(stored)
+        for first in (True, False):
+            try:
+                stored = await self._store.replace(
+                    SyncTask.container, task.model_copy(update=update).to_doc(), if_match=task.etag
+                )
+            except (PreconditionFailed, NotFound) as exc:
+                current = await self._reread()
+                if first and settled is not None and current is not None and current.status is settled:
+                    # Someone made the same move first (a dead credential moves every task of its connections):
+                    # this run's outcome goes on top of theirs.
+                    task = current
+                    continue
+                raise RetryableError(f"task {task.id} changed while it was being processed") from exc
+            self._task = SyncTask.model_validate(stored)
+            return
 
     async def _reread(self) -> SyncTask | None:
         try:

@@ -184,7 +184,7 @@ async def test_salesforce_collections_roll_back_everything_with_all_or_none(
     assert [item["success"] for item in answer] == [False, False]
     assert answer[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
     assert answer[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
-    assert len(sandbox.salesforce.objects["Account"]) == RECORDS
+    assert len(sandbox.salesforce.datasets["Account"]) == RECORDS
     too_many = {"records": [{"attributes": {"type": "Account"}, "Name": "x"}] * 201}
     refused = await client.post("/salesforce/services/data/v66.0/composite/sobjects", json=too_many, headers=AUTH)
     assert (refused.status_code, refused.json()[0]["errorCode"]) == (400, "EXCEEDED_ID_LIMIT")
