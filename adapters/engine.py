@@ -14,6 +14,7 @@ engine never stores or refreshes a credential itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -39,6 +40,7 @@ from castiel.errors import (
 from castiel.models import Connection, RateLimitCheck
 from castiel.ratelimit.limiter import raise_for_check
 from castiel.ratelimit.policy import LimitedOperation
+from castiel.telemetry import log_event
 
 MAX_INLINE_WAIT_SECONDS = 10.0
 """A retry the provider asks to wait longer for is not slept on in-process: it becomes ``RateLimited`` so the queue
@@ -216,7 +218,11 @@ class HttpEngine:
             if rule.action is Action.RETRY and attempt < self._max_attempts:
                 wait = first_answer((retry_after_header,), reply, self._clock())
                 if wait is None or wait <= MAX_INLINE_WAIT_SECONDS:
-                    await self._sleep(self._backoff.delay(attempt) if wait is None else wait)
+                    delay = self._backoff.delay(attempt) if wait is None else wait
+                    log_event(
+                        "adapter.retry", level=logging.WARNING, reason=message, attempt=attempt, wait=round(delay, 3)
+                    )
+                    await self._sleep(delay)
                     continue
             if rule.action is Action.REFRESH_TOKEN_THEN_RETRY and not reauthenticated:
                 reauthenticated = True

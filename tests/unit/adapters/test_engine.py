@@ -3,6 +3,7 @@ admission and observation, the resolution actions, auth retries, hooks, push res
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -205,10 +206,16 @@ async def test_a_provider_row_can_make_a_403_a_rate_limit_with_the_default_pause
     assert raised.value.retry_after == ToyAdapter.default_rate_limit_pause
 
 
-async def test_5xx_is_retried_with_backoff_then_succeeds(make: MakeAdapter, clock: ManualClock) -> None:
+async def test_5xx_is_retried_with_backoff_then_succeeds(
+    make: MakeAdapter, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
     sleeps = Sleeps(clock)
     api = Api(things=[json_response(502, {}), httpx.Response(503), json_response(200, {"things": [thing("a")]})])
-    pages = await fetch_all(make(api, sleeps=sleeps), CONN, "thing")
+    with caplog.at_level(logging.WARNING, logger="castiel"):
+        pages = await fetch_all(make(api, sleeps=sleeps), CONN, "thing")
+    retries = [record.getMessage() for record in caplog.records if "adapter.retry" in record.getMessage()]
+    assert len(retries) == 2
+    assert "standard connection conn-standard: GET /things: HTTP 502" in retries[0]
     assert [r.external_id for r in pages[0].records] == ["a"]
     assert len(sleeps.delays) == 2
     assert 0.25 <= sleeps.delays[0] <= 0.5
