@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -29,6 +30,7 @@ from castiel.models import (
     WebhookRegistration,
 )
 from castiel.ports import DocumentStore, Filter, Query, SecretStore
+from castiel.sync.pull import mapping_of
 from castiel.webhooks.admin import WebhookAdmin
 from castiel.webhooks.registrations import WebhookRegistrations
 
@@ -77,8 +79,17 @@ def connections_add(
         ConflictStrategy, typer.Option(help="Conflict strategy.")
     ] = ConflictStrategy.LOCAL_WINS,
     dedup_strategy: Annotated[DedupStrategy, typer.Option(help="Dedup strategy.")] = DedupStrategy.EXTERNAL_ID,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            exists=True,
+            dir_okay=False,
+            help="Entity mappings, a JSON file: {entityType: {shardType, fields, derived, relationships, keys}}.",
+        ),
+    ] = None,
 ) -> None:
-    """Add a connection and print it as JSON."""
+    """Add a connection and print it as JSON; a mapping is checked against the provider's entity types first."""
     connection = Connection(
         id=connection_id or uuid.uuid4().hex,
         tenant_id=tenant,
@@ -91,7 +102,10 @@ def connections_add(
         credential_id=credential or None,
         conflict_strategy=conflict_strategy,
         dedup_strategy=dedup_strategy,
+        entity_mappings=_mapping_file(mapping) if mapping is not None else {},
     )
+    if mapping is not None:
+        mapping_of(connection)  # a ConfigError naming every problem: nothing is stored
     stored = run(with_store(lambda store: create_named(store, connection, "connection"), create=True))
     echo_json(public(stored))
 
@@ -106,11 +120,25 @@ def connections_list(
     echo_items(page.items, as_json, _line)
 
 
+def _mapping_file(path: Path) -> dict[str, Any]:
+    """The entity mappings in ``path``: a JSON object of objects, else ``typer.BadParameter``."""
+    try:
+        parsed = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise typer.BadParameter(f"{path} is not a JSON file", param_hint="--mapping") from None
+    if not isinstance(parsed, dict) or not all(isinstance(entry, dict) for entry in parsed.values()):
+        raise typer.BadParameter(f"{path} must hold a JSON object of entity type → mapping", param_hint="--mapping")
+    return parsed
+
+
 def _line(connection: dict[str, Any]) -> str:
     entity_types = ",".join(connection.get("entityTypes", [])) or "-"
+    mappings = connection.get("entityMappings") or {}
+    mapped = ",".join(f"{name}→{entry.get('shardType')}" for name, entry in mappings.items())
     return (
         f"{connection['id']}  {connection['provider']:<10} tenant={connection['tenantId']}"
         f" direction={connection['syncDirection']} entities={entity_types} status={connection['status']}"
+        + (f" mapping={mapped}" if mapped else "")
     )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 
-from adapters.providers import ADAPTER_TYPES
 from castiel.backends import data_dir_redis
 from castiel.backends.data_dir import shown
 from castiel.backends.redis_client import redacted
@@ -56,14 +55,11 @@ async def collect_status(store: DocumentStore, queue: MessageQueue, settings: Se
 
 def _shard_types(connection: Connection) -> set[str]:
     """The shard types a connection's records land in: its entity mapping's, for the entity types it syncs."""
-    adapter = next((kind for kind in ADAPTER_TYPES if kind.provider is connection.provider), None)
-    if adapter is None:
-        return set()
     try:
-        mapping = mapping_of(connection, adapter)
+        mapping = mapping_of(connection)
     except ConfigError:
-        return set()  # refused when it was set, so only a document edited by hand; sync reports it
-    known = adapter.entity_types_of(connection)
+        return set()  # no adapter, or a mapping edited by hand past the check when it was set: sync reports it
+    known = mapping.entity_types
     return {mapping.entity(name).shard_type for name in connection.entity_types or known if name in known}
 
 

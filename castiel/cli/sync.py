@@ -32,7 +32,7 @@ def sync_run(
     full: Annotated[bool, typer.Option("--full", help="From the start, not from the last checkpoint.")] = False,
 ) -> None:
     """Pull a connection now and print the sync-results document as JSON (exit 1 when it did not succeed)."""
-    progress = _progress if sys.stderr.isatty() else None
+    progress = _progress if on_terminal() else None
     result = run(_pull(tenant, connection, entity_type or None, full, progress))
     echo_json(public(result))
     if result.status != "succeeded":
@@ -51,6 +51,11 @@ async def _pull(
         return await runtime.inbound.run_now(tenant, connection, entity_type=entity_type, full=full, on_page=progress)
     finally:
         await runtime.aclose()
+
+
+def on_terminal() -> bool:
+    """Whether stderr is a terminal (a person watching), which gets a line per page."""
+    return sys.stderr.isatty()
 
 
 async def _progress(saved: PageSaved) -> None:

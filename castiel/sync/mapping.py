@@ -223,6 +223,11 @@ class ConnectionMapping:
     def __init__(self, mappings: Mapping[str, EntityMapping]) -> None:
         self._mappings = dict(mappings)
 
+    @property
+    def entity_types(self) -> list[str]:
+        """Every entity type of the connection's provider, by name."""
+        return sorted(self._mappings)
+
     def entity(self, entity_type: str) -> EntityMapping:
         """The mapping of ``entity_type``; ``ConfigError`` for a type the connection's adapter does not have."""
         try:

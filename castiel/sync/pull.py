@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar, cast
 
 from adapters.base import AdapterRegistry, BaseAdapter
+from adapters.providers import ADAPTER_TYPES
 from castiel.clock import Clock, system_clock
 from castiel.errors import ConfigError
 from castiel.models import Connection, SyncCounts
@@ -64,8 +65,13 @@ class PageSaved:
 PageHook = Callable[[PageSaved], Awaitable[None]]
 
 
-def mapping_of(connection: Connection, adapter: type[BaseAdapter] | BaseAdapter) -> ConnectionMapping:
-    """The connection's compiled entity mapping; ``ConfigError`` naming every problem."""
+def mapping_of(connection: Connection, adapter: type[BaseAdapter] | BaseAdapter | None = None) -> ConnectionMapping:
+    """The connection's compiled entity mapping, checked against its provider's entity types (its adapter's, found
+    by provider when not given); ``ConfigError`` naming every problem."""
+    if adapter is None:
+        adapter = next((kind for kind in ADAPTER_TYPES if kind.provider is connection.provider), None)
+        if adapter is None:
+            raise ConfigError(f"provider {connection.provider.value} has no adapter to check an entity mapping against")
     return compile_mappings(connection.entity_mappings, adapter.entity_types_of(connection))
 
 
