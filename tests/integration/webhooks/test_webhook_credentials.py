@@ -171,12 +171,9 @@ async def test_after_a_rotation_both_secrets_verify_for_the_grace_then_only_the_
     await revalidated(harness, registration.id)
     for since_rotation, old_status in ((REVALIDATE_SECONDS, 202), (GRACE - 1, 202), (GRACE + 1, 401)):
         harness.clock.value = rotated_at + since_rotation
-        assert (await deliver(harness, registration.id, FIRST), await deliver(harness, registration.id, ROTATED)) == (
-            old_status,
-            202,
-        ), f"{since_rotation} s after the rotation"
-    credential = await operator.credential(registration)
-    assert (credential.version, credential.rotated_at is not None) == (2, True)
+        statuses = [await deliver(harness, registration.id, secret) for secret in (FIRST, ROTATED)]
+        assert statuses == [old_status, 202], f"{since_rotation} s after the rotation"
+    assert (await operator.credential(registration)).version == 2
 
 
 async def test_a_second_rotation_within_the_grace_keeps_only_the_one_before_it(
