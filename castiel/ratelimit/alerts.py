@@ -55,7 +55,8 @@ def log_alert(alert: RateLimitAlert) -> None:
     if subject is not None:
         present.update(tenant_id=subject.tenant_id, connection_id=subject.connection_id, provider=subject.provider)
     if alert.level is not None:
-        present["level"] = alert.level
+        # Not ``level``: that keyword is the log record's severity in ``log_event``.
+        present["limit_level"] = alert.level
     log_event("ratelimit.alert", level=logging.WARNING, detail=alert.detail, **present)
     emit_metric(Metric.RATE_LIMIT_ALERT, 1, **present)
 

@@ -58,3 +58,14 @@ def test_the_default_callback_logs_a_structured_warning_and_a_metric(caplog: pyt
         "tenant_id=t1 connection_id=c1 provider=github"
     )
     assert f"metric={Metric.RATE_LIMIT_ALERT} value=1 kind=connection_paused" in metric.getMessage()
+
+
+def test_a_usage_alert_logs_the_level_it_is_about(caplog: pytest.LogCaptureFixture) -> None:
+    alert = RateLimitAlert(AlertKind.USAGE_80, "80% used", 1_700_000_000.0, SUBJECT, level="operation")
+    with caplog.at_level(logging.INFO, logger="castiel"):
+        log_alert(alert)
+    warning, metric = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert "kind=usage_80" in warning.getMessage()
+    assert "limit_level=operation" in warning.getMessage()
+    assert "limit_level=operation" in metric.getMessage()
