@@ -87,6 +87,9 @@ class BaseAdapter:
     rate_limit_rules: ClassVar[tuple[WaitRule, ...]] = RATE_LIMIT_RULES
     default_rate_limit_pause: ClassVar[float] = 60.0
     """Seconds to wait on a rate limit that says nothing of when it ends."""
+    address_fields: ClassVar[tuple[str, ...]] = ()
+    """Provider fields an update or delete needs besides the external id (GitHub addresses an issue by its
+    ``number``): the sync engine sends their last known values in every such change's ``data``."""
 
     def __init__(self, engine: HttpEngine) -> None:
         self.engine = engine
@@ -111,6 +114,18 @@ class BaseAdapter:
     def written_id(self, change: Change, reply: Reply) -> str | None:
         """The external id of the object a successful write created or changed."""
         return change.external_id
+
+    def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
+        """The provider object a successful write answered with, for a provider that answers with one (None)."""
+        return None
+
+    def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
+        """The request that reads one record; ``hints`` is what a webhook said of it (GitHub's ``number``)."""
+        raise PermanentError(f"{session.where}: reading one {entity_type} at a time is not supported")
+
+    def read_item(self, external_id: str, reply: Reply) -> object:
+        """The provider object in a reply to ``read_request`` (None: the provider has no such record)."""
+        return reply.body
 
     async def describe(self, session: Session) -> Discovery:
         """The connection's entity types and their fields, from the provider's metadata where it has some."""
@@ -246,7 +261,26 @@ class BaseAdapter:
             return PushResult(PushStatus.FAILED, change.external_id, exc)
         except CastielError as exc:
             return PushResult(PushStatus.FAILED, change.external_id, exc)
-        return PushResult(PUSHED[change.operation], self.written_id(change, reply))
+        return PushResult(
+            PUSHED[change.operation], self.written_id(change, reply), data=self.written_object(change, reply)
+        )
+
+    async def read(
+        self, connection: Connection, entity_type: str, external_id: str, hints: JsonObject | None = None
+    ) -> Record | None:
+        """One record as the provider has it now (what a webhook that carries only ids needs); None when the
+        provider no longer has it."""
+        session = await self.open(connection)
+        stream = await self.stream(session, entity_type)
+        spec = self.read_request(session, entity_type, external_id, hints or {})
+        try:
+            reply = await self.send(session, "fetch", spec)
+        except NotFound:
+            return None
+        item = self.read_item(external_id, reply)
+        if item is None:
+            return None
+        return self._read_record(stream, item, f"{session.where}: {entity_type} {external_id}")
 
     async def discover(self, connection: Connection) -> Discovery:
         """The connection's entity types and fields."""

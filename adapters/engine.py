@@ -47,6 +47,8 @@ MAX_INLINE_WAIT_SECONDS = 10.0
 re-sends the work then."""
 
 _SHOWN_MESSAGE_CHARS = 300
+# Failures that prove a request never reached the provider.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class ConnectionAuth(Protocol):
@@ -215,7 +217,8 @@ class HttpEngine:
             if len(detail) > _SHOWN_MESSAGE_CHARS:
                 detail = detail[:_SHOWN_MESSAGE_CHARS] + "…"
             message = f"{session.where}: {spec.method} {urlsplit(str(request.url)).path}: {detail}"
-            if rule.action is Action.RETRY and attempt < self._max_attempts:
+            retry = rule.action is Action.RETRY and attempt < self._max_attempts
+            if retry and _may_resend(operation, failure, reply):
                 wait = first_answer((retry_after_header,), reply, self._clock())
                 if wait is None or wait <= MAX_INLINE_WAIT_SECONDS:
                     delay = self._backoff.delay(attempt) if wait is None else wait
@@ -300,3 +303,13 @@ class HttpEngine:
             status_code=response.status_code,
             headers=response.headers,
         )
+
+
+def _may_resend(operation: LimitedOperation, failure: BaseException | None, reply: Reply | None) -> bool:
+    """Whether a retryable failure may be retried inline: a create the provider may have applied (a 5xx, a read
+    timeout) is not, since a second POST makes a second record; the sync engine decides, knowing what landed."""
+    if operation != "create":
+        return True
+    if reply is not None:
+        return reply.status == 429
+    return isinstance(failure, _UNSENT)

@@ -83,6 +83,7 @@ class GitHubAdapter(BaseAdapter):
         )
     )
     default_rate_limit_pause = 60.0
+    address_fields = ("number",)
 
     def before_request(self, session: Session, request: httpx.Request) -> None:
         """GitHub's media type and the API version we were written against."""
@@ -145,6 +146,18 @@ class GitHubAdapter(BaseAdapter):
         """A created issue's ``id``."""
         created = reply.field("id")
         return str(created) if change.operation is Operation.CREATE and created is not None else change.external_id
+
+    def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
+        """The issue as GitHub answered the write."""
+        return reply.body if isinstance(reply.body, dict) else None
+
+    def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
+        """``GET …/issues/{number}``: GitHub addresses an issue by its number, which its webhooks carry."""
+        self.require_entity(session, entity_type)
+        number = hints.get("number")
+        if not isinstance(number, int) and not (isinstance(number, str) and number.isdigit()):
+            raise PermanentError(f"{session.where}: issue {external_id}: reading it needs its number")
+        return RequestSpec("GET", f"/repos/{self._repository(session)}/issues/{number}")
 
     def auth_probe(self, session: Session) -> RequestSpec:
         """``GET /rate_limit``: accepted with any valid token, free of the primary limit."""

@@ -163,6 +163,15 @@ class GoogleCalendarAdapter(BaseAdapter):
         written = reply.field("id")
         return str(written) if written is not None else change.external_id
 
+    def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
+        """The event as Google answered the insert or patch."""
+        return reply.body if isinstance(reply.body, dict) else None
+
+    def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
+        """``events.get`` (a cancelled event reads as a deletion)."""
+        self.require_entity(session, entity_type)
+        return RequestSpec("GET", f"{self._events(session)}/{quote(external_id, safe='')}")
+
     def auth_probe(self, session: Session) -> RequestSpec:
         """One entry of the user's calendar list."""
         return RequestSpec("GET", "/calendar/v3/users/me/calendarList", params={"maxResults": 1})

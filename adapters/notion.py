@@ -127,6 +127,15 @@ class NotionAdapter(BaseAdapter):
         written = reply.field("id")
         return str(written) if written is not None else change.external_id
 
+    def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
+        """The page as Notion answered the write."""
+        return reply.body if isinstance(reply.body, dict) else None
+
+    def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
+        """``GET /v1/pages/{id}`` (a trashed page too: it reads as a deletion)."""
+        self.require_entity(session, entity_type)
+        return RequestSpec("GET", f"/v1/pages/{external_id}")
+
     def auth_probe(self, session: Session) -> RequestSpec:
         """``GET /v1/users/me``: the integration's bot user."""
         return RequestSpec("GET", "/v1/users/me")

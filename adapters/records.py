@@ -78,12 +78,14 @@ class PushResult:
     """The outcome of one change, in the order the changes were given.
 
     A failure carries the taxonomy error it would have raised (``error``), so the caller decides retry or give-up
-    per change from its type, as the queue workers do for whole messages.
+    per change from its type, as the queue workers do for whole messages. ``data`` is the object as the provider
+    answered the write with it, where it does (what the record now looks like there, defaults filled in).
     """
 
     status: PushStatus
     external_id: str | None = None
     error: CastielError | None = None
+    data: JsonObject | None = None
 
     @property
     def reason(self) -> str | None:

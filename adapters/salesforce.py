@@ -229,6 +229,13 @@ class SalesforceAdapter(BaseAdapter):
         created = reply.field("id")
         return str(created) if change.operation is Operation.CREATE and created else change.external_id
 
+    def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
+        """``GET sobjects/<Name>/<Id>`` (a deleted record is a 404)."""
+        if not _RECORD_ID.match(external_id):
+            raise PermanentError(f"{session.where}: {external_id!r} is not a Salesforce Id")
+        sobject = self._sobject(session, entity_type)
+        return RequestSpec("GET", f"{self._prefix(session)}/sobjects/{sobject}/{external_id}")
+
     def _record_id(self, session: Session, change: Change) -> str:
         record_id = self.require_external_id(session, change)
         if not _RECORD_ID.match(record_id):

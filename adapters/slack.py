@@ -33,7 +33,7 @@ from adapters.engine import Session
 from adapters.pagination import CursorPaginator, Paginator
 from adapters.records import Change, Discovery, EntityInfo, FieldInfo, JsonObject, Record
 from adapters.resolution import DEFAULT_TABLE, Action, Rule
-from adapters.wire import Reply, RequestSpec
+from adapters.wire import ParamValue, Reply, RequestSpec
 from castiel.errors import ConfigError, PermanentError
 from castiel.models import Connection, Operation, Provider
 from castiel.ratelimit.policy import DEFAULT_SLACK_APP_DISTRIBUTION, SLACK_APP_DISTRIBUTIONS
@@ -222,6 +222,24 @@ class SlackAdapter(BaseAdapter):
         """The message's ``ts``."""
         ts = reply.field("ts")
         return str(ts) if ts is not None else change.external_id
+
+    def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
+        """``conversations.history`` from the message's ``ts``, inclusive, one message."""
+        self.require_entity(session, entity_type)
+        ts = checked_ts(external_id, "message ts")
+        params: dict[str, ParamValue] = {
+            "channel": session.setting("channel"),
+            "latest": ts,
+            "inclusive": "true",
+            "limit": 1,
+        }
+        return RequestSpec("GET", "/conversations.history", params=params)
+
+    def read_item(self, external_id: str, reply: Reply) -> object:
+        """The message with that ``ts``, None when it is gone (the history then starts with an older one)."""
+        messages = reply.field("messages")
+        first = messages[0] if isinstance(messages, list) and messages else None
+        return first if isinstance(first, dict) and first.get("ts") == external_id else None
 
     def auth_probe(self, session: Session) -> RequestSpec:
         """``auth.test``."""

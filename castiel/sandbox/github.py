@@ -106,6 +106,7 @@ class GitHubApi(ProviderApi):
                 routes=[
                     Route(issues, self.endpoint(self.list_issues), methods=["GET"]),
                     Route(issues, self.endpoint(self.create_issue), methods=["POST"]),
+                    Route(issues + "/{number:int}", self.endpoint(self.read_issue), methods=["GET"]),
                     Route(issues + "/{number:int}", self.endpoint(self.update_issue), methods=["PATCH"]),
                     Route("/repos/{owner}/{repo}", self.endpoint(self.repository), methods=["GET"]),
                     Route("/rate_limit", self.endpoint(self.rate_limit), methods=["GET"]),
@@ -227,6 +228,13 @@ class GitHubApi(ProviderApi):
             return json_response({"message": "Validation Failed", "errors": errors, "documentation_url": _DOCS}, 422)
         self.record_push(request, body)
         return json_response(self._apply(self._new_issue(), body), 201)
+
+    async def read_issue(self, request: Request) -> Response:
+        """``GET …/issues/{number}``: one issue (a deleted one is a 404, as GitHub answers)."""
+        item = self.issues.get(str(ID_BASE + int(request.path_params["number"])))
+        if item is None or item.deleted:
+            return json_response({"message": "Not Found", "documentation_url": _DOCS}, 404)
+        return json_response(item.body)
 
     async def update_issue(self, request: Request) -> Response:
         """``PATCH``: change title, body, state, labels or assignees."""

@@ -122,6 +122,7 @@ class GoogleApi(ProviderApi):
                 routes=[
                     Route(events, self.endpoint(self.list_events), methods=["GET"]),
                     Route(events, self.endpoint(self.insert_event), methods=["POST"]),
+                    Route(events + "/{event}", self.endpoint(self.get_event), methods=["GET"]),
                     Route(events + "/{event}", self.endpoint(self.patch_event), methods=["PATCH"]),
                     Route(events + "/{event}", self.endpoint(self.delete_event), methods=["DELETE"]),
                     Route("/calendars/{calendar}", self.endpoint(self.calendar), methods=["GET"]),
@@ -223,6 +224,13 @@ class GoogleApi(ProviderApi):
             return google_error(400, "required", "Missing end time.")
         self.record_push(request, body)
         return json_response(self._store(self._new_id(), body))
+
+    async def get_event(self, request: Request) -> Response:
+        """One event; a cancelled one still reads, with ``status: cancelled``."""
+        item = self.events.get(request.path_params["event"])
+        if item is None or not self._calendar_ok(request):
+            return google_error(404, "notFound", "Not Found")
+        return json_response(item.body)
 
     async def patch_event(self, request: Request) -> Response:
         """Changed fields of an event."""

@@ -87,6 +87,7 @@ class SalesforceApi(ProviderApi):
             Route("/sobjects/", self.endpoint(self.describe_global), methods=["GET"]),
             Route("/sobjects/{sobject}/describe", self.endpoint(self.describe), methods=["GET"]),
             Route("/sobjects/{sobject}/", self.endpoint(self.create_one), methods=["POST"]),
+            Route("/sobjects/{sobject}/{id}", self.endpoint(self.read_one), methods=["GET"]),
             Route("/sobjects/{sobject}/{id}", self.endpoint(self.update_one), methods=["PATCH"]),
             Route("/sobjects/{sobject}/{id}", self.endpoint(self.delete_one), methods=["DELETE"]),
             Route("/composite/sobjects", self.endpoint(self.collection), methods=["POST", "PATCH", "DELETE"]),
@@ -246,6 +247,16 @@ class SalesforceApi(ProviderApi):
             return _errors(400, *problem)
         self.record_push(request, body)
         return json_response({"id": self.org.write(sobject, None, body).id, "success": True, "errors": []}, 201)
+
+    async def read_one(self, request: Request) -> Response:
+        """``GET sobjects/<Name>/<Id>``: every field with its ``attributes``; a deleted record is a 404."""
+        sobject = SOBJECTS.get(request.path_params["sobject"])
+        if sobject is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        found = self.org.live(sobject, request.path_params["id"])
+        if isinstance(found, tuple):
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return json_response({"attributes": {"type": sobject.name, "url": request.url.path}, **found.body})
 
     async def update_one(self, request: Request) -> Response:
         """``PATCH sobjects/<Name>/<Id>``: 204."""
