@@ -231,7 +231,8 @@ class BaseAdapter:
                 raise PermanentError(f"{where}: the reply has no list of records (HTTP {reply.status})")
             records = [self._read_record(stream, item, where) for item in items]
             paginator.advance(reply, where)
-            kept, state = stream.cursor.advance(state, [r for r in records if r is not None], paginator, reply)
+            listed = paginator.within_horizon([r for r in records if r is not None])
+            kept, state = stream.cursor.advance(state, listed, paginator, reply)
             yield Page(kept, stream.cursor.dump(state), resync)
             if paginator.finished:
                 return

@@ -1,11 +1,13 @@
 """GitHub REST: a repository's issues.
 
-Pull: ``GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc&since=…&per_page=100``, following the
-``Link`` header's ``next`` (never a page URL of our own). ``since`` is inclusive and to the second, so the cursor is
-an ``OverlapCursor``: the next run starts at the boundary second and drops what it already emitted there unchanged.
-Pull requests come back from this endpoint too (they carry a ``pull_request`` key) and are left out. The list never
-reports deletions (``issues.deleted`` arrives by webhook). The external id is the issue's ``id``, as in webhooks;
-``number`` addresses it in the API and stays in ``data``.
+Pull: ``GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc&since=…&per_page=100``, paged by
+``since`` itself (``github_paging.py``: an issue edited while a run is paging shifts the list under a page number,
+and the issue it shifts onto a page already read would be missed; ``Link`` is followed, as given, only through more
+than a page of issues updated within one second). ``since`` is inclusive and to the second, so the cursor is an
+``OverlapCursor``: each request, and the next run, starts at the boundary second and drops what was already emitted
+there unchanged. Pull requests come back from this endpoint too (they carry a ``pull_request`` key) and are left out.
+The list never reports deletions (``issues.deleted`` arrives by webhook). The external id is the issue's ``id``, as
+in webhooks; ``number`` addresses it in the API and stays in ``data``.
 
 Push: create ``POST …/issues``; update ``PATCH …/issues/{number}``; delete closes the issue (the REST API cannot
 delete one). An update or delete needs ``number`` in the change's data.
@@ -19,6 +21,7 @@ a minute) — its ``x-ratelimit-remaining`` is often above 0; any other 403 is a
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -26,7 +29,7 @@ import httpx
 from adapters.base import BaseAdapter, Stream, items_at
 from adapters.cursors import Overlap, OverlapCursor, parse_time
 from adapters.engine import Session
-from adapters.pagination import LinkHeaderPaginator
+from adapters.github_paging import SinceKeysetPaginator
 from adapters.records import Change, Discovery, EntityInfo, FieldInfo, JsonObject, Record
 from adapters.resolution import DEFAULT_TABLE, Action, Rule, has_header, header_equals
 from adapters.wire import Reply, RequestSpec
@@ -114,12 +117,20 @@ class GitHubAdapter(BaseAdapter):
         self.require_entity(session, entity_type)
         path = f"/repos/{self._repository(session)}/issues"
 
-        def request(state: Overlap) -> RequestSpec:
-            since = None if state.since is None else state.since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        def first_page(since: datetime | None) -> RequestSpec:
             params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc", "per_page": 100}
-            return RequestSpec("GET", path, params=params).with_params(since=since)
+            if since is not None:
+                params["since"] = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return RequestSpec("GET", path, params=params)
 
-        return Stream(entity_type, OverlapCursor(), request, LinkHeaderPaginator, items_at(), self._issue)
+        return Stream(
+            entity_type,
+            OverlapCursor(),
+            lambda state: first_page(state.since),
+            lambda: SinceKeysetPaginator(first_page),
+            items_at(),
+            self._issue,
+        )
 
     @staticmethod
     def _issue(item: JsonObject) -> Record | None:

@@ -5,7 +5,8 @@ Each strategy reads where the provider puts the next page — a ``Link`` header 
 Slack's ``response_metadata.next_cursor``), a page token (Google's ``nextPageToken``), or an offset — and sets it
 on the next request. Every one detects loops: a cursor or URL that comes back a second time stops the fetch with a
 ``PermanentError`` naming it, never an endless loop (meltano's ``BaseAPIPaginator`` does this with a
-``RuntimeError``; ours stays inside the taxonomy).
+``RuntimeError``; ours stays inside the taxonomy). A strategy that reads part of a page again later sets a
+``horizon``: the fetch loop holds back the records beyond it until they come again (GitHub's, ``github_paging.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 
+from adapters.records import Record
 from adapters.wire import Reply, RequestSpec
 from castiel.errors import PermanentError
 
@@ -30,6 +33,8 @@ class Paginator(ABC):
         self.token: str | None = None
         self.finished = False
         self.pages = 0
+        self.horizon: datetime | None = None
+        """Records updated later than this are listed again by a later request of the same pass."""
         # Digests, not the tokens: loop detection costs a few bytes a page however long the tokens are.
         self._seen: set[bytes] = set()
 
@@ -49,6 +54,13 @@ class Paginator(ABC):
             )
         self._seen.add(digest)
         self.token = token
+
+    def within_horizon(self, records: list[Record]) -> list[Record]:
+        """``records`` without those beyond ``horizon``: they are emitted when listed again, not now."""
+        horizon = self.horizon
+        if horizon is None:
+            return records
+        return [record for record in records if record.updated_at is None or record.updated_at <= horizon]
 
     @abstractmethod
     def next_token(self, reply: Reply) -> str | None:

@@ -2,8 +2,12 @@
 
 ``GET /repos/{owner}/{repo}/issues`` with ``state``, ``sort=updated``, ``direction``, ``since`` (inclusive, to the
 second), ``per_page`` (≤ 100) and ``page``, paginated by a ``Link`` header; ``POST`` creates, ``PATCH …/{number}``
-updates. Every answer carries ``x-ratelimit-*`` headers counting the hour's requests; a token is required
-(``Bearer`` or ``token``) and an unknown ``X-GitHub-Api-Version`` is refused, as GitHub does.
+updates. A page is a position in the list as it stands when the page is asked for, as on GitHub: an issue edited
+between two page requests moves to the end of ``sort=updated`` and every issue after its old place moves one position
+earlier, so a client following ``Link`` skips one (where a page starts is remembered while nothing changes, so a
+long listing is not re-counted from its first issue at every page). Every answer carries ``x-ratelimit-*`` headers
+counting the hour's requests; a token is required (``Bearer`` or ``token``) and an unknown ``X-GitHub-Api-Version``
+is refused, as GitHub does.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class GitHubApi(ProviderApi):
         self.issues = Dataset(self.count, self._seed, self._seed_key, self._index)
         self._next_number = self.count + 1
         self._continuations: OrderedDict[tuple[Any, ...], Key] = OrderedDict()
+        self._version = 0
+        """Bumped by every change: a remembered page start holds only for the list it was counted in."""
         self._hour = (0, 0)
 
     @property
@@ -168,7 +174,7 @@ class GitHubApi(ProviderApi):
         if sort not in ("updated", "created"):
             return self._invalid("the sandbox sorts by updated or created")
         ascending = direction == "asc"
-        signature = (sort, state, since, ascending, per_page)
+        signature = (self._version, sort, state, since, ascending, per_page)
         start = self._continuations.get((*signature, page))
         listed = self._listing(sort, state, since, ascending, start)
         if start is None:
@@ -264,8 +270,12 @@ class GitHubApi(ProviderApi):
         if "assignees" in changes:
             body["assignees"] = [{"login": str(login)} for login in changes["assignees"]]
         body["closed_at"] = body["updated_at"] if body["state"] == "closed" else None
-        self.issues.put(Item(item.id, (now, body["number"]), body))
+        self._put(Item(item.id, (now, body["number"]), body))
         return body
+
+    def _put(self, item: Item) -> None:
+        self.issues.put(item)
+        self._version += 1
 
     async def repository(self, request: Request) -> Response:
         """The one repository; any other is a 404."""
@@ -299,4 +309,4 @@ class GitHubApi(ProviderApi):
         item = self.issues.get(item_id)
         if item is None or item.deleted:
             raise KeyError(item_id)
-        self.issues.put(Item(item.id, item.key, item.body, deleted=True))
+        self._put(Item(item.id, item.key, item.body, deleted=True))

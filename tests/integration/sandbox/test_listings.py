@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 
 import httpx
+import pytest
 
 from castiel.sandbox.notion import DATA_SOURCE_ID
 from castiel.sandbox.state import Sandbox
 from tests.integration.sandbox.conftest import AUTH, RECORDS
 
 NOTION = {**AUTH, "Notion-Version": "2025-09-03"}
+ISSUES = "/github/repos/acme/widgets/issues"
 
 
 async def test_seeded_data_is_the_same_in_every_sandbox_of_the_same_size(client: httpx.AsyncClient) -> None:
@@ -41,6 +43,22 @@ async def test_github_since_is_inclusive_to_the_second_and_pages_link_onwards(cl
     second = (await client.get(next_link, headers=AUTH)).json()
     assert [issue["number"] for issue in second] == [issue["number"] for issue in everything[4:8]]
     assert sum("pull_request" in issue for issue in everything) == RECORDS // 10
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+async def test_github_pages_by_position_so_a_change_between_pages_shifts_the_rest(
+    client: httpx.AsyncClient, change: str
+) -> None:
+    params = {"state": "all", "sort": "updated", "direction": "asc", "per_page": 4}
+    first = await client.get(ISSUES, params=params, headers=AUTH)
+    await client.post(f"/_sandbox/github/{change}", json={"ids": [str(first.json()[1]["id"])]})
+
+    second = (await client.get(first.links["next"]["url"], headers=AUTH)).json()
+    everything = (await client.get(ISSUES, params={**params, "per_page": 100}, headers=AUTH)).json()
+    # As on GitHub: the second issue left its place, so page 2 starts one issue later and one is served by neither.
+    assert [issue["number"] for issue in second] == [issue["number"] for issue in everything[4:8]]
+    served = [issue["number"] for issue in first.json() + second]
+    assert everything[3]["number"] not in served
 
 
 async def test_notion_filters_on_the_minute_and_pages_with_a_cursor(client: httpx.AsyncClient) -> None:

@@ -85,7 +85,9 @@ def make(redis_client: aioredis.Redis) -> Make:
     return build
 
 
-async def test_pages_follow_the_link_header_and_leave_pull_requests_out(make: Make) -> None:
+async def test_the_next_page_is_asked_for_since_the_last_second_listed_and_pull_requests_are_left_out(
+    make: Make,
+) -> None:
     adapter, requests = make(
         page([issue(1, "2026-01-05T12:00:01Z"), issue(2, "2026-01-05T12:00:02Z", pr=True)], next_page=2),
         page([issue(3, "2026-01-05T12:00:03Z", state="closed")]),
@@ -97,7 +99,11 @@ async def test_pages_follow_the_link_header_and_leave_pull_requests_out(make: Ma
     assert first.headers["accept"] == "application/vnd.github+json"
     assert first.headers["x-github-api-version"] == API_VERSION
     assert first.headers["authorization"] == "Bearer test-token"
-    assert requests[1].url.params["page"] == "2"
+    # Since the second of the last item listed (a pull request's: it holds its place in the list), not page 2.
+    assert (
+        str(requests[1].url)
+        == f"{ISSUES}?state=all&sort=updated&direction=asc&per_page=100&since=2026-01-05T12%3A00%3A02Z"
+    )
     closed = pages[1].records[0]
     assert closed.to_json()["updatedAt"] == "2026-01-05T12:00:03.000000Z"
     assert closed.deleted is False  # closed is a state; GitHub lists no deletions
