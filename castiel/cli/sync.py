@@ -18,7 +18,7 @@ from castiel.backends.data_dir import require_data_dir
 from castiel.cli.common import echo_json, public, run, settings
 from castiel.cli.exits import RUNTIME
 from castiel.models import SyncResult
-from castiel.runtime import Runtime
+from castiel.runtime import Runtime, settle_heap
 from castiel.sync.pull import PageHook, PageSaved
 
 sync_app = typer.Typer(no_args_is_help=True, help="Run syncs by hand.")
@@ -47,6 +47,7 @@ async def _pull(
     if not config.uses_cosmos:
         require_data_dir(config.data_dir)
     runtime = await asyncio.to_thread(Runtime.build, config)
+    settle_heap()
     try:
         return await runtime.inbound.run_now(tenant, connection, entity_type=entity_type, full=full, on_page=progress)
     finally:

@@ -14,7 +14,8 @@ store calls whatever the page's size.
 Every write is conditional (a create, or a replace under the etag read), so a concurrent writer — another worker on
 an overlapping page, an operator resolving a conflict, an outbound push — makes a batch fail rather than be
 overwritten; the page is then redone from fresh reads (``MAX_ATTEMPTS`` times). Shard ids are deterministic, so a
-redo, or a redelivery after a crash between the batches, finds what an earlier attempt committed.
+redo, or a redelivery after a crash between the batches, finds what an earlier attempt committed: the first attempt
+does not look for such leftovers (a create that meets one collides), the redo does.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class PagePipeline:
         last: Exception | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                writes = await self._apply(kept, timer)
+                writes = await self._apply(kept, timer, recover=attempt > 1)
             except (PreconditionFailed, AlreadyExists) as exc:
                 last = exc
                 log_event("sync.page_redone", connection_id=self._ctx.connection_id, attempt=attempt, error=str(exc))
@@ -125,12 +126,17 @@ class PagePipeline:
                 )
         return items
 
-    async def _apply(self, kept: list[MappedRecord], timer: PhaseTimer) -> PageWrites:
+    async def _apply(self, kept: list[MappedRecord], timer: PhaseTimer, *, recover: bool) -> PageWrites:
         ctx, store = self._ctx, self._store
         async with timer.phase(Phase.DEDUP):
             links = await store.read_many(LINKS, ctx.tenant_id, link_ids(kept, ctx))
             found = [doc for query in match_queries(kept, links, ctx) for doc in await self._query_all(query)]
             wanted = shard_ids(kept, links, ctx)
+            if not recover:
+                # A shard an unlinked record would create exists only if an attempt died between its shard and link
+                # batches: rather than read thousands of absent ids for that, its create collides and the redo reads.
+                linked = {link["shardId"] for link in links.values()}
+                wanted = [shard for shard in wanted if shard in linked]
             shards = await store.read_many(SHARDS, ctx.tenant_id, wanted) if wanted else {}
             decisions = decide(kept, links, [*shards.values(), *found], ctx)
         now = now_utc(self._clock)

@@ -175,7 +175,8 @@ class _Page:
     # ---------------------------------------------------------------- parts
 
     def _pulled(self, item: MappedRecord, previous: Mapping[str, Any] | None) -> dict[str, Any]:
-        state = {key: value for key, value in (previous or {}).items() if key not in ("deleted", "deletedAt")}
+        state = dict(previous) if previous else {}
+        state.pop("deletedAt", None)
         state.update(entityType=item.entity_type, pulledFingerprint=item.fingerprint, pulledAt=self.stamp)
         state["snapshot"] = dict(item.fields)
         state["deleted"] = False
@@ -268,4 +269,7 @@ class _Page:
 
 
 def _without_store_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in doc.items() if key not in ("_etag", "_ts")}
+    copy = dict(doc)  # a C-level copy, then two pops: several times faster than filtering key by key
+    copy.pop("_etag", None)
+    copy.pop("_ts", None)
+    return copy

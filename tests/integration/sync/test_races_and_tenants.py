@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from castiel.errors import RetryableError
 from castiel.models import ConflictStrategy, DedupStrategy
 from castiel.ports import BatchOperation
 from tests.integration.sync.conftest import SALESFORCE, World, external_ids, live_ids
@@ -98,3 +99,28 @@ async def test_two_tenants_with_identical_connections_and_records_never_meet(wor
     assert {link["shardId"] for link in await world.docs("external-ids", "t1")} == t1_ids
     assert {link["shardId"] for link in await world.docs("external-ids", "t2")} == {doc["id"] for doc in t2}
     assert await world.docs("conflicts", "t2") == []
+
+
+async def test_shards_saved_without_their_links_are_found_again_not_created_twice(world: World) -> None:
+    connection = await world.connect(SALESFORCE)
+    store = world.store
+    plain = store.write_batch
+
+    async def links_fail(container: str, partition_key: str, operations: Sequence[BatchOperation]) -> Any:
+        if container == "external-ids":
+            raise RetryableError("sqlite document store: disk I/O error")
+        return await plain(container, partition_key, operations)
+
+    store.write_batch = links_fail  # type: ignore[method-assign]
+    failed = await world.pull(connection)
+    store.write_batch = plain  # type: ignore[method-assign]
+    assert (failed.status, await world.docs("external-ids")) == ("failed", [])
+    orphans = await world.docs("shards")
+    assert len(orphans) > 0
+
+    redone = await world.pull(connection)
+
+    records = len(live_ids(world.sandbox, SALESFORCE))
+    assert redone.status == "succeeded"
+    assert (redone.counts.created, redone.counts.unchanged) == (records - len(orphans), len(orphans))
+    assert len(await world.docs("shards")) == len(await world.docs("external-ids")) == records
