@@ -11,7 +11,10 @@ sharing a timestamp across pages or runs are neither skipped nor repeated. ``que
 (``IsDeleted = true``) while they are in the Recycle Bin, 15 days at most; a cursor older than that can no longer
 see every deletion, so the fetch starts a full pass marked ``resync`` instead. Fields are the ``fields`` setting's
 list for the sObject, else every field ``describe`` reports except ``base64`` ones (queryable one record at a time).
-``attributes`` is transport noise and is left out of ``data``.
+``attributes`` is transport noise and is left out of ``data``. A record's entity type is its sObject's API name as
+Salesforce spells it (``Account``, the connection's entity type), the name its webhooks carry too
+(``castiel/webhooks/parsers/salesforce.py``), so a record reaches the same external-id link whichever way it arrives;
+only the default shard type is lower-cased (``account``).
 
 Push: one change goes to ``sobjects/<Name>`` (POST, PATCH, DELETE); consecutive changes of one operation and sObject
 go as sObject Collections of up to 200 (``allOrNone: false``), one API call each, with a result per record.

@@ -2,8 +2,10 @@
 
 A JSON body is one change event or an array of them; each event is the CDC payload itself (``ChangeEventHeader``
 beside the field values) or that payload wrapped as the Pub/Sub API and CometD deliver it (``payload`` or
-``data.payload``). One change per record id: ``entityName`` lower-cased is the entity type, ``changeType`` the
-operation (``UNDELETE`` restores, so it is a create), ``commitTimestamp`` (epoch ms) the time. ``changes`` holds the
+``data.payload``). One change per record id: ``entityName`` is the entity type, the sObject API name as Salesforce
+spells it (``Account``, ``Invoice__c``), exactly as the adapter's pulled records name it, so a record's external-id
+link is the same whichever way it arrived; ``changeType`` is the operation (``UNDELETE`` restores, so it is a create),
+``commitTimestamp`` (epoch ms) the time. ``changes`` holds the
 field values the event carries, with ``nulledFields`` as None. Gap events (``GAP_*``) say a record changed without
 saying how: the same operation with no fields, so the worker fetches. ``GAP_OVERFLOW`` names no record and wildcard
 record ids (``001*``) name none in particular, so both carry nothing to enqueue: a full sync recovers them.
@@ -95,7 +97,7 @@ def _event_changes(delivery: Delivery, payload: JsonObject, header: JsonObject, 
     timestamp = optional_epoch_time(header, "commitTimestamp", where, per_second=1000)
     return [
         delivery.change(
-            entity_type=entity_name.lower(),
+            entity_type=entity_name,
             external_id=record_id,
             operation=operation,
             changes=dict(fields),

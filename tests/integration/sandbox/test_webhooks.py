@@ -30,7 +30,7 @@ EXPECTED = {
     "github": ("issue", lambda body: str(body["id"])),
     "slack": ("message", lambda body: body["ts"]),
     "notion": ("page", lambda body: body["id"]),
-    "salesforce": ("account", lambda body: body["Id"]),
+    "salesforce": ("Account", lambda body: body["Id"]),
     "google": ("event", lambda body: body["id"]),
 }
 

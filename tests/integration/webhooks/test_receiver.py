@@ -252,15 +252,15 @@ ACCEPTED = [
         "salesforce",
         200,
         [
-            ("lead", "00Q5e000006mYkWEAU", Operation.UPDATE),
-            ("lead", "00Q5e000006mYkXEAU", Operation.UPDATE),
-            ("opportunity", "0065e00000Bq7ZcAAJ", Operation.DELETE),
+            ("Lead", "00Q5e000006mYkWEAU", Operation.UPDATE),
+            ("Lead", "00Q5e000006mYkXEAU", Operation.UPDATE),
+            ("Opportunity", "0065e00000Bq7ZcAAJ", Operation.DELETE),
         ],
     ),
     (
         "salesforce-soap",
         200,
-        [("contact", "0035e00000QxLbBAAV", Operation.UPDATE), ("contact", "0035e00000QxLbAAAV", Operation.UPDATE)],
+        [("Contact", "0035e00000QxLbBAAV", Operation.UPDATE), ("Contact", "0035e00000QxLbAAAV", Operation.UPDATE)],
     ),
     ("google", 202, [("contact", "people/c7712029921", Operation.DELETE)]),
 ]

@@ -141,12 +141,13 @@ SAMPLES = [
     ),
     ("notion/database_deleted.json", Expected("D", "database", (DATABASE,), "c00e2ea7-032a-4e20-ae05-d69028a09ae9")),
     ("notion/comment_created.json", Expected("C", "comment", ("153104cd-477e-80ca-8f75-001d9e2b6839",), None)),
-    # Salesforce CDC: one change per record id; UNDELETE restores (create); a gap event names records without fields.
+    # Salesforce CDC: one change per record id, entity type the sObject API name as Salesforce spells it (as pulled
+    # records name it); UNDELETE restores (create); a gap event names records without fields.
     (
         "salesforce/cdc_contact_create.json",
-        Expected("C", "contact", (CONTACT,), None, "Contact.CREATE", epoch(1715680212)),
+        Expected("C", "Contact", (CONTACT,), None, "Contact.CREATE", epoch(1715680212)),
     ),
-    ("salesforce/cdc_account_update.json", Expected("U", "account", ("0015e00000AbCdEAAZ",), None, "Account.UPDATE")),
+    ("salesforce/cdc_account_update.json", Expected("U", "Account", ("0015e00000AbCdEAAZ",), None, "Account.UPDATE")),
     (
         "salesforce/cdc_batch_pubsub.json",
         Expected(
@@ -155,14 +156,14 @@ SAMPLES = [
     ),
     (
         "salesforce/cdc_undelete.json",
-        Expected("C", "employee__c", ("a015e00000Zx9TqAAJ",), None, "Employee__c.UNDELETE"),
+        Expected("C", "Employee__c", ("a015e00000Zx9TqAAJ",), None, "Employee__c.UNDELETE"),
     ),
-    ("salesforce/cdc_gap_update.json", Expected("UU", "contact", (CONTACT, CONTACT2), None, "Contact.GAP_UPDATE")),
+    ("salesforce/cdc_gap_update.json", Expected("UU", "Contact", (CONTACT, CONTACT2), None, "Contact.GAP_UPDATE")),
     # Salesforce Outbound Messages: every notification an update, delivery id the notification Id(s).
-    ("salesforce/outbound_contact.xml", Expected("U", "contact", (CONTACT,), "04l5e00000HQ8PnAAL", "outbound_message")),
+    ("salesforce/outbound_contact.xml", Expected("U", "Contact", (CONTACT,), "04l5e00000HQ8PnAAL", "outbound_message")),
     (
         "salesforce/outbound_batch.xml",
-        Expected("UU", "contact", (CONTACT2, CONTACT), "04l5e00000HQ8PoAAL,04l5e00000HQ8PpAAL"),
+        Expected("UU", "Contact", (CONTACT2, CONTACT), "04l5e00000HQ8PoAAL,04l5e00000HQ8PpAAL"),
     ),
     # Google Pub/Sub: Workspace Events, a relayed Drive channel, Gmail watch, explicit attributes, anything else.
     ("google/workspace_chat_message_created.json", Expected("C", "message", (CHAT,), "11227736432391423")),
