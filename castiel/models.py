@@ -110,8 +110,12 @@ class Operation(StrEnum):
 
 
 class ChangeOrigin(StrEnum):
+    """What brought a change: a provider's webhook (not merged yet), a local edit or a pull (both already in the
+    shard: the outbound worker only pushes them)."""
+
     WEBHOOK = "webhook"
     LOCAL = "local"
+    PULL = "pull"
 
 
 class TaskStatus(StrEnum):
@@ -315,9 +319,23 @@ class RecordFailure(WireModel):
     reason: str
 
 
+class TargetOutcome(WireModel):
+    """What one outbound change did to one target connection: ``pushed`` (with the operation and the external id
+    there), ``skipped`` (with why: in sync already, a delete policy …), ``failed`` or ``waiting`` (retried later)."""
+
+    connection_id: str
+    status: Literal["pushed", "skipped", "failed", "waiting"]
+    operation: Operation | None = None
+    external_id: str | None = None
+    reason: str | None = None
+
+
 class SyncResult(TenantDocument):
     """One execution of a sync task: ``phase`` is where it is now (``complete`` once done), ``phases`` the time
-    spent in each so far, ``failures`` the first records it could not take (``counts.failed`` counts them all)."""
+    spent in each so far, ``failures`` the first records it could not take (``counts.failed`` counts them all).
+
+    An outbound change's result has ``shard_id`` and one ``targets`` entry per connection it went to.
+    """
 
     container: ClassVar[str] = "sync-results"
 
@@ -334,6 +352,8 @@ class SyncResult(TenantDocument):
     error: str | None = None
     correlation_id: str
     trigger: TriggerKind | None = None
+    shard_id: str | None = None
+    targets: list[TargetOutcome] = Field(default_factory=list)
 
 
 class ConnectionSyncState(WireModel):
@@ -351,6 +371,9 @@ class ConnectionSyncState(WireModel):
     snapshot: dict[str, Any] = Field(default_factory=dict)
     deleted: bool = False
     deleted_at: UtcDateTime | None = None
+    pending_create_at: UtcDateTime | None = None
+    """Set while a create of this shard on the connection is under way or its outcome unknown (no external id yet):
+    no second create is sent before the outcome is known or ``SYNC_CREATE_CONFIRM_SECONDS`` have passed."""
 
 
 class Shard(TenantDocument):

@@ -33,9 +33,11 @@ from castiel.ports import DocumentStore, MessageQueue, SecretStore
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.settings import Settings, get_settings
 from castiel.sync.delivery import DeliveryPolicy
+from castiel.sync.fanout import PullFanout
 from castiel.sync.inbound import InboundSync
 from castiel.sync.outbound import OutboundSync
 from castiel.sync.scheduler import SyncScheduler
+from castiel.sync.targets import TargetFinder
 from castiel.telemetry import log_event
 from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.ledger import DeliveryLedger
@@ -185,7 +187,10 @@ class Runtime:
         adapters = build_registry(HttpEngine(http, limiter, credentials, clock=clock))
         policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)
         registrations = WebhookRegistrations(store, clock=clock)
-        verifiers = Verifiers(WebhookSecrets(store, secrets), GoogleSigningKeys(http, clock=clock), clock=clock)
+        google_keys = GoogleSigningKeys(http, clock=clock, url=settings.google_certs_url)
+        verifiers = Verifiers(WebhookSecrets(store, secrets), google_keys, clock=clock)
+        retention = timedelta(days=settings.sync_tombstone_retention_days)
+        fanout = PullFanout(queue, settings.service_bus_queue_outbound, TargetFinder(store, adapters), clock=clock)
         ledger = DeliveryLedger(redis, store, clock=clock)
         return cls(
             settings=settings,
@@ -208,11 +213,21 @@ class Runtime:
                 adapters,
                 limiter,
                 policy,
-                retention=timedelta(days=settings.sync_tombstone_retention_days),
+                retention=retention,
                 progress_interval=settings.sync_progress_interval_seconds,
+                hooks=[fanout],
                 clock=clock,
             ),
-            outbound=OutboundSync(store, adapters, policy),
+            outbound=OutboundSync(
+                store,
+                adapters,
+                policy,
+                queue,
+                settings.service_bus_queue_outbound,
+                confirm_after=timedelta(seconds=settings.sync_create_confirm_seconds),
+                retention=retention,
+                clock=clock,
+            ),
             refresher=TokenRefresher(
                 store,
                 credentials,

@@ -69,6 +69,19 @@ class Settings(BaseSettings):
         description="A running sync rewrites its sync-results document at each new phase and at most this often "
         "in between (0: after every page).",
     )
+    sync_create_confirm_seconds: float = Field(
+        default=120.0,
+        validation_alias="SYNC_CREATE_CONFIRM_SECONDS",
+        gt=0,
+        description="A create pushed to a provider whose outcome is unknown (a 5xx, a timeout, a crash) is sent again "
+        "only after this long without the provider's own report of it (its webhook) showing up.",
+    )
+    google_certs_url: str = Field(
+        default="https://www.googleapis.com/oauth2/v3/certs",
+        validation_alias="GOOGLE_CERTS_URL",
+        description="Where Google Pub/Sub push tokens' signing keys (a JWKS) are fetched; castiel serve --sandbox "
+        "points it at the sandbox's stand-in.",
+    )
     token_expiry_threshold_minutes: int = Field(default=420, validation_alias="TOKEN_EXPIRY_THRESHOLD_MINUTES", ge=1)
     token_refresh_concurrency: int = Field(
         default=8,
@@ -112,7 +125,7 @@ class Settings(BaseSettings):
         description="castiel serve: how long a stop signal waits for invocations in flight before cutting them.",
     )
 
-    @field_validator("cosmos_endpoint", "key_vault_url")
+    @field_validator("cosmos_endpoint", "key_vault_url", "google_certs_url")
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):

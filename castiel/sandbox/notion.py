@@ -268,7 +268,7 @@ class NotionApi(ProviderApi):
     def _store(self, item_id: str, properties: dict[str, Any], *, trashed: bool) -> dict[str, Any]:
         now = int(self.shared.clock())
         edited = now - now % 60
-        body = self._page(item_id, edited, properties, trashed=trashed)
+        body = self._page(item_id, edited, {name: _rich(value) for name, value in properties.items()}, trashed=trashed)
         self.pages.put(Item(item_id, (edited, item_id), body, deleted=trashed))
         return body
 
@@ -293,6 +293,19 @@ class NotionApi(ProviderApi):
         if item is None or item.deleted:
             raise KeyError(item_id)
         self._store(item_id, item.body["properties"], trashed=True)
+
+
+def _rich(value: Any) -> Any:
+    """A title as Notion stores what it was sent: each text item gains its ``type`` and ``plain_text``."""
+    if not isinstance(value, dict) or not isinstance(value.get("title"), list):
+        return value
+    items = [
+        {"type": "text", **item, "plain_text": str((item.get("text") or {}).get("content", ""))}
+        if isinstance(item, dict) and "plain_text" not in item
+        else item
+        for item in value["title"]
+    ]
+    return {**value, "title": items}
 
 
 def _bounds(spec: Any) -> tuple[Key | None, Key | None]:

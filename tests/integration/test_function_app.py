@@ -177,15 +177,14 @@ def outbound_change(connection_id: str | None) -> bytes:
     ).to_json_bytes()
 
 
-async def test_the_outbound_worker_never_echoes_a_change_to_its_source(runtime: Runtime) -> None:
+async def test_the_outbound_worker_reads_a_webhook_change_through_its_connection(runtime: Runtime) -> None:
+    # The change is read from its origin before anything is pushed: an unknown connection, or one whose credential
+    # is missing, is a permanent error naming it (dead-lettered with that reason).
+    with pytest.raises(PermanentError, match="connection conn-1 of tenant t1 does not exist"):
+        await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
     source = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
     await runtime.store.create(Connection.container, source.to_doc())
-    await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
-
-    # A target without an adapter makes the push attempt visible: conn-2 is tried, conn-1 never is.
-    target = Connection(id="conn-2", tenant_id="t1", integration_id="standard", provider=Provider.STANDARD)
-    await runtime.store.create(Connection.container, target.to_doc())
-    with pytest.raises(PermanentError, match="'standard'"):
+    with pytest.raises(PermanentError, match="connection conn-1 has no credential"):
         await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
 
 
