@@ -4,8 +4,9 @@ The envelope is read by ``castiel.webhooks.salesforce_soap`` (the same reader th
 it refuses any DOCTYPE). Each ``Notification`` carries the record's state in an ``sObject`` whose ``xsi:type``
 (``sf:Contact``) names the entity (``Contact``, the sObject API name, as the adapter's records name it); Salesforce
 sends no operation and no diff, so every notification is an update of the record in ``Id`` with the configured
-fields as ``changes`` (``xsi:nil`` fields None), timed by ``LastModifiedDate`` when it is sent. The delivery id is the notification ``Id`` (Salesforce's redelivery key), or
-the sorted ``Id``s joined by commas when one message batches several.
+fields as ``changes`` (``xsi:nil`` fields None), timed by ``LastModifiedDate`` when it is sent. The delivery id is
+the notification ``Id`` (Salesforce's redelivery key), or the sorted ``Id``s joined by commas when one message
+batches several.
 """
 
 from __future__ import annotations
