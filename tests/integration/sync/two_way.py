@@ -48,7 +48,7 @@ SETTINGS: dict[Provider, dict[str, Any]] = {
 }
 MAPPINGS = {Provider.GITHUB: GITHUB_TASKS, Provider.NOTION: NOTION_TASKS, Provider.SLACK: SLACK_TASKS}
 ENTITY = {Provider.GITHUB: "issue", Provider.NOTION: "page", Provider.SLACK: "message"}
-SECRET = "whsec-two-way"  # noqa: S105 - a test signing secret
+SECRET = "whsec-two-way"
 
 
 @dataclass
