@@ -5,6 +5,8 @@
 script, ``sliding_window.lua``: the call is recorded at every level only if every level admits it, so two instances
 can never both take the last slot. Checks started in the same turn of the event loop travel to Redis together, as
 one ``EVALSHA`` whose checks run one after another inside the script: 32 checks in flight cost one round trip, not 32.
+``RateLimiter.peek`` asks the same script whether a call would be admitted now and records nothing: a gate in front of
+work whose calls are each checked again when they are made (the inbound sync's rate check).
 
 Keys are ``castiel:rl:{<tenantId>}:…`` with the connection id in the connection's keys, so tenants never share a
 budget by accident, and the hash tag keeps one tenant's keys in one cluster slot. Every key expires.
@@ -61,7 +63,7 @@ def raise_for_check(check: RateLimitCheck) -> None:
     raise RateLimited(message, check.retry_after_seconds, check.level)
 
 
-_Check = tuple[WindowPlan, int, str]
+_Check = tuple[WindowPlan, int, str | None]
 
 
 class RedisWindow:
@@ -81,8 +83,9 @@ class RedisWindow:
         """Close the Redis client."""
         await self._client.aclose()
 
-    async def check(self, plan: WindowPlan, now_us: int, member: str) -> WindowOutcome:
-        """Admit and record the call at every level, or refuse it and record nothing; ``member`` names the entry."""
+    async def check(self, plan: WindowPlan, now_us: int, member: str | None) -> WindowOutcome:
+        """Admit and record the call at every level, or refuse it and record nothing; ``member`` names the entry
+        (None: a peek, which only asks and records nothing)."""
         return await self._checks.submit((plan, now_us, member))
 
     async def observe(self, throttle_key: str, throttle: Throttle, now_us: int) -> int:
@@ -101,7 +104,8 @@ class RedisWindow:
             k3 = slots.setdefault(plan.keys[2], len(slots) + 1)
             k4 = slots.setdefault(plan.throttle_key, len(slots) + 1)
             (l1, l2, l3), (w1, w2, w3) = plan.limits, plan.windows_us
-            specs.append(f"{k1} {k2} {k3} {k4} {now_us} {member} {l1} {w1} {l2} {w2} {l3} {w3}")
+            entry = f"{member} 1" if member is not None else "- 0"
+            specs.append(f"{k1} {k2} {k3} {k4} {now_us} {entry} {l1} {w1} {l2} {w2} {l3} {w3}")
         reply: bytes = await self._check_script.run(list(slots), specs)
         return [_outcome(answer) for answer in reply.split(b";")]
 
@@ -203,26 +207,25 @@ class RateLimiter:
         distribution, ``policy.py``)."""
         plan, subject = self._plan(tenant_id, connection_id, provider, operation, profile)
         now_us = round(self._clock() * MICROS)
-        outcome = await self._decide(plan, now_us)
+        outcome = await self._decide(plan, now_us, record=True)
         used, limits = outcome.used, outcome.limits
         if used[0] * 5 >= limits[0] * 4 or used[1] * 5 >= limits[1] * 4 or used[2] * 5 >= limits[2] * 4:
             self._note_usage(plan, subject, outcome, now_us)
-        if outcome.allowed:
-            return RateLimitCheck(
-                allowed=True,
-                queued=False,
-                remaining=outcome.remaining,
-                reset_at=to_datetime(outcome.reset_at_us / MICROS),
-                retry_after_seconds=0.0,
-            )
-        return RateLimitCheck(
-            allowed=False,
-            queued=operation in QUEUED_OPERATIONS,
-            remaining=0,
-            reset_at=to_datetime(outcome.reset_at_us / MICROS),
-            retry_after_seconds=outcome.retry_after_us / MICROS,
-            level=outcome.level,
-        )
+        return _answer(outcome, operation)
+
+    async def peek(
+        self,
+        *,
+        tenant_id: str,
+        connection_id: str,
+        provider: str,
+        operation: LimitedOperation,
+        profile: str | None = None,
+    ) -> RateLimitCheck:
+        """Whether one call would be admitted now, answered as ``check`` answers, recording nothing (no slot taken,
+        no usage alert): for a gate in front of calls that are each checked when they are made."""
+        plan, _ = self._plan(tenant_id, connection_id, provider, operation, profile)
+        return _answer(await self._decide(plan, round(self._clock() * MICROS), record=False), operation)
 
     async def observe_response(
         self, *, tenant_id: str, connection_id: str, provider: str, status_code: int, headers: Mapping[str, str]
@@ -248,17 +251,18 @@ class RateLimiter:
             detail = f"connection paused until {until}: {throttle.reason}"
             self._alert(RateLimitAlert(AlertKind.CONNECTION_PAUSED, detail, now_us / MICROS, subject))
 
-    async def _decide(self, plan: WindowPlan, now_us: int) -> WindowOutcome:
+    async def _decide(self, plan: WindowPlan, now_us: int, *, record: bool) -> WindowOutcome:
         if self._health.due(now_us):
+            member = f"{self._member_prefix}{next(self._sequence):x}" if record else None
             try:
-                outcome = await self._redis.check(plan, now_us, f"{self._member_prefix}{next(self._sequence):x}")
+                outcome = await self._redis.check(plan, now_us, member)
             except RetryableError as exc:
                 self._redis_failed(now_us, exc)
             else:
                 if self._health.down_since is not None:
                     self._redis_answered(now_us)
                 return outcome
-        return self._local.check(plan, now_us)
+        return self._local.check(plan, now_us, record=record)
 
     def _note_usage(self, plan: WindowPlan, subject: Subject, outcome: WindowOutcome, now_us: int) -> None:
         for index, level in enumerate(LEVELS):
@@ -315,6 +319,26 @@ class RateLimiter:
                 self._plans.clear()
             found = self._plans[cache_key] = (plan, Subject(tenant_id, connection_id, provider))
         return found
+
+
+def _answer(outcome: WindowOutcome, operation: LimitedOperation) -> RateLimitCheck:
+    """The window's outcome as the caller sees it: over a limit, ``operation`` is queued or (a delete) refused."""
+    if outcome.allowed:
+        return RateLimitCheck(
+            allowed=True,
+            queued=False,
+            remaining=outcome.remaining,
+            reset_at=to_datetime(outcome.reset_at_us / MICROS),
+            retry_after_seconds=0.0,
+        )
+    return RateLimitCheck(
+        allowed=False,
+        queued=operation in QUEUED_OPERATIONS,
+        remaining=0,
+        reset_at=to_datetime(outcome.reset_at_us / MICROS),
+        retry_after_seconds=outcome.retry_after_us / MICROS,
+        level=outcome.level,
+    )
 
 
 def _connection_key(tenant_id: str, connection_id: str) -> str:

@@ -6,9 +6,9 @@ times lie in ``(now - window, now]``. An entry recorded at ``t`` leaves the wind
 a fixed or a sliding-window *counter*, it never admits a burst across a window edge, and a refusal knows exactly
 when the next slot frees: when the oldest entry that must leave does.
 
-A check tests the three levels of ``WindowPlan`` and records the call at all of them only if all admit it. Times are
-integer epoch microseconds, so the Lua version computes exactly the same answers (``tests`` run one table of cases
-against both).
+A check tests the three levels of ``WindowPlan`` and records the call at all of them only if all admit it; a peek
+asks the same and records nothing. Times are integer epoch microseconds, so the Lua version computes exactly the same
+answers (``tests`` run one table of cases against both).
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ class WindowOutcome:
     """The answer of one check.
 
     ``level`` names what refused (a level, or ``PROVIDER_LEVEL``) and ``retry_after_us`` is exact: when that
-    level's window frees a slot, or the pause ends. ``remaining`` is what the tightest level has left after this call;
-    ``reset_at_us`` is when that level next frees a slot. ``used`` and ``limits`` are per level after the decision
-    (``limits`` with the adaptive divisor applied), for the usage alerts.
+    level's window frees a slot, or the pause ends. ``remaining`` is what the tightest level has left after this call
+    (after nothing, for a peek); ``reset_at_us`` is when that level next frees a slot (now, when a peek finds its
+    window empty). ``used`` and ``limits`` are per level after the decision (``limits`` with the adaptive divisor
+    applied), for the usage alerts.
     """
 
     allowed: bool
@@ -57,8 +58,8 @@ class LocalWindow:
         self._entries: dict[str, deque[int]] = {}
         self._throttles: dict[str, Throttle] = {}
 
-    def check(self, plan: WindowPlan, now_us: int) -> WindowOutcome:
-        """Admit and record the call at every level, or refuse it and record nothing."""
+    def check(self, plan: WindowPlan, now_us: int, *, record: bool = True) -> WindowOutcome:
+        """Admit and record the call at every level, or refuse it and record nothing; ``record=False`` only asks."""
         throttle = self._throttles.get(plan.throttle_key, _UNTHROTTLED)
         if throttle.paused_until > now_us:
             wait = throttle.paused_until - now_us
@@ -76,11 +77,13 @@ class LocalWindow:
         if wait > 0:
             used = (len(logs[0]), len(logs[1]), len(logs[2]))
             return WindowOutcome(False, LEVELS[waits.index(wait)], wait, 0, now_us + wait, used, limits)
-        for log in logs:
-            log.append(now_us)
+        if record:
+            for log in logs:
+                log.append(now_us)
         left = [limit - len(log) for limit, log in zip(limits, logs, strict=True)]
         tightest = left.index(min(left))
-        reset_at = logs[tightest][0] + plan.windows_us[tightest]
+        oldest = logs[tightest]
+        reset_at = oldest[0] + plan.windows_us[tightest] if oldest else now_us
         used = (len(logs[0]), len(logs[1]), len(logs[2]))
         return WindowOutcome(True, None, 0, left[tightest], reset_at, used, limits)
 

@@ -1,26 +1,28 @@
 --[[
 Sliding-window log rate limiter: a batch of checks, each across three levels, in one atomic call.
 
-KEYS: every key of the batch, once. ARGV[i], check i, one string (parsing it here costs less than encoding twelve
-arguments in the client): "k1 k2 k3 k4 now member limit1 window1 limit2 window2 limit3 window3", where k1-k3 index
-KEYS for the integration, operation and tenant sorted sets and k4 the connection's throttle hash (adaptive.lua).
-Times are integer epoch microseconds.
+KEYS: every key of the batch, once. ARGV[i], check i, one string (parsing it here costs less than encoding thirteen
+arguments in the client): "k1 k2 k3 k4 now member record limit1 window1 limit2 window2 limit3 window3", where k1-k3
+index KEYS for the integration, operation and tenant sorted sets and k4 the connection's throttle hash
+(adaptive.lua), and record is 1 for a check, 0 for a peek. Times are integer epoch microseconds.
 A sorted set holds one member per admitted call, scored by its time; an entry scored <= now - window has left the
-window. A check is admitted only if every level has room, and only then recorded, at every level. A paused
-connection is refused; a throttled one has its integration limit divided by 2 or 4.
+window. A check is admitted only if every level has room, and only then recorded, at every level. A peek answers
+the same question and records nothing (it only drops entries that have left their window, which changes no answer).
+A paused connection is refused; a throttled one has its integration limit divided by 2 or 4.
 
 Reply: one string, checks separated by ";", each "admitted level retry_after remaining reset_at used1 used2 used3
-limit1 limit2 limit3" (level: 0 none, 1-3 the refusing level, 4 the provider's pause). Numbers go through %d:
-Lua's own number-to-string keeps 14 digits, too few for a time in microseconds. local_window.py is the same
-algorithm in Python.
+limit1 limit2 limit3" (level: 0 none, 1-3 the refusing level, 4 the provider's pause; an admitted check counts
+itself in used and remaining, a peek does not, and its reset_at is now when the tightest window is empty). Numbers
+go through %d: Lua's own number-to-string keeps 14 digits, too few for a time in microseconds. local_window.py is
+the same algorithm in Python.
 ]]
-local SPEC = '^(%d+) (%d+) (%d+) (%d+) (%d+) (%S+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$'
+local SPEC = '^(%d+) (%d+) (%d+) (%d+) (%d+) (%S+) ([01]) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$'
 local REPLY = '%d %d %d %d %d %d %d %d %d %d %d'
 local replies = {}
 local expiring = {}  -- keys whose expiry this call has already pushed back
 local throttles = {}  -- throttle hashes already read: nothing changes them during this call
 for check = 1, #ARGV do
-  local k1, k2, k3, k4, now, member, l1, w1, l2, w2, l3, w3 = string.match(ARGV[check], SPEC)
+  local k1, k2, k3, k4, now, member, record, l1, w1, l2, w2, l3, w3 = string.match(ARGV[check], SPEC)
   local keys = {KEYS[tonumber(k1)], KEYS[tonumber(k2)], KEYS[tonumber(k3)]}
   local limits = {tonumber(l1), tonumber(l2), tonumber(l3)}
   local windows = {tonumber(w1), tonumber(w2), tonumber(w3)}
@@ -62,20 +64,26 @@ for check = 1, #ARGV do
     else
       local tightest, remaining = 0, 0
       for level = 1, 3 do
-        local key = keys[level]
-        redis.call('ZADD', key, now, member)
-        if not expiring[key] then
-          redis.call('PEXPIRE', key, math.ceil(windows[level] / 1000))
-          expiring[key] = true
+        if record == '1' then
+          local key = keys[level]
+          redis.call('ZADD', key, now, member)
+          if not expiring[key] then
+            redis.call('PEXPIRE', key, math.ceil(windows[level] / 1000))
+            expiring[key] = true
+          end
+          used[level] = used[level] + 1
         end
-        used[level] = used[level] + 1
         local left = limits[level] - used[level]
         if tightest == 0 or left < remaining then
           tightest, remaining = level, left
         end
       end
       local oldest = redis.call('ZRANGE', keys[tightest], 0, 0, 'WITHSCORES')
-      replies[check] = string.format(REPLY, 1, 0, 0, remaining, tonumber(oldest[2]) + windows[tightest],
+      local reset_at = now
+      if oldest[2] then
+        reset_at = tonumber(oldest[2]) + windows[tightest]
+      end
+      replies[check] = string.format(REPLY, 1, 0, 0, remaining, reset_at,
         used[1], used[2], used[3], limits[1], limits[2], limits[3])
     end
   end

@@ -104,7 +104,8 @@ class Puller:
         """Pull every page since the checkpoints; returns the end of the provider's pause when the connection is
         paused instead (nothing pulled)."""
         async with recorder.phase(Phase.RATE_CHECK):
-            check = await self._limiter.check(
+            # A gate, not a call: each request is checked (and takes its slot) when the adapter makes it.
+            check = await self._limiter.peek(
                 tenant_id=connection.tenant_id,
                 connection_id=connection.id,
                 provider=connection.provider.value,

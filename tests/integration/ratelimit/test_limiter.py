@@ -136,6 +136,26 @@ async def test_retry_after_is_when_the_oldest_entry_leaves_by_the_clock(
     assert admitted.reset_at == now_utc(clock) - timedelta(seconds=60 - 10.25) + timedelta(seconds=60)
 
 
+async def test_a_peek_takes_no_slot_and_raises_no_alert(
+    make_limiter: MakeLimiter, alerts: list[RateLimitAlert]
+) -> None:
+    limiter = make_limiter({"connections": {"c1": {"operations": {"fetch": 1}}}})
+    peeks = [await limiter.peek(**CALL, operation="fetch") for _ in range(3)]
+    assert [(peek.allowed, peek.remaining) for peek in peeks] == [(True, 1)] * 3
+    assert alerts == []
+
+    assert (await fetch(limiter)).allowed
+    fired = list(alerts)
+    refused = await limiter.peek(**CALL, operation="fetch")
+    assert (refused.allowed, refused.queued, refused.level, refused.retry_after_seconds) == (
+        False,
+        True,
+        "operation",
+        60.0,
+    )
+    assert alerts == fired
+
+
 async def test_a_full_tenant_refuses_every_connection_of_it_and_only_it(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter({"tenants": {"t1": {"tenant": 3}}})
     assert all([(await fetch(limiter, connection_id=f"c{n}")).allowed for n in range(3)])

@@ -22,6 +22,8 @@ MINUTE = 60 * S
 class Store(Protocol):
     async def check(self, plan: WindowPlan, now_us: int) -> WindowOutcome: ...
 
+    async def peek(self, plan: WindowPlan, now_us: int) -> WindowOutcome: ...
+
     async def observe(self, key: str, throttle: Throttle, now_us: int) -> int: ...
 
 
@@ -31,6 +33,9 @@ class LocalStore:
 
     async def check(self, plan: WindowPlan, now_us: int) -> WindowOutcome:
         return self.window.check(plan, now_us)
+
+    async def peek(self, plan: WindowPlan, now_us: int) -> WindowOutcome:
+        return self.window.check(plan, now_us, record=False)
 
     async def observe(self, key: str, throttle: Throttle, now_us: int) -> int:
         return self.window.observe(key, throttle).paused_until
@@ -43,6 +48,9 @@ class RedisStore:
 
     async def check(self, plan: WindowPlan, now_us: int) -> WindowOutcome:
         return await self.window.check(plan, now_us, f"m{next(self.members)}")
+
+    async def peek(self, plan: WindowPlan, now_us: int) -> WindowOutcome:
+        return await self.window.check(plan, now_us, None)
 
     async def observe(self, key: str, throttle: Throttle, now_us: int) -> int:
         return await self.window.observe(key, throttle, now_us)
@@ -162,6 +170,41 @@ async def test_checks_of_one_batch_see_each_other(store: Store) -> None:
     outcomes = await asyncio.gather(*(store.check(two, T0) for _ in range(3)))
     assert [outcome.allowed for outcome in outcomes] == [True, True, False]
     assert outcomes[2].retry_after_us == MINUTE
+
+
+async def test_a_peek_answers_as_a_check_would_and_records_nothing(store: Store) -> None:
+    two = plan(limits=(2, 100, 100), windows=(MINUTE, 30 * S, MINUTE))
+    empty = await store.peek(two, T0)
+    assert empty == WindowOutcome(True, None, 0, 2, T0, (0, 0, 0), (2, 100, 100))
+    assert (await store.check(two, T0)).used == (1, 1, 1)  # the peek took no slot
+
+    after_one = await store.peek(two, T0 + S)
+    assert (after_one.allowed, after_one.remaining, after_one.reset_at_us, after_one.used) == (
+        True,
+        1,
+        T0 + MINUTE,
+        (1, 1, 1),
+    )
+    assert (await store.check(two, T0 + 2 * S)).allowed
+    full = await store.peek(two, T0 + 3 * S)
+    assert full == await store.check(two, T0 + 3 * S)  # refused alike, and neither recorded anything
+    assert (full.allowed, full.level, full.retry_after_us, full.used) == (False, "integration", 57 * S, (2, 2, 2))
+    assert (await store.peek(two, T0 + MINUTE)).used == (1, 0, 1)  # T0 left every window, T0+2s the 30-second one
+
+
+async def test_a_peek_sees_a_pause_and_a_throttled_limit(store: Store) -> None:
+    ten = plan(limits=(10, 100, 100))
+    await store.observe(ten.throttle_key, Throttle(paused_until=T0 + 30 * S, quarter_until=T0 + 90 * S), T0)
+    paused = await store.peek(ten, T0 + 10 * S)
+    assert (paused.allowed, paused.level, paused.retry_after_us) == (False, "provider", 20 * S)
+    assert (await store.peek(ten, T0 + 30 * S)).limits == (2, 100, 100)
+
+
+async def test_peeks_in_a_batch_of_checks_take_no_slot(store: Store) -> None:
+    one = plan(limits=(1, 100, 100))
+    outcomes = await asyncio.gather(store.peek(one, T0), store.check(one, T0), store.peek(one, T0))
+    assert [outcome.allowed for outcome in outcomes] == [True, True, False]
+    assert [outcome.used[0] for outcome in outcomes] == [0, 1, 1]
 
 
 def test_the_local_window_divides_every_limit_by_the_expected_instances() -> None:
