@@ -25,6 +25,7 @@ from castiel.cli.probe import connections_fetch, connections_test
 from castiel.cli.queue import queue_app
 from castiel.cli.sandbox import sandbox_app
 from castiel.cli.serve import serve
+from castiel.cli.shard_edits import shards_update
 from castiel.cli.shards import shards_app
 from castiel.cli.status import status
 from castiel.cli.sync import sync_app
@@ -82,6 +83,7 @@ app.command()(serve)
 app.command()(status)
 connections_app.command("test")(connections_test)
 connections_app.command("fetch")(connections_fetch)
+shards_app.command("update")(shards_update)
 app.add_typer(connections_app, name="connections")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(tasks_app, name="tasks")

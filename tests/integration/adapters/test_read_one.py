@@ -73,11 +73,14 @@ async def test_a_create_answers_with_what_the_provider_made(world: World, case: 
 
     [result] = await adapter.push(connection, [Change(entity_type, Operation.CREATE, data=data)])
 
-    assert result.status is PushStatus.CREATED and result.external_id
+    assert result.status is PushStatus.CREATED
+    assert result.external_id
     if case.provider in (Provider.GITHUB, Provider.NOTION, Provider.GOOGLE):
-        assert result.data is not None and str(result.data["id"]) == result.external_id
+        assert result.data is not None
+        assert str(result.data["id"]) == result.external_id
         read = await adapter.read(connection, entity_type, result.external_id, hints_of(case, result.data))
-        assert read is not None and read.data == result.data
+        assert read is not None
+        assert read.data == result.data
     else:
         assert result.data is None  # Salesforce answers with the id only; Slack's answer is not the history's shape
 
@@ -91,7 +94,8 @@ async def test_a_create_met_by_a_server_error_is_not_sent_again_inline(world: Wo
 
     [result] = await adapter.push(connection, [Change(entity_type, Operation.CREATE, data=data)])
 
-    assert result.status is PushStatus.FAILED and isinstance(result.error, RetryableError)
+    assert result.status is PushStatus.FAILED
+    assert isinstance(result.error, RetryableError)
     assert world.sleeps.delays == []
     assert world.sandbox.pushes == []
 

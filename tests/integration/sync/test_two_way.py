@@ -12,8 +12,9 @@ from castiel.clock import ManualClock
 from castiel.models import Conflict, DeletePolicy, Operation, Provider, SyncResult
 from castiel.sandbox.server import SandboxServer
 from castiel.sandbox.state import Sandbox
+from castiel.sync.local import LocalEdits
 from tests.integration.sync.conftest import World
-from tests.integration.sync.two_way import TENANT, TwoWay
+from tests.integration.sync.two_way import OUTBOUND, TENANT, TwoWay
 
 GITHUB, NOTION, SLACK = Provider.GITHUB, Provider.NOTION, Provider.SLACK
 RECORDS = 6  # per provider: the first six GitHub issues are issues (every tenth is a pull request)
@@ -185,3 +186,23 @@ async def test_a_change_made_on_the_target_meanwhile_is_merged_before_the_push(t
     assert conflict.remote_value == page["properties"]["Name"]["title"][0]["plain_text"]
     assert two.pushes() == [("notion", "PATCH", f"{NOTION_PAGES}/{page_id}")]
 
+
+async def test_a_local_edit_goes_to_every_connection_of_the_shard_type(two: TwoWay) -> None:
+    await synced(two)
+    shard = await two.shard_of(GITHUB, "1000000001")
+    edits = LocalEdits(two.world.store, two.world.queue, OUTBOUND, clock=two.world.clock)
+
+    written, changed = await edits.update(TENANT, shard["id"], {"title": "Renamed by hand"})
+    assert changed
+    assert written["fieldSources"]["title"] == "local"
+    assert await two.drain() == 1
+
+    page_id = shard["externalIds"]["notion"]
+    assert sorted(two.pushes()) == [
+        ("github", "PATCH", "/github/repos/acme/widgets/issues/1"),
+        ("notion", "PATCH", f"{NOTION_PAGES}/{page_id}"),
+    ]
+    assert two.world.sandbox.github.issues.get("1000000001").body["title"] == "Renamed by hand"
+    _, again = await edits.update(TENANT, shard["id"], {"title": "Renamed by hand"})
+    assert not again
+    assert await two.queued() == 0
