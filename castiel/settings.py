@@ -182,10 +182,21 @@ def load_settings() -> Settings:
         raise ConfigError(f"invalid configuration: {_variable_name((field,))}: not valid JSON") from None
 
 
+_chosen: Settings | None = None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read on first use."""
-    return load_settings()
+    """The process-wide settings: read from the environment on first use, unless ``use_settings`` chose them."""
+    return _chosen if _chosen is not None else load_settings()
+
+
+def use_settings(settings: Settings) -> None:
+    """Make ``settings`` the process-wide settings (``castiel serve --sandbox`` points Google's signing keys at the
+    sandbox it serves); the runtime built afterwards uses them."""
+    global _chosen
+    _chosen = settings
+    get_settings.cache_clear()
 
 
 def _variable_name(loc: tuple[int | str, ...]) -> str:

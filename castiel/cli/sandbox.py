@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 
-from castiel.cli.common import run
+from castiel.cli.common import echo_json, run, settings
+from castiel.devhost.sandboxed import sandbox_url_of
+from castiel.errors import ConfigError, NotFound, RetryableError
 from castiel.sandbox.server import SandboxServer
 from castiel.sandbox.state import DEFAULT_RECORDS, Sandbox
 
@@ -34,3 +37,42 @@ async def _serve(port: int, records: int) -> None:
             typer.echo(f"{provider:<11} {url}")
         typer.echo(f"{'controls':<11} {server.url}/_sandbox")
         await server.serve_forever()
+
+
+@sandbox_app.command("edit")
+def sandbox_edit(
+    provider: Annotated[str, typer.Argument(help="salesforce, notion, slack, github or google.")],
+    record_ids: Annotated[
+        list[str] | None, typer.Option("--id", help="A record to edit (repeatable); default: the first --count.")
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, max=1000, help="Without --id: how many records to edit.")] = 1,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The sandbox's URL [default: the one `castiel serve --sandbox` serves on this data dir]."),
+    ] = None,
+) -> None:
+    """Edit records in the sandbox as a person would (a GitHub issue's title gains " (edited)"); with webhooks on,
+    the change reaches Castiel and the other tools. Prints the edited records as JSON."""
+    where = url or sandbox_url_of(settings().data_dir)
+    if where is None:
+        raise typer.BadParameter(
+            "no sandbox runs on this data directory: start `castiel serve --sandbox`, or give --url", param_hint="--url"
+        )
+    body: dict[str, object] = {"ids": record_ids} if record_ids else {"count": count}
+    edited = run(_control(where, f"/_sandbox/{provider}/edit", body))
+    echo_json(edited.get("edited", []))
+
+
+async def _control(url: str, path: str, body: dict[str, object]) -> dict[str, Any]:
+    """POST to one of the sandbox's controls; its answer, or an error naming what went wrong."""
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            response = await http.post(url.rstrip("/") + path, json=body)
+    except httpx.HTTPError as exc:
+        raise RetryableError(f"the sandbox at {url} does not answer: {exc or type(exc).__name__}") from exc
+    answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    if response.status_code == 404:
+        raise NotFound(str(answer.get("error") or f"{path}: not found"))
+    if response.status_code >= 400:
+        raise ConfigError(str(answer.get("error") or f"the sandbox answered HTTP {response.status_code}"))
+    return answer if isinstance(answer, dict) else {}

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from castiel.devhost.config import HostConfig, read_host_config
@@ -26,9 +26,10 @@ from castiel.devhost.http import HttpApp, HttpServer
 from castiel.devhost.instance import ServeLock
 from castiel.devhost.loader import HostedFunction, QueueBinding, TimerBinding, discover, load_app
 from castiel.devhost.queues import QueuePump
+from castiel.devhost.sandboxed import DemoSandbox, SandboxOptions
 from castiel.devhost.timers import TimerRunner
-from castiel.runtime import close_runtime, get_runtime
-from castiel.settings import get_settings
+from castiel.runtime import Runtime, close_runtime, get_runtime
+from castiel.settings import get_settings, use_settings
 from castiel.telemetry import log_event
 
 # After the grace period, how long cancelled work gets to unwind before the host stops waiting for it.
@@ -47,6 +48,8 @@ class HostOptions:
     only: frozenset[str] = field(default_factory=frozenset)
     app: str = "function_app:app"
     grace_period: float | None = None  # None: CASTIEL_SHUTDOWN_GRACE_SECONDS
+    sandbox: SandboxOptions | None = None
+    """``--sandbox``: serve the provider stand-ins and a demo tenant too (``sandboxed.py``)."""
 
 
 def serve(options: HostOptions) -> None:
@@ -99,7 +102,13 @@ async def run_host(options: HostOptions, loaded: _LoadedFunctions) -> None:
     for signum in _SIGNALS:
         loop.add_signal_handler(signum, signals.received, signum)
     try:
-        await _Host(options, loaded.config, loaded.functions, grace, claim).run(signals.stop)
+        if options.sandbox is None:
+            await _Host(options, loaded.config, loaded.functions, grace, claim).run(signals.stop)
+        else:
+            async with DemoSandbox(options.sandbox, settings.data_dir) as demo:
+                use_settings(demo.settings_for(settings))
+                host = _Host(options, loaded.config, loaded.functions, grace, claim, on_started=demo.started)
+                await host.run(signals.stop)
     finally:
         for signum in _SIGNALS:
             loop.remove_signal_handler(signum)
@@ -155,8 +164,11 @@ class _Host:
         functions: list[HostedFunction],
         grace: float,
         claim: ServeLock,
+        *,
+        on_started: Callable[[str, Runtime], Awaitable[None]] | None = None,
     ) -> None:
         self._options = options
+        self._on_started = on_started
         self._config = config
         self._functions = functions
         self._grace = grace
@@ -188,6 +200,8 @@ class _Host:
                 loops.append((function.name, pump))
         workers = [await server.start()]
         self._claim.announce(server.url)
+        if self._on_started is not None:
+            await self._on_started(server.url, runtime)
         # Everything built so far lives as long as the host: keep it out of the collector's way, so full collections
         # stay short and do not show up as tail latency.
         gc.collect()

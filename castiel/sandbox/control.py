@@ -8,7 +8,9 @@
 * ``POST /_sandbox/tokens`` — ``{"strict": bool, "accept": […], "revoke": […]}``;
 * ``POST /_sandbox/google/invalidate-sync-tokens``, ``POST /_sandbox/salesforce/expire-query-locators``;
 * ``POST /_sandbox/webhooks`` — ``{"provider", "url", "operation", "id", "secret"?, "audience"?, "entityType"?}``
-  sends that record's signed event and answers with the receiver's status and body.
+  sends that record's signed event and answers with the receiver's status and body;
+* ``POST /_sandbox/subscriptions`` — ``{"provider", "url", "secret"?, "audience"?}``: from now on every change of that
+  provider's records is sent there as its signed event (``subscriptions.py``); ``GET`` lists them, secrets left out.
 
 Bad input is a 400 with the reason; an unknown provider or record a 404.
 """
@@ -26,6 +28,7 @@ from castiel.errors import ConfigError, NotFound
 from castiel.models import Operation
 from castiel.sandbox.provider import json_body
 from castiel.sandbox.state import Sandbox
+from castiel.sandbox.subscriptions import Subscription, WebhookSubscriptions
 from castiel.sandbox.webhooks import WebhookSender
 
 
@@ -59,6 +62,7 @@ class Control:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+        self._subscriptions: WebhookSubscriptions | None = None
 
     def routes(self) -> list[Route]:
         """Every control route."""
@@ -70,6 +74,8 @@ class Control:
             Route("/_sandbox/pushes", _guarded(self.pushes), methods=["GET"]),
             Route("/_sandbox/tokens", _guarded(self.tokens), methods=["POST"]),
             Route("/_sandbox/webhooks", _guarded(self.webhook), methods=["POST"]),
+            Route("/_sandbox/subscriptions", _guarded(self.subscribe), methods=["POST"]),
+            Route("/_sandbox/subscriptions", _guarded(self.subscribed), methods=["GET"]),
             Route("/_sandbox/google/invalidate-sync-tokens", _guarded(self.invalidate), methods=["POST"]),
             Route("/_sandbox/salesforce/expire-query-locators", _guarded(self.expire), methods=["POST"]),
             Route("/_sandbox/{provider}/{change:str}", _guarded(self.change), methods=["POST"]),
@@ -176,6 +182,31 @@ class Control:
             except httpx.HTTPError as exc:
                 return _problem(502, f"could not deliver to {url}: {exc}")
         return JSONResponse({"status": answer.status_code, "body": answer.text[:2000]})
+
+    async def subscribe(self, request: Request) -> Response:
+        """Send a provider's changes to a URL from now on."""
+        body = await _object(request)
+        provider, url = str(body.get("provider", "")), body.get("url")
+        self.sandbox.api(provider)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError("url must be an http(s) URL")
+        secret, audience = body.get("secret"), body.get("audience")
+        if provider != "google" and not isinstance(secret, str):
+            raise ConfigError(f"{provider} events are signed: give the registration's secret")
+        if self._subscriptions is None:
+            # The sends run in the server's loop, on a client of their own that lives as long as the app.
+            self._subscriptions = WebhookSubscriptions(self.sandbox, httpx.AsyncClient(timeout=10.0))
+        self._subscriptions.subscribe(
+            Subscription(provider, url, secret, audience if isinstance(audience, str) else None)
+        )
+        return JSONResponse({"provider": provider, "url": url}, status_code=201)
+
+    async def subscribed(self, request: Request) -> Response:
+        """The subscriptions, without their secrets, and how many events were sent and failed."""
+        found = self._subscriptions
+        listed = [] if found is None else [{"provider": s.provider, "url": s.url} for s in found.subscriptions()]
+        sent, failed = (0, 0) if found is None else (found.sent, found.failed)
+        return JSONResponse({"subscriptions": listed, "sent": sent, "failed": failed})
 
     async def certs(self, request: Request) -> Response:
         """The public key of the sandbox's push tokens, as Google publishes its own."""

@@ -49,6 +49,8 @@ class Dataset:
         self._overlay: dict[str, Item] = {}
         self._ordered: list[tuple[Key, str]] = []
         self._replaced: set[int] = set()
+        self.on_put: Callable[[Item, bool], None] | None = None
+        """Told of every ``put``: the item stored and whether the record existed before (the sandbox's webhooks)."""
 
     def __len__(self) -> int:
         """Records not deleted."""
@@ -67,6 +69,7 @@ class Dataset:
 
     def put(self, item: Item) -> None:
         """Store ``item`` as the record's new state (an edit, a creation or a deletion)."""
+        existed = self.on_put is not None and self.get(item.id) is not None
         previous = self._overlay.get(item.id)
         if previous is not None:
             self._ordered.remove((previous.key, item.id))
@@ -76,6 +79,8 @@ class Dataset:
                 self._replaced.add(index)
         self._overlay[item.id] = item
         bisect.insort(self._ordered, (item.key, item.id))
+        if self.on_put is not None:
+            self.on_put(item, existed)
 
     def after(self, key: Key | None, *, deleted: bool = False) -> Iterator[Item]:
         """Records with a key above ``key`` (all when None), ascending; deleted ones only when asked."""

@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from castiel.clock import Clock, system_clock
 from castiel.errors import ConfigError, NotFound
+from castiel.models import Operation
+from castiel.sandbox.dataset import Item
 from castiel.sandbox.faults import Faults
 from castiel.sandbox.github import GitHubApi
 from castiel.sandbox.google import GoogleApi
@@ -32,6 +36,15 @@ API_PATHS = {
 DEFAULT_RECORDS = 1000
 
 
+def base_urls(root: str) -> dict[str, str]:
+    """Each provider's ``baseUrl`` for a sandbox served at ``root`` (in this process or another)."""
+    return {provider: root.rstrip("/") + path for provider, path in API_PATHS.items()}
+
+
+ChangeListener = Callable[[str, str, Operation, dict[str, Any]], None]
+"""Told ``(provider, entity type, operation, record body)`` of each change of a sandbox record."""
+
+
 class Sandbox:
     """Stand-ins of the five provider APIs with ``records`` seeded records per entity type."""
 
@@ -51,6 +64,9 @@ class Sandbox:
         self.providers: dict[str, ProviderApi] = {
             api.name: api for api in (self.salesforce, self.notion, self.slack, self.github, self.google)
         }
+        self.listeners: list[ChangeListener] = []
+        """Told of every change of a record, whoever made it (an API write, a control): the webhooks' source."""
+        self._watch()
 
     @property
     def faults(self) -> Faults:
@@ -80,10 +96,21 @@ class Sandbox:
         for api in self.providers.values():
             api.reset()
             api.requests = 0
+        self._watch()
+
+    def _watch(self) -> None:
+        for api in self.providers.values():
+            for entity_type, dataset in api.datasets.items():
+                dataset.on_put = partial(self._changed, api.name, entity_type)
+
+    def _changed(self, provider: str, entity_type: str, item: Item, existed: bool) -> None:
+        operation = Operation.DELETE if item.deleted else Operation.UPDATE if existed else Operation.CREATE
+        for listener in self.listeners:
+            listener(provider, entity_type, operation, item.body)
 
     def base_urls(self, root: str) -> dict[str, str]:
         """Each provider's ``baseUrl`` for a sandbox served at ``root``."""
-        return {provider: root.rstrip("/") + path for provider, path in API_PATHS.items()}
+        return base_urls(root)
 
     def api(self, provider: str) -> ProviderApi:
         """A stand-in by provider name; ``NotFound`` for another name."""
