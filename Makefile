@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/castiel serve $(ARGS)
+	$(VENV)/bin/castiel serve --sandbox $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
