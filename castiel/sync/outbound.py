@@ -13,7 +13,9 @@ never among them) is brought in step with the shard (``push.py``): only what it 
 retry or our own write reported back writes nothing. A delete goes out when the change's connection's
 ``deletePolicy`` is ``propagate``.
 
-Every change leaves a ``sync-results`` document (one per message: its retries rewrite it) with one entry per target.
+Every change leaves a ``sync-results`` document (one per message: its retries rewrite it) with one entry per target
+and a status: ``succeeded``, ``failed`` (a target failed for good: the reasons in ``error``), ``retrying``, or
+``skipped`` (nothing to do: a connection that only receives, a kind of record it does not sync).
 A target that failed retryably, or must wait (a rate limit, a create not yet confirmed), makes the whole message come
 again — the targets already in step are then skipped, never pushed twice; a target's permanent failure is recorded
 and does not hold the others back.
@@ -22,7 +24,7 @@ and does not hold the others back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.base import AdapterRegistry
@@ -109,10 +111,9 @@ class OutboundSync:
         if shard is None:
             return await self._finish(change, result_id, started, shard_id, [], "no shard: nothing to push")
         source_id = change.connection_id
+        # The record is gone when its source no longer has it, whatever the event said (an edit read as deleted).
         source_state = (shard.get("sync") or {}).get(source_id or "") or {}
-        gone = bool(shard.get("deleted")) or (
-            change.operation is Operation.DELETE and bool(source_state.get("deleted"))
-        )
+        gone = bool(shard.get("deleted")) or bool(source_state.get("deleted"))
         propagate = source is not None and source.delete_policy is DeletePolicy.PROPAGATE
         outcomes: list[TargetOutcome] = []
         retry: CastielError | None = None
@@ -141,14 +142,14 @@ class OutboundSync:
         self,
         change: OutboundChange,
         result_id: str,
-        started: Any,
+        started: datetime,
         shard_id: str | None,
         outcomes: Sequence[TargetOutcome],
         note: str | None,
         retry: CastielError | None = None,
     ) -> SyncResult:
         failed = [outcome for outcome in outcomes if outcome.status == "failed"]
-        status = "retrying" if retry is not None else "failed" if failed else "succeeded"
+        status = "skipped" if note else "retrying" if retry is not None else "failed" if failed else "succeeded"
         result = SyncResult(
             id=result_id,
             tenant_id=change.tenant_id,
@@ -161,7 +162,7 @@ class OutboundSync:
             trigger=_TRIGGERS.get(change.origin, TriggerKind.SCHEDULE),
             shard_id=shard_id,
             targets=list(outcomes),
-            error=note or "; ".join(f"{outcome.connection_id}: {outcome.reason}" for outcome in failed) or None,
+            error="; ".join(f"{outcome.connection_id}: {outcome.reason}" for outcome in failed) or note,
         )
         await self._store.upsert(SyncResult.container, result.to_doc())
         log_event(
