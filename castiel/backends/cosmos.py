@@ -62,6 +62,7 @@ DEFAULT_ORDERINGS: Mapping[str, Sequence[tuple[SortKey, ...]]] = {
     "sync-tasks": ((("priorityRank", "asc"), ("nextRunAt", "asc")), (("nextRunAt", "asc"),)),
     "sync-results": ((("startedAt", "asc"),),),
     "credentials": ((("expiresAt", "asc"),),),
+    "conflicts": ((("detectedAt", "asc"),),),
 }
 """The orderings each container is queried with (beyond none): each one gets a composite index.
 
