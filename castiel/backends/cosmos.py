@@ -58,20 +58,6 @@ from castiel.errors import (
 from castiel.ports import BatchOperation, Query, QueryPage
 from castiel.settings import Settings
 
-DEFAULT_ORDERINGS: Mapping[str, Sequence[tuple[SortKey, ...]]] = {
-    "sync-tasks": ((("priorityRank", "asc"), ("nextRunAt", "asc")), (("nextRunAt", "asc"),)),
-    "sync-results": ((("startedAt", "asc"),),),
-    "credentials": ((("expiresAt", "asc"),),),
-    "conflicts": ((("detectedAt", "asc"),),),
-}
-"""The orderings each container is queried with (beyond none): each one gets a composite index.
-
-One index serves an ordering and its exact reverse (``startedAt desc`` uses the ``startedAt asc`` one).
-Cosmos DB refuses an ORDER BY over several paths without a matching composite index, and every order carries the
-``id`` and partition-key tie-breaks. ``create_container_if_not_exists`` does not update an existing container, so
-a new ordering also goes into the infrastructure templates.
-"""
-
 _SDK_FIELDS = ("_rid", "_self", "_attachments", "_lsn")
 _BATCH_MAX_OPERATIONS = 100  # Cosmos DB's limit per transactional batch
 _BATCH_MAX_BYTES = 1_000_000  # under the SDK's documented 1.2 MB, leaving room for the operations' framing
@@ -89,10 +75,12 @@ class CosmosDocumentStore:
         database: str,
         *,
         key: str | None = None,
-        orderings: Mapping[str, Sequence[tuple[SortKey, ...]]] = DEFAULT_ORDERINGS,
+        orderings: Mapping[str, Sequence[tuple[SortKey, ...]]] | None = None,
         transport: AsyncHttpTransport[Any, Any] | None = None,
     ) -> None:
-        """``transport`` replaces azure-core's HTTP transport (tests answer the SDK's requests through it)."""
+        """``transport`` replaces azure-core's HTTP transport (tests answer the SDK's requests through it);
+        ``orderings`` replaces rows of ``cosmos_query.ORDERINGS`` for the containers this store creates (the
+        contract suite orders by its own fields)."""
         self._credential: DefaultAzureCredential | None = None
         if key:
             self._client = CosmosClient(endpoint, credential=key, transport=transport)
@@ -100,7 +88,7 @@ class CosmosDocumentStore:
             self._credential = DefaultAzureCredential()
             self._client = CosmosClient(endpoint, credential=self._credential, transport=transport)
         self._database_name = database
-        self._orderings = orderings
+        self._orderings = orderings or {}
         self._database: DatabaseProxy | None = None
         self._containers: dict[str, ContainerProxy] = {}
         self._opening = asyncio.Lock()
@@ -237,7 +225,7 @@ class CosmosDocumentStore:
                         id=name,
                         partition_key=PartitionKey(path=f"/{pk_field}"),
                         default_ttl=-1,
-                        indexing_policy=indexing_policy(name, self._orderings.get(name, ())),
+                        indexing_policy=indexing_policy(name, self._orderings.get(name)),
                     )
             return self._containers[name]
 

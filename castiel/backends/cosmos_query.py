@@ -1,16 +1,39 @@
 """A portable ``Query`` rendered as parameterised Cosmos SQL, and the indexing policy its ORDER BY clauses need.
 
 The plan itself (paths, sort order, keyset continuation) is ``query_plan``'s, shared with the SQLite store. No I/O.
+
+``indexing_policy(container)`` is the one source of truth for every container's indexing policy: the store creates
+containers with it where it may (key auth, the emulator), and ``infra/`` declares the same ``compositeIndexes``
+(checked by a test), because data-plane RBAC cannot create or replace a container and
+``create_container_if_not_exists`` never updates an existing container's policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from castiel.backends.query_plan import SortKey, check_filter, check_limit, field_segments, sort_keys
+from castiel.models import CONTAINER_PARTITION_KEYS
 from castiel.ports import Filter, Query
+
+ORDERINGS: Mapping[str, tuple[tuple[SortKey, ...], ...]] = {
+    "connections": ((("tenantId", "asc"), ("id", "asc")),),  # castiel connections list
+    "sync-tasks": (
+        (("priorityRank", "asc"), ("nextRunAt", "asc")),  # the scheduler's due tasks
+        (("nextRunAt", "asc"),),  # castiel tasks list
+    ),
+    "sync-results": ((("startedAt", "asc"),),),  # castiel status, newest first
+    "credentials": ((("dueAt", "asc"),),),  # the token refresher's due credentials
+    "conflicts": ((("detectedAt", "asc"),),),  # castiel conflicts list, newest first
+    "webhook-audit": ((("receivedAt", "asc"),),),  # castiel webhooks health, newest first
+}
+"""The orderings the code queries each container with (beyond none, the ``id`` order): one composite index each.
+
+One index serves an ordering and its exact reverse, so each is listed once, ascending first. A test finds every
+``order_by=`` in the code and checks that its container's policy has the index.
+"""
 
 _INDEX_ORDER = {  # (direction, flipped) -> composite index order
     ("asc", False): "ascending",
@@ -75,15 +98,18 @@ def count_sql(query: Query) -> CosmosSql:
     return CosmosSql(f"SELECT VALUE COUNT(1) FROM c{_where(conditions)}", parameters.bound)  # noqa: S608
 
 
-def indexing_policy(container: str, orderings: Sequence[Sequence[SortKey]] = ()) -> dict[str, Any]:
-    """The container's indexing policy: every path, plus one composite index per ordering the code queries with.
+def indexing_policy(container: str, orderings: Sequence[Sequence[SortKey]] | None = None) -> dict[str, Any]:
+    """``container``'s indexing policy: every path, plus one composite index per ordering it is queried with.
 
-    Cosmos DB needs a composite index for an ORDER BY over more than one path, and every order here has at least
-    the two tie-breaks; the unordered case (``id``, partition key) is always included. An index also serves the
-    exact reverse of its order, so each is stored starting ascending and an ordering and its reverse share one.
+    ``orderings`` defaults to the container's row of ``ORDERINGS`` (a test passes its own). Cosmos DB needs a
+    composite index for an ORDER BY over more than one path, and every order here has at least the two tie-breaks;
+    the unordered case (``id``, partition key) is always included. An index also serves the exact reverse of its
+    order, so each is stored starting ascending and an ordering and its reverse share one. ``ValueError`` for an
+    unknown container.
     """
+    chosen = ORDERINGS.get(container, ()) if orderings is None else orderings
     composites: list[list[dict[str, str]]] = []
-    for ordering in ((), *orderings):
+    for ordering in ((), *chosen):
         keys = sort_keys(container, Query(order_by=tuple(ordering)))
         flip = keys[0][1] == "desc"
         index = [
@@ -99,6 +125,11 @@ def indexing_policy(container: str, orderings: Sequence[Sequence[SortKey]] = ())
         "excludedPaths": [{"path": '/"_etag"/?'}],
         "compositeIndexes": composites,
     }
+
+
+def indexing_policies() -> dict[str, dict[str, Any]]:
+    """Every container of ``models.CONTAINER_PARTITION_KEYS`` with its ``indexing_policy``."""
+    return {container: indexing_policy(container) for container in CONTAINER_PARTITION_KEYS}
 
 
 def _where(conditions: list[str]) -> str:
