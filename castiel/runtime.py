@@ -29,6 +29,7 @@ from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
 from castiel.credentials.vault import CredentialVault
 from castiel.credentials.webhook_secrets import WebhookSecrets
+from castiel.errors import ConfigError
 from castiel.ports import DocumentStore, MessageQueue, SecretStore
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.settings import Settings, get_settings
@@ -281,12 +282,21 @@ _lock = asyncio.Lock()
 
 
 async def get_runtime() -> Runtime:
-    """The process-wide runtime, built on first use."""
+    """The process-wide runtime, built on first use.
+
+    The settings are read and validated here, not at import: an invalid one (say a Key Vault reference the platform
+    has not resolved yet) raises ``ConfigError`` from every invocation, logged each time, and the first invocation
+    after it is fixed builds the runtime.
+    """
     global _runtime
     if _runtime is None:
         async with _lock:
             if _runtime is None:
-                _runtime = await asyncio.to_thread(Runtime.build, get_settings())
+                try:
+                    _runtime = await asyncio.to_thread(Runtime.build, get_settings())
+                except ConfigError as exc:
+                    log_event("runtime.config_error", level=logging.ERROR, error=str(exc))
+                    raise
     return _runtime
 
 

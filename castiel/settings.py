@@ -6,6 +6,7 @@ Nothing else in the code base touches ``os.environ``. A backend is chosen by whi
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -199,12 +200,33 @@ def use_settings(settings: Settings) -> None:
     get_settings.cache_clear()
 
 
+def app_setting(name: str) -> str | None:
+    """The app setting ``name`` as a ``%name%`` binding expression resolves, or None when there is none.
+
+    The Functions host resolves these from its app settings, the environment, comparing names case-insensitively.
+    The dev host does the same and then falls back to the default ``Settings`` declares for that variable, so an
+    unconfigured ``castiel serve`` listens on the very queue names the runtime sends to.
+    """
+    wanted = name.casefold()
+    for key, value in os.environ.items():
+        if key.casefold() == wanted:
+            return value
+    for field in Settings.model_fields:
+        if wanted in (alias.casefold() for alias in _aliases(field)):
+            default = Settings.model_fields[field].default
+            return default if isinstance(default, str) else None
+    return None
+
+
+def _aliases(field: str) -> tuple[str, ...]:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, str):
+        return (alias,)
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (field,)
+
+
 def _variable_name(loc: tuple[int | str, ...]) -> str:
     field = str(loc[0]) if loc else "?"
-    info = Settings.model_fields.get(field)
-    alias = info.validation_alias if info is not None else None
-    if isinstance(alias, str):
-        return alias
-    if isinstance(alias, AliasChoices):
-        return " / ".join(str(choice) for choice in alias.choices)
-    return field
+    return " / ".join(_aliases(field)) if field in Settings.model_fields else field

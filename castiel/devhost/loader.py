@@ -2,6 +2,10 @@
 
 Only what the dev host can run is returned: HTTP, timer and Service Bus queue triggers. Anything else is logged
 and skipped (it would need the real host), so a newcomer's extra function never stops the rest from running.
+
+Binding expressions (``%SERVICE_BUS_QUEUE%`` in a queue name or a schedule) are resolved as the host resolves them,
+from the app settings (``settings.app_setting``); a function whose expression does not resolve is logged and
+skipped, as the host puts it in error and runs the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import functools
 import importlib
 import inspect
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -23,8 +28,11 @@ from azure.functions.decorators.servicebus import ServiceBusQueueTrigger
 from azure.functions.decorators.timer import TimerTrigger
 
 from castiel.errors import ConfigError
+from castiel.settings import app_setting
 
 logger = logging.getLogger("castiel.devhost")
+
+_APP_SETTING = re.compile(r"%([^%]+)%")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,11 @@ def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunc
         if wanted and name not in wanted:
             continue
         trigger = function.get_trigger()
-        binding = binding_of(trigger, name) if trigger is not None else None
+        try:
+            binding = binding_of(trigger, name) if trigger is not None else None
+        except ConfigError as exc:
+            logger.error("devhost.function_error function=%s error=%s", name, exc)
+            continue
         if trigger is None or binding is None:
             kind = trigger.type if trigger is not None else "none"
             logger.warning("devhost.skipped function=%s trigger=%s (needs the Functions host)", name, kind)
@@ -128,16 +140,31 @@ def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunc
 
 
 def binding_of(trigger: object, function_name: str) -> Binding | None:
-    """The dev host's view of a trigger, or None for one it cannot run."""
+    """The dev host's view of a trigger, or None for one it cannot run; ``ConfigError`` when one of its binding
+    expressions names an app setting that does not exist."""
     if isinstance(trigger, HttpTrigger):
         # Like the Functions host: no route means the function's name; methods are HttpMethod enums or strings.
         methods = frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods) if trigger.methods else None
         return HttpBinding(route=(trigger.route or function_name).strip("/"), methods=methods)
     if isinstance(trigger, TimerTrigger):
-        return TimerBinding(schedule=trigger.schedule, run_on_startup=bool(trigger.run_on_startup))
+        schedule = resolve_app_settings(trigger.schedule, function_name)
+        return TimerBinding(schedule=schedule, run_on_startup=bool(trigger.run_on_startup))
     if isinstance(trigger, ServiceBusQueueTrigger) and str(trigger.cardinality or "one").lower() == "one":
-        return QueueBinding(queue_name=trigger.queue_name)
+        return QueueBinding(queue_name=resolve_app_settings(trigger.queue_name, function_name))
     return None
+
+
+def resolve_app_settings(text: str, function_name: str) -> str:
+    """``text`` with every ``%NAME%`` replaced by the app setting ``NAME``, as the Functions host resolves a binding
+    expression; ``ConfigError`` naming the function and the setting when one does not resolve."""
+
+    def value(match: re.Match[str]) -> str:
+        resolved = app_setting(match[1])
+        if resolved is None:
+            raise ConfigError(f"function {function_name}: '%{match[1]}%' does not resolve to a value (no app setting)")
+        return resolved
+
+    return _APP_SETTING.sub(value, text)
 
 
 def caller(user_function: Callable[..., Any], arg_name: str) -> UserCall:

@@ -72,7 +72,8 @@ def test_timers_have_their_ncrontab_schedules(name: str, schedule: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "queue"), [("sync_inbound_worker", "sync-inbound"), ("sync_outbound_worker", "sync-outbound")]
+    ("name", "queue"),
+    [("sync_inbound_worker", "%SERVICE_BUS_QUEUE%"), ("sync_outbound_worker", "%SERVICE_BUS_QUEUE_OUTBOUND%")],
 )
 def test_queue_workers_listen_on_their_service_bus_queues(name: str, queue: str) -> None:
     (trigger,) = bindings(name)

@@ -19,6 +19,7 @@ from castiel.devhost.loader import (
     caller,
     discover,
     load_app,
+    resolve_app_settings,
 )
 from castiel.errors import ConfigError
 
@@ -104,6 +105,48 @@ def test_defaults_unsupported_triggers_and_sync_functions(caplog: pytest.LogCapt
     # No route means the function's name, no methods means every method, like the Functions host.
     assert [(fn.name, fn.binding) for fn in hosted] == [("hello", HttpBinding("hello", None))]
     assert "function=on_blob trigger=blobTrigger" in caplog.text
+
+
+def test_queue_names_are_binding_expressions_resolved_from_the_app_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # App setting names compare case-insensitively, as in the Functions host's configuration.
+    monkeypatch.setenv("service_bus_queue", "tenant-a-inbound")
+    monkeypatch.delenv("SERVICE_BUS_QUEUE_OUTBOUND", raising=False)
+
+    bindings = {fn.name: fn.binding for fn in discover(function_app.app)}
+
+    assert bindings["sync_inbound_worker"] == QueueBinding("tenant-a-inbound")
+    # Unset: the default Settings declares, the queue the runtime sends to.
+    assert bindings["sync_outbound_worker"] == QueueBinding("sync-outbound")
+
+
+def test_a_binding_expression_without_a_setting_puts_only_its_function_in_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("NIGHTLY_SCHEDULE", "0 30 2 * * *")
+    app = func.FunctionApp()
+
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="%NO_SUCH_QUEUE_SETTING%", connection="SB")
+    async def orphan(msg: func.ServiceBusMessage) -> None:
+        return None
+
+    @app.timer_trigger(schedule="%NIGHTLY_SCHEDULE%", arg_name="timer")
+    async def nightly(timer: func.TimerRequest) -> None:
+        return None
+
+    with caplog.at_level(logging.ERROR, logger="castiel.devhost"):
+        hosted = discover(app)
+
+    assert [(fn.name, fn.binding) for fn in hosted] == [("nightly", TimerBinding("0 30 2 * * *", False))]
+    assert "function=orphan" in caplog.text
+    assert "'%NO_SUCH_QUEUE_SETTING%' does not resolve" in caplog.text
+
+
+def test_every_expression_in_a_value_is_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGION_PREFIX", "weu")
+    monkeypatch.setenv("SERVICE_BUS_QUEUE", "in")
+
+    assert resolve_app_settings("%REGION_PREFIX%-%SERVICE_BUS_QUEUE%-1", "f") == "weu-in-1"
+    assert resolve_app_settings("plain-name", "f") == "plain-name"
 
 
 async def test_sync_functions_run_in_a_worker_thread_and_async_ones_on_the_loop() -> None:
