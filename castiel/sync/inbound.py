@@ -18,6 +18,12 @@ document, written as it goes (``results.py``). How an execution ends, by what st
 A message for a task that is not ``queued`` or ``running`` is skipped, with one exception: a dead letter an operator
 resubmitted (``castiel queue resubmit``, after fixing the cause) runs its ``failed`` task again.
 
+A run whose task's last run may have stopped between saving a page and checkpointing it is a resumed pull
+(``PullOptions.resumed``): the task is still ``running`` (the worker died and the queue delivers the message again,
+or a retryable error sent a retry copy), or ``failed``, or the queue counts more than one delivery of the message.
+Not covered: a task the scheduler's stuck sweep re-pended (no delivery came back for the stuck timeout: the message
+was lost) starts afresh, and a page its dead run saved unsent reaches the other tools with the records' next change.
+
 ``run_now`` is ``castiel sync run``: the same execution in the foreground, on the connection's task.
 """
 
@@ -91,9 +97,7 @@ class InboundSync:
         """Process one delivery under the retry policy of DESIGN §7."""
         message = decode_body(SyncTaskMessage, delivery)
         with correlation(message.correlation_id):
-            await self._policy.run(
-                delivery, lambda _: self._run(message, delivery.resubmitted), self._give_up_hook(message)
-            )
+            await self._policy.run(delivery, lambda _: self._run(message, delivery), self._give_up_hook(message))
 
     async def run_now(
         self,
@@ -116,9 +120,8 @@ class InboundSync:
             )
         hooks = (*self._hooks, on_page) if on_page is not None else self._hooks
         with correlation(new_correlation_id()) as correlation_id:
-            result, _ = await self._execute(
-                task, correlation_id, TriggerKind.MANUAL, PullOptions(entity_type, full), hooks, manual=True
-            )
+            options = PullOptions(entity_type, full, resumed=_resumed(task))
+            result, _ = await self._execute(task, correlation_id, TriggerKind.MANUAL, options, hooks, manual=True)
         return result
 
     def _give_up_hook(self, message: SyncTaskMessage) -> GiveUpHook:
@@ -129,14 +132,15 @@ class InboundSync:
 
         return give_up
 
-    async def _run(self, message: SyncTaskMessage, resubmitted: bool) -> None:
+    async def _run(self, message: SyncTaskMessage, delivery: Delivery) -> None:
         task = await self._load(message)
-        if task is not None and resubmitted and task.status is TaskStatus.FAILED:
+        if task is not None and delivery.resubmitted and task.status is TaskStatus.FAILED:
             log_event("inbound.resubmitted", task_id=task.id, last_error=task.last_error)
         elif task is None or task.status not in _ACTIVE:
             log_event("inbound.skipped", task_id=message.task_id, status=task.status.value if task else "absent")
             return
-        _, error = await self._execute(task, message.correlation_id, message.trigger, PullOptions(), self._hooks)
+        options = PullOptions(resumed=_resumed(task, delivery.delivery_count))
+        _, error = await self._execute(task, message.correlation_id, message.trigger, options, self._hooks)
         if error is not None:
             raise error
 
@@ -226,6 +230,11 @@ class InboundSync:
             )
         except NotFound:
             return None
+
+
+def _resumed(task: SyncTask, delivery_count: int = 1) -> bool:
+    """Whether the task's last run may have saved a page and stopped before its hooks and checkpoint completed."""
+    return task.status in (TaskStatus.RUNNING, TaskStatus.FAILED) or delivery_count > 1
 
 
 class _Settle:

@@ -79,7 +79,7 @@ class LocalEdits:
             origin=ChangeOrigin.LOCAL,
             correlation_id=new_correlation_id(),
         )
-        await self._queue.send(self._queue_name, [outgoing(change, f"local:{shard.get('_etag')}")])
+        await self._queue.send(self._queue_name, [outgoing(change, change.message_id(f"local:{shard.get('_etag')}"))])
         log_event("outbound.local_edit", shard_id=shard["id"], fields=",".join(sorted(changed)))
 
 

@@ -194,7 +194,7 @@ def _merged_change(change: OutboundChange, connection: Connection, shard: dict[s
         origin=ChangeOrigin.PULL,
         correlation_id=change.correlation_id,
     )
-    return outgoing(merged, f"merged:{key}")
+    return outgoing(merged, merged.message_id(f"merged:{key}"))
 
 
 def _first_retry(current: CastielError | None, new: CastielError | None) -> CastielError | None:

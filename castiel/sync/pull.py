@@ -8,7 +8,9 @@ merely found unchanged when it comes again.
 
 After a page is saved and before it is checkpointed, every ``PageHook`` is awaited with a ``PageSaved``: each
 record's ``RecordOutcome`` (the fields whose value changed, for the shard's other connections) — the seam where
-outbound fan-out plugs in — and the run's totals so far, for progress displays.
+outbound fan-out plugs in — and the run's totals so far, for progress displays. A hook that fails there leaves the
+page saved but not checkpointed; so on a resumed run (``PullOptions.resumed``) the first page of each entity type is
+marked ``PageSaved.resumed``: it may be that page again, its records unchanged now but never handed to the hooks.
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ class PullOptions:
 
     entity_type: str | None = None
     full: bool = False
+    resumed: bool = False
+    """The task's last run may have stopped between saving a page and checkpointing it."""
 
 
 @dataclass(frozen=True, slots=True)
 class PageSaved:
     """A page saved into shards: which one (``number`` counts from 1 across the run), what it did, and the run's
-    totals so far."""
+    totals so far. ``resumed``: the first page of its entity type in a resumed run, which an earlier run may have
+    saved without its hooks completing (its records then report ``unchanged``)."""
 
     tenant_id: str
     connection_id: str
@@ -60,6 +65,7 @@ class PageSaved:
     cursor: str | None
     report: PageReport
     totals: SyncCounts
+    resumed: bool = False
 
 
 PageHook = Callable[[PageSaved], Awaitable[None]]
@@ -133,6 +139,7 @@ class Puller:
         for entity_type in _entity_types(connection, adapter, options):
             cursor = None if options.full else running.cursor(entity_type)
             pages = read_ahead(adapter.fetch(connection, entity_type, cursor))
+            first = True
             async with aclosing(pages):
                 while True:
                     async with recorder.phase(Phase.FETCH):
@@ -150,7 +157,9 @@ class Puller:
                         page.cursor,
                         report,
                         recorder.counts.model_copy(),
+                        resumed=options.resumed and first,
                     )
+                    first = False
                     for hook in hooks:
                         await hook(saved)
                     await running.checkpoint(entity_type, page.cursor)

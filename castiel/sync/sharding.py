@@ -29,8 +29,9 @@ from castiel.sync.mapping import MappedRecord
 
 @dataclass(frozen=True, slots=True)
 class RecordOutcome:
-    """What a record did to its shard: ``action`` (``UPDATE`` whose merge changed nothing counts as unchanged),
-    the fields whose value changed (what the other connections are to be told), and the conflicts."""
+    """What a record did to its shard: ``action`` (``UPDATE`` whose merge changed nothing counts as unchanged;
+    ``IGNORE``, a deletion of a record no shard holds), the fields whose value changed (what the other connections
+    are to be told), and the conflicts."""
 
     record: MappedRecord
     action: Action
@@ -92,7 +93,9 @@ class _Page:
         elif decision.action is Action.DELETE and decision.shard is not None:
             outcome = self._delete(decision, decision.shard)
         else:
-            outcome = RecordOutcome(decision.record, Action.UNCHANGED, decision.shard_id)
+            # Counted unchanged either way; a deletion no shard holds is told apart, as there is nothing to tell.
+            ignored = decision.action is Action.IGNORE and decision.shard is None
+            outcome = RecordOutcome(decision.record, Action.IGNORE if ignored else Action.UNCHANGED, decision.shard_id)
         self.writes.outcomes.append(outcome)
         counts = self.writes.counts
         if outcome.action is Action.CREATE:

@@ -49,8 +49,9 @@ def outcome(number: int, action: Action, *, deleted: bool = False) -> RecordOutc
     return RecordOutcome(record, action, f"shard-{number}", {"title": f"Issue {number}"})
 
 
-def saved(*outcomes: RecordOutcome) -> PageSaved:
-    return PageSaved("t1", "gh", "task-gh", "issue", 1, "cursor", PageReport(list(outcomes)), SyncCounts())
+def saved(*outcomes: RecordOutcome, resumed: bool = False) -> PageSaved:
+    report = PageReport(list(outcomes))
+    return PageSaved("t1", "gh", "task-gh", "issue", 1, "cursor", report, SyncCounts(), resumed=resumed)
 
 
 @dataclass
@@ -104,6 +105,30 @@ async def test_created_updated_and_deleted_records_go_out_once(world: Fanned) ->
         (ChangeOrigin.PULL, "gh", "task")
     }
     assert changes[0].external_id == "1000000001"
+
+
+async def test_a_resumed_page_sends_every_record_in_a_shard_under_the_ids_a_first_attempt_used(world: Fanned) -> None:
+    await world.fanout(saved(outcome(1, Action.CREATE), outcome(2, Action.UPDATE)))
+
+    # The same page after a crash before its checkpoint: saved already, so nothing is found to have changed.
+    await world.fanout(
+        saved(
+            outcome(1, Action.UNCHANGED),
+            outcome(2, Action.UNCHANGED),
+            outcome(3, Action.UNCHANGED),
+            outcome(4, Action.UNCHANGED, deleted=True),
+            outcome(5, Action.IGNORE, deleted=True),  # a deletion of a record no shard holds
+            resumed=True,
+        )
+    )
+
+    changes = await queued(world.queue)
+    assert [(change.entity_id, change.operation) for change in changes] == [
+        ("shard-1", Operation.CREATE),
+        ("shard-2", Operation.UPDATE),
+        ("shard-3", Operation.UPDATE),
+        ("shard-4", Operation.DELETE),
+    ]
 
 
 async def test_a_shard_type_without_another_push_target_sends_nothing(world: Fanned) -> None:

@@ -248,5 +248,5 @@ def test_unchanged_and_ignored_records_write_nothing() -> None:
     write = page(mapped("Account", "001", Name="Acme") + mapped("Account", "404", deleted=True), stored_link(first))
 
     assert (write.shards, write.links, write.conflicts) == ([], [], [])
-    assert [outcome.action for outcome in write.outcomes] == [Action.UNCHANGED, Action.UNCHANGED]
+    assert [outcome.action for outcome in write.outcomes] == [Action.UNCHANGED, Action.IGNORE]
     assert write.counts.unchanged == 2
