@@ -201,11 +201,12 @@ class CosmosDocumentStore:
     async def _run(self, container: str, sql: CosmosSql, partition_key: str | None, limit: int | None) -> list[Any]:
         proxy = await self._container(container)
         with _translated(f"query {container}"):
+            # No partition key means every partition in the async client; it has no enable_cross_partition_query
+            # (azure-core would hand that keyword to aiohttp, which refuses it: Azure/azure-sdk-for-python#30735).
             results = proxy.query_items(
                 query=sql.text,
                 parameters=sql.parameters,
                 partition_key=partition_key,
-                enable_cross_partition_query=partition_key is None,
                 max_item_count=None if limit is None else limit + 1,
             )
             return [item async for item in results]

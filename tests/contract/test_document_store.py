@@ -1,7 +1,9 @@
-"""The DocumentStore contract, run against every backend: SQLite always, Cosmos DB when COSMOS_ENDPOINT is set.
+"""The DocumentStore contract, run against every backend: SQLite; the Cosmos store's real SDK client against the
+in-process Cosmos REST account of ``cosmos_wire`` (always); and a real Cosmos DB when COSMOS_ENDPOINT is set.
 
 Every test writes under its own run id (in tenant ids and a ``run`` field, filtered on by every query), so the
-suite can share a real Cosmos database with earlier runs. Cases that move a clock run on SQLite only.
+suite can share a real Cosmos database with earlier runs. Cases that move a clock run where the clock is ours: SQLite
+and the in-process account (whose clock stamps ``_ts`` and expires documents).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from castiel.errors import AlreadyExists, NotFound, PreconditionFailed
 from castiel.models import format_utc
 from castiel.ports import BatchOperation, DocumentStore, Filter, Query, SortOrder
 from castiel.settings import load_settings
+from tests.contract.cosmos_wire import ENDPOINT, CosmosAccount
 
 SHARDS = "shards"
 AUDIT = "webhook-audit"  # partitioned by registrationId, not tenantId
@@ -82,7 +85,7 @@ class Harness:
         return self.path
 
 
-@pytest.fixture(params=["sqlite", pytest.param("cosmos", marks=pytest.mark.azure)])
+@pytest.fixture(params=["sqlite", "cosmos-wire", pytest.param("cosmos", marks=pytest.mark.azure)])
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     run = uuid.uuid4().hex[:12]
     if request.param == "sqlite":
@@ -90,6 +93,11 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         path = tmp_path / "store.db"
         sqlite_store = SqliteDocumentStore(path, clock=clock)
         harness = Harness(sqlite_store, "sqlite", run, clock, path)
+    elif request.param == "cosmos-wire":
+        clock = ManualClock()
+        account = CosmosAccount(clock)
+        wired = CosmosDocumentStore(ENDPOINT, "castiel", key="a2V5", orderings=CONTRACT_ORDERINGS, transport=account)
+        harness = Harness(wired, "cosmos", run, clock, None)
     else:
         settings = load_settings()
         if settings.cosmos_endpoint is None:
