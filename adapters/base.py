@@ -90,6 +90,9 @@ class BaseAdapter:
     address_fields: ClassVar[tuple[str, ...]] = ()
     """Provider fields an update or delete needs besides the external id (GitHub addresses an issue by its
     ``number``): the sync engine sends their last known values in every such change's ``data``."""
+    delete_keeps_record: ClassVar[bool] = False
+    """A pushed delete leaves the record in place, reported as live from then on (GitHub cannot delete an issue: it
+    closes it); what the delete answered with is what the provider's later reports of the record say."""
 
     def __init__(self, engine: HttpEngine) -> None:
         self.engine = engine

@@ -10,7 +10,8 @@ The list never reports deletions (``issues.deleted`` arrives by webhook). The ex
 in webhooks; ``number`` addresses it in the API and stays in ``data``.
 
 Push: create ``POST …/issues``; update ``PATCH …/issues/{number}``; delete closes the issue (the REST API cannot
-delete one). An update or delete needs ``number`` in the change's data.
+delete one: the closed issue is listed and read from then on, ``delete_keeps_record``). An update or delete needs
+``number`` in the change's data.
 
 Settings: ``repository`` (``owner/name``). Rate limits (GitHub docs, "Rate limits for the REST API"): a 403 or 429
 with ``x-ratelimit-remaining: 0`` is the primary limit (wait for ``x-ratelimit-reset``); a 403 or 429 with
@@ -87,6 +88,7 @@ class GitHubAdapter(BaseAdapter):
     )
     default_rate_limit_pause = 60.0
     address_fields = ("number",)
+    delete_keeps_record = True
 
     def before_request(self, session: Session, request: httpx.Request) -> None:
         """GitHub's media type and the API version we were written against."""

@@ -2,7 +2,9 @@
 
 Every strategy first knows a record by its link (``external-ids``: connection, entity type, external id → shard):
 a linked record whose fingerprint is the one last pulled is ``unchanged`` and its shard is not even read; one whose
-push fingerprint is the one last pushed is our own write coming back (``echo``). A record without a link:
+push fingerprint is the one last pushed is our own write coming back (``echo``), as is a record of a deleted link
+whose content is what our delete left (``deletedHash``: GitHub keeps the issue a delete closed). A record without a
+link:
 
 - ``external_id``: creates its shard.
 - ``content_hash``: is the shard of its type whose ``data`` is exactly its mapped fields (``contentHash``), if any.
@@ -221,9 +223,12 @@ _MATCHED_BY: Mapping[DedupStrategy, MatchedBy] = {
 
 
 def _unchanged(item: MappedRecord, link: Mapping[str, Any]) -> bool:
-    """Nothing new from the connection: what we last pulled from it, or what we last pushed to it coming back."""
-    if item.deleted or link.get("deleted", False):
+    """Nothing new from the connection: what we last pulled from it, or what we last pushed to it coming back (a
+    delete included, on a provider that keeps the record)."""
+    if item.deleted:
         return False
+    if link.get("deleted", False):
+        return item.content_hash == link.get("deletedHash")
     return item.fingerprint == link.get("fingerprint") or item.push_fingerprint == link.get("pushedFingerprint")
 
 

@@ -10,7 +10,10 @@ against the change that triggered it, so:
   meanwhile is not overwritten with an older value;
 - after a push, the snapshot and push fingerprint are those of the object the provider answered with (when it answers
   with one), which is exactly what its next pull or webhook reports: dedup recognises it (``pushedFingerprint`` on the
-  link) and drops it instead of merging it and sending it back.
+  link) and drops it instead of merging it and sending it back;
+- after a delete on a provider that keeps the record (GitHub closes an issue), the content hash of the record as it
+  answered (``deletedHash`` on the link): its reports of the closed issue are this delete coming back, not the record
+  living again; a change made there afterwards (a person re-opens it) differs, and is merged.
 
 A create is recognised before its external id is known by its *adoption key* (the written fields without nulls,
 which a provider fills in on create), so the webhook of our own create, arriving before the create's answer was
@@ -123,11 +126,18 @@ def pushed_state(
     stamp: str,
 ) -> dict[str, Any]:
     """The target's sync state once ``plan`` landed: the object the provider ``answered`` with, mapped (else the
-    previous snapshot with the written fields), its push fingerprint, no pending create."""
-    state = {key: value for key, value in previous.items() if key not in ("pendingCreateAt", "deleted", "deletedAt")}
+    previous snapshot with the written fields), its push fingerprint, no pending create. A delete is answered only
+    by a provider that keeps the record (``Target.delete_keeps_record``): its content hash is kept, to know the
+    record's later reports for this delete's echo."""
+    dropped = ("pendingCreateAt", "deleted", "deletedAt", "deletedHash")
+    state = {key: value for key, value in previous.items() if key not in dropped}
     state["entityType"] = plan.entity_type
     if plan.operation is Operation.DELETE:
-        return {**state, "deleted": True, "deletedAt": stamp}
+        state.update(deleted=True, deletedAt=stamp)
+        if answered is not None:
+            with suppress(ValueError):  # unreadable through the mapping: its reports will read as changes
+                state["deletedHash"] = fingerprint(mapping.fields_of(answered))
+        return state
     snapshot = {**(previous.get("snapshot") or {}), **plan.fields}
     if answered is not None:
         # An answer the mapping cannot read tells nothing better than what was written.

@@ -3,7 +3,8 @@ a create whose provider reported it first.
 
 Per target it keeps, on the shard, the external id (a create's at once, so a retry updates instead of creating again)
 and the sync state (``echo.pushed_state``: snapshot, push fingerprint, pending create), and on the external-id link the
-push fingerprint that lets dedup recognise the echo. Shard first, link last, as the page pipeline writes them.
+push fingerprint (or, for a delete the provider answered with the record it keeps, its ``deletedHash``) that lets
+dedup recognise the echo. Shard first, link last, as the page pipeline writes them.
 Every write is a read-modify-write under the etag read, redone on a lost race, touching only this target's entries:
 pushes to several targets, pulls and webhooks interleave freely.
 
@@ -98,7 +99,10 @@ class PushLedger:
                 return
             doc = _without_store_fields(shard)
             states = dict(doc.get("sync") or {})
-            states[target.id] = pushed_state(states.get(target.id) or {}, plan, target.mapping, answered, stamp)
+            kept = plan.operation is not Operation.DELETE or target.delete_keeps_record
+            states[target.id] = pushed_state(
+                states.get(target.id) or {}, plan, target.mapping, answered if kept else None, stamp
+            )
             doc["sync"] = states
             doc["externalIds"] = {**(doc.get("externalIds") or {}), target.id: external_id}
             if plan.operation is Operation.DELETE and _held_nowhere(doc):
@@ -158,8 +162,11 @@ class PushLedger:
                 "shardId": shard_id,
                 "deleted": operation is Operation.DELETE,
             }
+            doc = _without(doc, "deletedHash")
             if operation is Operation.DELETE:
                 doc.update(self._tombstone(self._stamp()))
+                if state.get("deletedHash") is not None:
+                    doc["deletedHash"] = state["deletedHash"]
             else:
                 doc = {key: value for key, value in doc.items() if key not in ("deletedAt", "ttl")}
                 doc["pushedFingerprint"] = state.get("pushedFingerprint")

@@ -180,6 +180,7 @@ class _Page:
     def _pulled(self, item: MappedRecord, previous: Mapping[str, Any] | None) -> dict[str, Any]:
         state = dict(previous) if previous else {}
         state.pop("deletedAt", None)
+        state.pop("deletedHash", None)
         state.update(entityType=item.entity_type, pulledFingerprint=item.fingerprint, pulledAt=self.stamp)
         state["snapshot"] = dict(item.fields)
         state["deleted"] = False
@@ -242,6 +243,7 @@ class _Page:
             "shardId": target,
             "deleted": deleted,
         }
+        doc.pop("deletedHash", None)  # the connection's own report supersedes what our delete left there
         if deleted:
             doc.update(self._tombstone())
         else:

@@ -24,12 +24,14 @@ _MAPPINGS_CACHED = 512
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One connection a shard type is pushed to: the entity type and mapping it takes the shard through, and the
-    provider fields its updates need besides the external id (``BaseAdapter.address_fields``)."""
+    """One connection a shard type is pushed to: the entity type and mapping it takes the shard through, the
+    provider fields its updates need besides the external id (``BaseAdapter.address_fields``), and whether a delete
+    leaves the record there (``BaseAdapter.delete_keeps_record``)."""
 
     connection: Connection
     mapping: EntityMapping
     address_fields: tuple[str, ...] = ()
+    delete_keeps_record: bool = False
 
     @property
     def id(self) -> str:
@@ -78,13 +80,13 @@ class TargetFinder:
             return None
         try:
             mappings = self.mapping(connection).for_shard_type(shard_type)
-            address_fields = self._adapters.get(connection.provider).address_fields
+            adapter = self._adapters.get(connection.provider)
         except PermanentError:
             return None  # no adapter, or a mapping that no longer compiles: the connection's own pulls report it
         wanted = [m for m in mappings if not connection.entity_types or m.entity_type in connection.entity_types]
         if not wanted:
             return None
-        return Target(connection, wanted[0], address_fields)
+        return Target(connection, wanted[0], adapter.address_fields, adapter.delete_keeps_record)
 
     def targets(self, connections: Sequence[Connection], shard_type: str, *, source: str | None) -> list[Target]:
         """The targets of ``shard_type`` among ``connections``, ``source`` left out, by connection id."""

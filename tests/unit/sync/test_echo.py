@@ -122,6 +122,16 @@ def test_the_state_after_a_push_is_what_the_provider_will_report() -> None:
                      propagate_deletes=False) == Skip("in sync")  # fmt: skip
 
 
+def test_a_delete_answered_with_the_record_kept_there_remembers_what_it_will_report() -> None:
+    plan = PushPlan(Operation.DELETE, "issue", "1007", address={"number": 7})
+    closed = {"id": 1007, "number": 7, "title": "Fix login", "state": "closed"}
+    state = pushed_state(GH_SYNCED, plan, GITHUB, closed, "2026-01-01T00:00:00.000000Z")
+
+    reported = compile_mappings(GITHUB_TASKS, {"issue": "issue"}).map_record(_Record(closed))[0]
+    assert (state["deleted"], state["deletedHash"]) == (True, reported.content_hash)
+    assert "deletedHash" not in pushed_state(GH_SYNCED, plan, GITHUB, None, "2026-01-01T00:00:00.000000Z")
+
+
 def test_without_an_answer_the_written_fields_join_the_snapshot() -> None:
     plan = PushPlan(Operation.UPDATE, "page", "p1", {"estimate": 5})
     state = pushed_state(NT_SYNCED, plan, NOTION, None, "2026-01-01T00:00:00.000000Z")
