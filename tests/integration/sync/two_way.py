@@ -45,9 +45,17 @@ SETTINGS: dict[Provider, dict[str, Any]] = {
     Provider.GITHUB: {"repository": "acme/widgets"},
     Provider.NOTION: {"databaseId": DATABASE_ID},
     Provider.SLACK: {"channel": CHANNEL_ID},
+    Provider.GOOGLE: {},
+    Provider.SALESFORCE: {},
 }
 MAPPINGS = {Provider.GITHUB: GITHUB_TASKS, Provider.NOTION: NOTION_TASKS, Provider.SLACK: SLACK_TASKS}
-ENTITY = {Provider.GITHUB: "issue", Provider.NOTION: "page", Provider.SLACK: "message"}
+ENTITY = {
+    Provider.GITHUB: "issue",
+    Provider.NOTION: "page",
+    Provider.SLACK: "message",
+    Provider.GOOGLE: "event",
+    Provider.SALESFORCE: "Account",
+}
 SECRET = "whsec-two-way"
 
 
@@ -77,7 +85,8 @@ class TwoWay:
                             confirm_after=CONFIRM_AFTER, retention=RETENTION, clock=world.clock)  # fmt: skip
 
     async def connect(self, provider: Provider, **fields: Any) -> Connection:
-        """A bidirectional connection of ``provider`` mapped onto ``task``, with its pull task."""
+        """A bidirectional connection of ``provider`` mapped onto ``task`` (unless ``entity_mappings`` says
+        otherwise), with its pull task."""
         case_id = provider.value
         connection = Connection(
             id=case_id,
@@ -87,7 +96,7 @@ class TwoWay:
             base_url=self.world.server.base_urls()[case_id],
             entity_types=[ENTITY[provider]],
             settings=SETTINGS[provider],
-            entity_mappings=MAPPINGS[provider],
+            entity_mappings=fields.pop("entity_mappings", None) or MAPPINGS[provider],
             sync_direction=fields.pop("sync_direction", SyncMode.BIDIRECTIONAL),
             delete_policy=fields.pop("delete_policy", DeletePolicy.TOMBSTONE_ONLY),
             **fields,
