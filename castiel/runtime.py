@@ -40,6 +40,8 @@ from castiel.sync.outbound import OutboundSync
 from castiel.sync.scheduler import SyncScheduler
 from castiel.sync.targets import TargetFinder
 from castiel.telemetry import log_event
+from castiel.telemetry.export import configure as configure_telemetry
+from castiel.telemetry.propagation import TracedQueue
 from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.receiver import WebhookReceiver
@@ -175,10 +177,11 @@ class Runtime:
     def build(cls, settings: Settings, *, clock: Clock = system_clock) -> Runtime:
         """Wire backends and services from ``settings`` (joins the data directory's Redis when ``REDIS_URL`` is
         unset)."""
+        configure_telemetry(settings.applicationinsights_connection_string)
         shared = open_shared_database(settings)
         redis_url, lease = redis_url_of(settings)
         store = build_store(settings, clock, shared)
-        queue = build_queue(settings, clock, shared)
+        queue = TracedQueue(build_queue(settings, clock, shared))
         secrets = build_secrets(settings, clock)
         redis = connect(redis_url, timeout_seconds=1.0, retries=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         description="Instances sharing a limit; the local fallback window (Redis down) divides limits by it.",
     )
 
+    applicationinsights_connection_string: str | None = Field(
+        default=None,
+        validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
+        repr=False,
+        description="Where traces, metrics and logs go (App Insights); unset, no telemetry is exported.",
+    )
+
     data_dir: Path = Field(default=Path(".castiel"), validation_alias="CASTIEL_DATA_DIR")
     shutdown_grace_seconds: float = Field(
         default=30.0,

@@ -1,17 +1,51 @@
-"""The Functions edge: ``azure.functions`` trigger types to core types and back.
+"""The Functions edge: ``azure.functions`` trigger types to core types and back, and each invocation's span.
 
 Only ``function_app.py`` and the dev host use this module; services never see ``azure.functions``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import azure.functions as func
+from opentelemetry.trace import Span, SpanKind
 
 from castiel.ports import PropertyValue
 from castiel.sync.delivery import Delivery
+from castiel.telemetry import spans
 from castiel.webhooks.receiver import WebhookRequest, WebhookResponse
+
+
+@contextmanager
+def invocation(context: func.Context, *, correlation_id: str | None = None) -> Iterator[Span]:
+    """The span of one timer or HTTP invocation (``telemetry.spans.invocation``), in the trace the host started."""
+    with _span(context, SpanKind.SERVER, correlation_id) as span:
+        yield span
+
+
+@contextmanager
+def message_invocation(context: func.Context, message: func.ServiceBusMessage) -> Iterator[Span]:
+    """The span of one queue-triggered invocation, under the message's correlation id, continuing the host's trace
+    or else the sender's (the ``traceparent`` the message carries)."""
+    sent = (message.application_properties or {}).get(spans.TRACEPARENT)
+    with _span(context, SpanKind.CONSUMER, message.correlation_id, sent if isinstance(sent, str) else None) as span:
+        yield span
+
+
+@contextmanager
+def _span(
+    context: func.Context, kind: SpanKind, correlation_id: str | None, sent: str | None = None
+) -> Iterator[Span]:
+    trace_context = context.trace_context
+    with spans.invocation(
+        context.function_name,
+        kind=kind,
+        execution_id=context.invocation_id,
+        correlation_id=correlation_id,
+        traceparent=(trace_context.trace_parent if trace_context is not None else None) or sent,
+    ) as span:
+        yield span
 
 
 def delivery_from(message: func.ServiceBusMessage, queue: str) -> Delivery:

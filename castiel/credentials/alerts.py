@@ -1,8 +1,8 @@
 """What the credentials layer tells an operator: a grant that needs re-authorisation, a deadline coming up.
 
 Alerts go to an ``AlertCallback`` so tests can count them; the default, ``log_credential_alert``, writes one
-structured warning and one metric sample. A dead grant alerts once, on its transition to ``needs_reauth`` — not on
-every refresher run after it.
+structured warning (the refresher counts dead grants as ``refresher_failed``). A dead grant alerts once, on its
+transition to ``needs_reauth`` — not on every refresher run after it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from castiel.telemetry import Metric, emit_metric, log_event
+from castiel.telemetry import log_event
 
 
 class CredentialAlertKind(StrEnum):
@@ -36,7 +36,7 @@ AlertCallback = Callable[[CredentialAlert], None]
 
 
 def log_credential_alert(alert: CredentialAlert) -> None:
-    """The default callback: a structured warning and a ``castiel.credentials.alert`` metric sample."""
+    """The default callback: a structured warning."""
     log_event(
         "credentials.alert",
         level=logging.WARNING,
@@ -46,4 +46,3 @@ def log_credential_alert(alert: CredentialAlert) -> None:
         connections=",".join(alert.connection_ids),
         detail=alert.detail,
     )
-    emit_metric(Metric.CREDENTIAL_ALERT, 1, kind=alert.kind.value, tenant_id=alert.tenant_id)

@@ -25,7 +25,8 @@ from castiel.credentials.vault import CredentialVault
 from castiel.errors import CastielError, InvalidGrant, PreconditionFailed
 from castiel.models import CredentialMetadata, CredentialStatus, RefreshOutcome, format_utc
 from castiel.ports import DocumentStore, Filter, Query
-from castiel.telemetry import Metric, emit_metric, log_event
+from castiel.telemetry import log_event
+from castiel.telemetry.outcomes import credential_handled
 
 TRIGGER = "schedule"
 DEFAULT_CONCURRENCY = 8
@@ -90,12 +91,13 @@ class TokenRefresher:
                 break
         report = RefreshReport(**{outcome.value: counts[outcome] for outcome in RefreshOutcome})
         log_event("token_refresher.run", **{outcome.value: counts[outcome] for outcome in RefreshOutcome})
-        emit_metric(Metric.TOKEN_REFRESHED, report.refreshed)
         return report
 
     async def _bounded(self, credential: CredentialMetadata, cutoff: datetime) -> list[RefreshOutcome]:
         async with self._slots:
-            return await self._handle(credential, cutoff)
+            outcomes = await self._handle(credential, cutoff)
+        credential_handled(credential, outcomes)
+        return outcomes
 
     async def _handle(self, credential: CredentialMetadata, cutoff: datetime) -> list[RefreshOutcome]:
         outcomes = []

@@ -1,18 +1,21 @@
 """Trigger inputs as the real ``azure.functions`` objects the Functions worker passes, and HTTP results back.
 
 A function run by the dev host sees exactly the types it sees under ``func start``: ``func.HttpRequest``,
-``azure.functions.timer.TimerRequest``, ``azure.functions.servicebus.ServiceBusMessage``.
+``azure.functions.timer.TimerRequest``, ``azure.functions.servicebus.ServiceBusMessage``, and a ``func.Context``
+when it declares a ``context`` parameter.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import azure.functions as func
+from azure.functions._abc import RetryContext, RpcException, TraceContext
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
@@ -115,3 +118,77 @@ def service_bus_message_from(message: ReceivedMessage) -> ServiceBusMessage:
         lock_token=message.lock_token,
         locked_until=message.locked_until,
     )
+
+
+class _TraceContext(TraceContext):
+    def __init__(self, traceparent: str) -> None:
+        self._traceparent = traceparent
+
+    @property
+    def trace_parent(self) -> str:
+        return self._traceparent
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class _NoException(RpcException):
+    source = stack_trace = message = ""
+
+
+class _FirstTry(RetryContext):
+    """The dev host runs no function-level retry policy (none is declared): every invocation is a first try."""
+
+    @property
+    def retry_count(self) -> int:
+        return 0
+
+    @property
+    def max_retry_count(self) -> int:
+        return 0
+
+    @property
+    def exception(self) -> RpcException:
+        return _NoException()
+
+
+class InvocationContext(func.Context):
+    """The ``context`` argument: invocation id, function name and directory, and the trace context the invocation
+    continues (the message's or request's ``traceparent``; empty when it starts a trace)."""
+
+    def __init__(self, invocation_id: str, function_name: str, function_directory: str, traceparent: str | None):
+        self._invocation_id = invocation_id
+        self._function_name = function_name
+        self._function_directory = function_directory
+        self._trace = _TraceContext(traceparent or "")
+        self._local = threading.local()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> type[threading.local]:
+        # The worker hands out a threading.local instance; the ABC's annotation names the class.
+        return cast("type[threading.local]", self._local)
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return self._function_directory
+
+    @property
+    def trace_context(self) -> TraceContext:
+        return self._trace
+
+    @property
+    def retry_context(self) -> RetryContext:
+        return _FirstTry()

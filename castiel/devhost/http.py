@@ -120,7 +120,8 @@ class HttpApp:
         self, function: HostedFunction, route_params: dict[str, str], scope: Scope, body: bytes
     ) -> HttpAnswer:
         request = http_request_from(scope, route_params, body)
-        invocation = Invocation(function, request.headers.get("x-correlation-id"), self._timeout)
+        headers = request.headers
+        invocation = Invocation(function, headers.get("x-correlation-id"), self._timeout, headers.get("traceparent"))
         try:
             answer = answer_from(await invocation.call(request))
         except Exception as exc:

@@ -1,12 +1,15 @@
-"""One function invocation: its ids, its correlation scope, the ``functionTimeout`` bound, and its one log line."""
+"""One function invocation: its ids, its correlation scope, its ``context``, the ``functionTimeout`` bound, and its
+one log line."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, Literal
 
+from castiel.devhost.convert import InvocationContext
 from castiel.devhost.loader import HostedFunction
 from castiel.errors import CastielError
 from castiel.telemetry import correlation, log_event, new_correlation_id, new_id
@@ -28,13 +31,20 @@ def describe(error: BaseException) -> str:
 class Invocation:
     """Runs a function once and logs the outcome; create one per trigger event."""
 
-    __slots__ = ("_started", "_timeout", "correlation_id", "function", "invocation_id")
+    __slots__ = ("_started", "_timeout", "_traceparent", "correlation_id", "function", "invocation_id")
 
-    def __init__(self, function: HostedFunction, correlation_id: str | None, timeout: float | None) -> None:
+    def __init__(
+        self,
+        function: HostedFunction,
+        correlation_id: str | None,
+        timeout: float | None,
+        traceparent: str | None = None,
+    ) -> None:
         self.function = function
         self.invocation_id = new_id()
         self.correlation_id = correlation_id or new_correlation_id()
         self._timeout = timeout
+        self._traceparent = traceparent
         self._started = time.perf_counter()
 
     async def call(self, argument: Any) -> Any:
@@ -48,7 +58,7 @@ class Invocation:
         try:
             with correlation(self.correlation_id):
                 async with scope:
-                    return await self.function.call(argument)
+                    return await self.function.call(argument, **self._extras())
         except asyncio.CancelledError:
             self.finish("cancelled")
             raise
@@ -56,6 +66,14 @@ class Invocation:
             if scope.expired():
                 raise FunctionTimeout(f"{self.function.name} exceeded functionTimeout of {self._timeout:g}s") from exc
             raise
+
+    def _extras(self) -> dict[str, Any]:
+        """The extra arguments the function declares (``loader.EXTRAS``), made for this invocation."""
+        if "context" not in self.function.extras:
+            return {}
+        directory = str(Path.cwd())
+        context = InvocationContext(self.invocation_id, self.function.name, directory, self._traceparent)
+        return {"context": context}
 
     def finish(self, outcome: Outcome, error: BaseException | None = None) -> None:
         """Log the invocation line, and the traceback when ``error`` is a bug (not a ``CastielError``)."""

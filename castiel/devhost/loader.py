@@ -59,16 +59,22 @@ class QueueBinding:
 
 
 Binding = HttpBinding | TimerBinding | QueueBinding
-UserCall = Callable[[Any], Awaitable[Any]]
+UserCall = Callable[..., Awaitable[Any]]
+EXTRAS = frozenset({"context"})
+"""Parameters the Python worker fills without a binding: ``context`` (a ``func.Context``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HostedFunction:
-    """One function the dev host runs: its name, trigger, and ``call(trigger_argument)``."""
+    """One function the dev host runs: its name, trigger, and ``call(trigger_argument, **extras)``.
+
+    ``extras`` names the arguments beside the trigger it declares, as the worker supplies them: ``context``.
+    """
 
     name: str
     binding: Binding
     call: UserCall
+    extras: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         """A short human form for the start-up line: ``name[http POST /route]``."""
@@ -135,7 +141,9 @@ def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunc
             kind = trigger.type if trigger is not None else "none"
             logger.warning("devhost.skipped function=%s trigger=%s (needs the Functions host)", name, kind)
             continue
-        hosted.append(HostedFunction(name, binding, caller(function.get_user_function(), trigger.name)))
+        user_function = function.get_user_function()
+        extras = frozenset(EXTRAS & set(inspect.signature(user_function).parameters))
+        hosted.append(HostedFunction(name, binding, caller(user_function, trigger.name), extras))
     return hosted
 
 
@@ -168,15 +176,16 @@ def resolve_app_settings(text: str, function_name: str) -> str:
 
 
 def caller(user_function: Callable[..., Any], arg_name: str) -> UserCall:
-    """Call the user function with its trigger argument by name; a sync function runs in a worker thread."""
+    """Call the user function with its trigger argument by name (and its ``extras`` by theirs); a sync function runs
+    in a worker thread."""
     if inspect.iscoroutinefunction(user_function):
 
-        async def call_async(argument: Any) -> Any:
-            return await user_function(**{arg_name: argument})
+        async def call_async(argument: Any, **extras: Any) -> Any:
+            return await user_function(**{arg_name: argument}, **extras)
 
         return call_async
 
-    async def call_sync(argument: Any) -> Any:
-        return await asyncio.to_thread(functools.partial(user_function, **{arg_name: argument}))
+    async def call_sync(argument: Any, **extras: Any) -> Any:
+        return await asyncio.to_thread(functools.partial(user_function, **{arg_name: argument}, **extras))
 
     return call_sync

@@ -23,6 +23,7 @@ from castiel.devhost.loader import HostedFunction, QueueBinding
 from castiel.errors import CastielError, LockLost, PermanentError
 from castiel.ports import MessageQueue, ReceivedMessage
 from castiel.telemetry import log_event
+from castiel.telemetry.spans import TRACEPARENT
 
 # How long an idle receive waits: it bounds how soon a pump notices a stop, without spinning.
 RECEIVE_WAIT_SECONDS = 1.0
@@ -95,7 +96,8 @@ class QueuePump:
 
     async def process(self, message: ReceivedMessage) -> None:
         """Run the function on one locked message and settle it; never raises."""
-        invocation = Invocation(self._function, message.correlation_id, self._timeout)
+        traceparent = message.application_properties.get(TRACEPARENT)
+        invocation = Invocation(self._function, message.correlation_id, self._timeout, str(traceparent or "") or None)
         error: Exception | None = None
         renewal = asyncio.create_task(self._keep_locked(message))
         try:

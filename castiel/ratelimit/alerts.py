@@ -1,7 +1,7 @@
 """What the rate limiter tells an operator: a level nearly or fully used, a paused connection, a Redis outage.
 
 The limiter calls an ``AlertCallback`` synchronously on the check path, so a callback must be quick and must not
-do I/O of its own; the default, ``log_alert``, writes one structured warning and one metric sample.
+do I/O of its own; the default, ``log_alert``, writes one structured warning.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from castiel.telemetry import Metric, emit_metric, log_event
+from castiel.telemetry import log_event
 
 USAGE_THRESHOLDS = (0.8, 1.0)
 """A level's usage alerts, as shares of its limit."""
@@ -49,7 +49,7 @@ AlertCallback = Callable[[RateLimitAlert], None]
 
 
 def log_alert(alert: RateLimitAlert) -> None:
-    """The default callback: a structured warning and a ``castiel.ratelimit.alert`` metric sample."""
+    """The default callback: a structured warning (refused calls are counted by the limiter itself)."""
     present: dict[str, str] = {"kind": alert.kind.value}
     subject = alert.subject
     if subject is not None:
@@ -58,7 +58,6 @@ def log_alert(alert: RateLimitAlert) -> None:
         # Not ``level``: that keyword is the log record's severity in ``log_event``.
         present["limit_level"] = alert.level
     log_event("ratelimit.alert", level=logging.WARNING, detail=alert.detail, **present)
-    emit_metric(Metric.RATE_LIMIT_ALERT, 1, **present)
 
 
 _USAGE_KINDS = {0.8: AlertKind.USAGE_80, 1.0: AlertKind.USAGE_100}

@@ -39,6 +39,7 @@ from castiel.ratelimit.policy import LEVELS, PROVIDER_LEVEL, QUEUED_OPERATIONS, 
 from castiel.redis_script import RedisScript
 from castiel.settings import Settings
 from castiel.telemetry import log_event
+from castiel.telemetry.outcomes import rate_limited
 
 KEY_PREFIX = "castiel:rl"
 MAX_BATCH = 64
@@ -211,7 +212,10 @@ class RateLimiter:
         used, limits = outcome.used, outcome.limits
         if used[0] * 5 >= limits[0] * 4 or used[1] * 5 >= limits[1] * 4 or used[2] * 5 >= limits[2] * 4:
             self._note_usage(plan, subject, outcome, now_us)
-        return _answer(outcome, operation)
+        answer = _answer(outcome, operation)
+        if not answer.allowed:
+            rate_limited(answer, tenant=tenant_id, connection=connection_id, provider=provider, operation=operation)
+        return answer
 
     async def peek(
         self,

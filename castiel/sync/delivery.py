@@ -29,7 +29,8 @@ from castiel.clock import Clock, now_utc, system_clock
 from castiel.errors import Deferred, InvalidMessage, PermanentError, RateLimited, RetryableError
 from castiel.models import WireModel
 from castiel.ports import MessageQueue, OutgoingMessage, PropertyValue
-from castiel.telemetry import Metric, emit_metric, log_event
+from castiel.telemetry import log_event
+from castiel.telemetry.outcomes import dead_lettered
 
 RETRY_COUNT = "castiel-retry-count"
 DEFERRAL_COUNT = "castiel-deferral-count"
@@ -133,16 +134,15 @@ class DeliveryPolicy:
         except RetryableError as exc:
             attempt = delivery.retry_count + 1
             if attempt > self._max_retries:
-                emit_metric(Metric.WORKER_DEAD_LETTERED, queue=delivery.queue, reason="retries_exhausted")
+                dead_lettered(queue=delivery.queue, reason="retries_exhausted")
                 reason = f"gave up after {self._max_retries} retries; last error: {exc}"
                 if on_give_up is not None:
                     await on_give_up(delivery, reason)
                 raise PermanentError(reason) from exc
             delay = exc.retry_after if isinstance(exc, RateLimited) else backoff_seconds(attempt, rng=self._rng)
             await self._resend(delivery, f"r{attempt}", delay, {RETRY_COUNT: attempt}, exc)
-            emit_metric(Metric.WORKER_RETRIED, queue=delivery.queue, attempt=attempt)
         except PermanentError:
-            emit_metric(Metric.WORKER_DEAD_LETTERED, queue=delivery.queue, reason="permanent")
+            dead_lettered(queue=delivery.queue, reason="permanent")
             raise
 
     async def _resend(

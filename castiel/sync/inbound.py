@@ -63,6 +63,7 @@ from castiel.sync.delivery import Delivery, DeliveryPolicy, GiveUpHook, decode_b
 from castiel.sync.pull import PageHook, Puller, PullOptions
 from castiel.sync.results import Phase, ResultRecorder
 from castiel.telemetry import correlation, log_event, new_correlation_id
+from castiel.telemetry.spans import annotate
 
 _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 _PULLING = (SyncMode.PULL, SyncMode.BIDIRECTIONAL)
@@ -96,6 +97,7 @@ class InboundSync:
     async def handle(self, delivery: Delivery) -> None:
         """Process one delivery under the retry policy of DESIGN §7."""
         message = decode_body(SyncTaskMessage, delivery)
+        annotate(tenant=message.tenant_id, connection=message.connection_id, task=message.task_id)
         with correlation(message.correlation_id):
             await self._policy.run(delivery, lambda _: self._run(message, delivery), self._give_up_hook(message))
 
@@ -176,6 +178,7 @@ class InboundSync:
             async with recorder.phase(Phase.RECEIVED):
                 await running.move(TaskStatus.RUNNING)
                 connection = await self._connection(task)
+                annotate(provider=connection.provider.value)
             paused_until = await self._puller.pull(running, connection, recorder, options, hooks)
         except InvalidGrant as exc:
             return await settle.ended("needs_reauth", TaskStatus.NEEDS_REAUTH, exc), None

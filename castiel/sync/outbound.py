@@ -51,6 +51,8 @@ from castiel.sync.ledger import SHARDS, PushLedger
 from castiel.sync.push import Pusher
 from castiel.sync.targets import TargetFinder
 from castiel.telemetry import correlation, log_event
+from castiel.telemetry.outcomes import sync_finished
+from castiel.telemetry.spans import annotate
 
 _TRIGGERS = {ChangeOrigin.WEBHOOK: TriggerKind.WEBHOOK, ChangeOrigin.LOCAL: TriggerKind.MANUAL}
 
@@ -83,6 +85,7 @@ class OutboundSync:
     async def handle(self, delivery: Delivery) -> None:
         """Process one delivery under the retry policy of DESIGN §7."""
         change = decode_body(OutboundChange, delivery)
+        annotate(tenant=change.tenant_id, connection=change.connection_id)
         result_id = stable_id("outbound-result", change.tenant_id, delivery.original_message_id)
 
         async def work(_: Delivery) -> None:
@@ -97,6 +100,7 @@ class OutboundSync:
         started = now_utc(self._clock)
         connections = await self._finder.connections(change.tenant_id)
         source = _source(change, connections)
+        annotate(provider=source.provider.value if source else None)
         shard_id = change.entity_id
         if change.origin is ChangeOrigin.WEBHOOK:
             if source is None:
@@ -165,6 +169,7 @@ class OutboundSync:
             error="; ".join(f"{outcome.connection_id}: {outcome.reason}" for outcome in failed) or note,
         )
         await self._store.upsert(SyncResult.container, result.to_doc())
+        sync_finished("outbound", result)
         log_event(
             "outbound.change",
             origin=change.origin.value,

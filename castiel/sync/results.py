@@ -21,6 +21,7 @@ from enum import StrEnum
 from castiel.clock import Clock, now_utc, system_clock
 from castiel.models import PhaseTiming, RecordFailure, SyncCounts, SyncResult
 from castiel.ports import DocumentStore
+from castiel.telemetry.outcomes import sync_finished
 
 MAX_FAILURES = 100
 """Failed records kept on a result with their reasons; ``counts.failed`` counts every one."""
@@ -143,4 +144,5 @@ class ResultRecorder:
             update={"status": status, "error": error, "finished_at": now_utc(self._clock)}
         )
         await self.save(force=True)
+        sync_finished("inbound", self.result)
         return self.result

@@ -16,7 +16,8 @@ from castiel.clock import Clock, now_utc, system_clock
 from castiel.errors import CastielError, NotFound, PreconditionFailed
 from castiel.models import SyncTask, SyncTaskMessage, TaskStatus, TriggerKind, format_utc
 from castiel.ports import DocumentStore, Filter, MessageQueue, OutgoingMessage, Query
-from castiel.telemetry import Metric, emit_metric, log_event, new_correlation_id
+from castiel.telemetry import log_event, new_correlation_id
+from castiel.telemetry.outcomes import tasks_scheduled
 
 _MAX_BATCHES_PER_RUN = 1_000
 _CONTAINER = SyncTask.container
@@ -70,8 +71,7 @@ class SyncScheduler:
                 break
         report = SchedulerReport(queued=queued, lost_races=lost, recovered=recovered, batches=batches)
         log_event("scheduler.run", queued=queued, lost_races=lost, recovered=recovered, batches=batches)
-        emit_metric(Metric.SCHEDULER_QUEUED, queued)
-        emit_metric(Metric.SCHEDULER_RECOVERED, recovered)
+        tasks_scheduled(queued)
         return report
 
     async def _due_batch(self, now: datetime) -> list[SyncTask]:

@@ -39,7 +39,8 @@ from castiel.coalesce import Coalescer
 from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableError, SignatureError
 from castiel.models import DeliveryOutcome, Provider, VerificationState, WebhookAudit, WebhookRegistration
 from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
-from castiel.telemetry import log_event, new_correlation_id, new_id
+from castiel.telemetry import current_correlation_id, log_event, new_correlation_id, new_id
+from castiel.telemetry.outcomes import webhook_answered
 from castiel.webhooks.events import Handshake, ParsedDelivery, parse_delivery
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.notion_verification import MAX_CANDIDATES, VerificationCandidates, fingerprint, implausible
@@ -155,7 +156,7 @@ class WebhookReceiver:
         self, registration: WebhookRegistration, request: WebhookRequest, started: float
     ) -> _Answer:
         """Steps 2 to 6. A backend's ``CastielError`` escapes to ``handle``, which answers 503."""
-        correlation_id = new_correlation_id()
+        correlation_id = current_correlation_id() or new_correlation_id()
         if _is_unsigned_notion_verification(registration, request):
             parsed = self._parse(registration, request, correlation_id, started)
             if isinstance(parsed, WebhookResponse):
@@ -286,11 +287,18 @@ class WebhookReceiver:
         written = self._audits.post(audit.to_doc())
         self._audits_in_flight.add(written)
         written.add_done_callback(partial(self._audit_written, registration_id))
-        # The one log line of a delivery: App Insights counts outcomes per provider from it (infra/queries).
+        provider = registration.provider.value if registration else "unknown"
+        webhook_answered(
+            provider=provider,
+            tenant=audit.tenant_id,
+            outcome=answer.outcome,
+            status=response.status,
+            latency_ms=audit.latency_ms,
+        )
         log_event(
             "webhook.delivery",
             registration_id=registration_id,
-            provider=registration.provider.value if registration else "unknown",
+            provider=provider,
             outcome=answer.outcome,
             status=response.status,
             delivery_id=answer.delivery_id,

@@ -16,6 +16,7 @@ from azure.functions.timer import TimerRequest
 import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.credentials.types import parse_credential
+from castiel.devhost.convert import InvocationContext
 from castiel.errors import InvalidMessage, PermanentError
 from castiel.models import (
     ChangeOrigin,
@@ -92,7 +93,8 @@ def test_the_webhook_receiver_is_an_anonymous_post_route() -> None:
 
 
 async def call(name: str, argument: object) -> Any:
-    return await FUNCTIONS[name].get_user_function()(argument)
+    context = InvocationContext("invocation-1", name, ".", None)
+    return await FUNCTIONS[name].get_user_function()(argument, context=context)
 
 
 def service_bus_message(body: bytes, message_id: str = "m-1") -> ServiceBusMessage:

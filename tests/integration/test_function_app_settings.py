@@ -16,6 +16,7 @@ from azure.functions.servicebus import ServiceBusMessage
 
 import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.devhost.convert import InvocationContext
 from castiel.errors import ConfigError
 from castiel.runtime import close_runtime
 
@@ -56,12 +57,13 @@ async def test_the_app_loads_and_each_invocation_reports_the_invalid_setting(
     assert len(registered) == 5
 
     with caplog.at_level(logging.ERROR, logger="castiel"):
-        answered = await registered["webhook_receiver"].get_user_function()(webhook("reg-1"))
+        context = InvocationContext("invocation-1", "webhook_receiver", ".", None)
+        answered = await registered["webhook_receiver"].get_user_function()(webhook("reg-1"), context=context)
         message = ServiceBusMessage(
             body=b"{}", message_id="m-1", delivery_count=1, application_properties={}, user_properties={}
         )
         with pytest.raises(ConfigError, match="SYNC_BATCH_SIZE"):
-            await registered["sync_inbound_worker"].get_user_function()(message)
+            await registered["sync_inbound_worker"].get_user_function()(message, context=context)
 
     assert answered.status_code == 503
     assert "misconfigured" in json.loads(answered.get_body())["error"]
@@ -73,7 +75,7 @@ async def test_the_app_loads_and_each_invocation_reports_the_invalid_setting(
     # Once the platform resolves the reference, the next invocation builds the runtime: nothing to restart.
     monkeypatch.setenv("SYNC_BATCH_SIZE", "50")
     try:
-        recovered = await registered["webhook_receiver"].get_user_function()(webhook("nope"))
+        recovered = await registered["webhook_receiver"].get_user_function()(webhook("nope"), context=context)
     finally:
         await close_runtime()
     assert recovered.status_code == 404

@@ -17,6 +17,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from hypothesis import strategies as st
 import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.clock import ManualClock
+from castiel.devhost.convert import InvocationContext
 from castiel.runtime import close_runtime, get_runtime
 
 from .conftest import (
@@ -101,7 +103,8 @@ async def start(http: httpx.AsyncClient) -> App:
     runtime.webhooks = harness.receiver
     for kind in KINDS:
         await harness.register(kind)
-    return App(asyncio.get_running_loop(), harness, WEBHOOK_RECEIVER.get_user_function())
+    context = InvocationContext("invocation-1", "webhook_receiver", ".", None)
+    return App(asyncio.get_running_loop(), harness, partial(WEBHOOK_RECEIVER.get_user_function(), context=context))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Usage alerts fire once per window per threshold; the default callback logs a warning and a metric."""
+"""Usage alerts fire once per window per threshold; the default callback logs a structured warning."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import pytest
 
 from castiel.ratelimit.alerts import AlertKind, RateLimitAlert, Subject, UsageAlarm, log_alert
-from castiel.telemetry import Metric
 
 S = 1_000_000
 SUBJECT = Subject("t1", "c1", "github")
@@ -47,25 +46,23 @@ def test_each_threshold_fires_once_per_window_per_key() -> None:
     assert at(60 * S) == [AlertKind.USAGE_80, AlertKind.USAGE_100]
 
 
-def test_the_default_callback_logs_a_structured_warning_and_a_metric(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_default_callback_logs_a_structured_warning(caplog: pytest.LogCaptureFixture) -> None:
     alert = RateLimitAlert(AlertKind.CONNECTION_PAUSED, "paused until 12:00", 1_700_000_000.0, SUBJECT)
     with caplog.at_level(logging.INFO, logger="castiel"):
         log_alert(alert)
-    warning, metric = caplog.records
+    (warning,) = caplog.records
     assert warning.levelno == logging.WARNING
     assert warning.getMessage() == (
         'ratelimit.alert detail="paused until 12:00" kind=connection_paused '
         "tenant_id=t1 connection_id=c1 provider=github"
     )
-    assert f"metric={Metric.RATE_LIMIT_ALERT} value=1 kind=connection_paused" in metric.getMessage()
 
 
 def test_a_usage_alert_logs_the_level_it_is_about(caplog: pytest.LogCaptureFixture) -> None:
     alert = RateLimitAlert(AlertKind.USAGE_80, "80% used", 1_700_000_000.0, SUBJECT, level="operation")
     with caplog.at_level(logging.INFO, logger="castiel"):
         log_alert(alert)
-    warning, metric = caplog.records
+    (warning,) = caplog.records
     assert warning.levelno == logging.WARNING
     assert "kind=usage_80" in warning.getMessage()
     assert "limit_level=operation" in warning.getMessage()
-    assert "limit_level=operation" in metric.getMessage()

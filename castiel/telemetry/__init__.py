@@ -1,4 +1,4 @@
-"""Logging, metric names and correlation ids.
+"""Logging and correlation ids; metrics (``metrics.py``), spans (``spans.py``) and their export (``export.py``).
 
 Log lines are ``event key=value …`` so they read well in a terminal and parse in App Insights (the Functions host
 forwards ``logging`` records as traces). The correlation id of the work in hand rides in a context variable and
@@ -19,19 +19,6 @@ logger = logging.getLogger("castiel")
 _correlation_id: ContextVar[str | None] = ContextVar("castiel_correlation_id", default=None)
 
 _SECRET_FIELD_MARKERS = ("secret", "token", "password", "key", "authorization", "signature")
-
-
-class Metric:
-    """Metric names emitted as ``metric=<name> value=<n>`` log events (App Insights customMetrics via the host)."""
-
-    SCHEDULER_QUEUED = "castiel.scheduler.queued"
-    SCHEDULER_RECOVERED = "castiel.scheduler.recovered"
-    WORKER_RETRIED = "castiel.worker.retried"
-    WORKER_DEAD_LETTERED = "castiel.worker.dead_lettered"
-    RATE_LIMIT_REFUSED = "castiel.ratelimit.refused"
-    RATE_LIMIT_ALERT = "castiel.ratelimit.alert"
-    TOKEN_REFRESHED = "castiel.token.refreshed"  # noqa: S105 - a metric name, not a credential
-    CREDENTIAL_ALERT = "castiel.credentials.alert"
 
 
 _ids = random.Random()  # seeded from os.urandom once; ids must be unique, not unguessable
@@ -100,8 +87,3 @@ def _emit(event: str, level: int, fields: dict[str, object]) -> None:
     # ``makeRecord`` + ``handle`` is ``logger.log`` without its stack walk for the caller's file and line: every line
     # comes from here, so that walk would cost each request several microseconds to name this function.
     logger.handle(logger.makeRecord(logger.name, level, __file__, 0, " ".join(parts), (), None, "log_event"))
-
-
-def emit_metric(name: str, value: float = 1, **dimensions: object) -> None:
-    """Emit one metric sample as a structured log event."""
-    _emit("metric", logging.INFO, {"metric": name, "value": value, **dimensions})
