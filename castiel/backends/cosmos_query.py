@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from castiel.backends.query_plan import SortKey, check_filter, check_limit, field_segments, sort_keys
+from castiel.backends.query_plan import (
+    SortKey,
+    check_filter,
+    check_limit,
+    field_segments,
+    partition_key_field,
+    sort_keys,
+)
 from castiel.models import CONTAINER_PARTITION_KEYS
 from castiel.ports import Filter, Query
 
@@ -70,7 +77,8 @@ def cosmos_path(path: str) -> str:
 
 
 def select_sql(container: str, query: Query, after: Sequence[Any] | None = None) -> CosmosSql:
-    """``SELECT`` of the page of ``query`` following ``after``, with one extra row to tell whether more follow.
+    """``SELECT`` of the page of ``query`` following ``after`` (``keyset_after`` of the last item), with one extra row
+    to tell whether more follow.
 
     The partition key is not part of the text: it is passed to the SDK, which then targets that partition only.
     """
@@ -79,11 +87,27 @@ def select_sql(container: str, query: Query, after: Sequence[Any] | None = None)
     parameters = _Parameters()
     conditions = [_condition(flt, parameters) for flt in query.filters]
     if after is not None:
-        conditions.append(_after(keys, after, parameters))
+        conditions.append(_after(container, keys, after, parameters))
     top = "" if query.limit is None else f"TOP {query.limit + 1} "
     order = ", ".join(f"{cosmos_path(path)} {direction.upper()}" for path, direction in keys)
     # Paths in the text are validated identifiers; every value is a bound parameter.
     return CosmosSql(f"SELECT {top}* FROM c{_where(conditions)} ORDER BY {order}", parameters.bound)  # noqa: S608
+
+
+def keyset_after(container: str, query: Query, doc: Mapping[str, Any]) -> list[list[Any]]:
+    """The sort-key values of ``doc`` for a continuation token: ``[value]`` for each key, ``[]`` where the document
+    has no such field — Cosmos DB sorts a missing field (undefined) before null, so the two must not be confused."""
+    found: list[list[Any]] = []
+    for path, _ in sort_keys(container, query):
+        value: Any = doc
+        for segment in field_segments(path):
+            if not isinstance(value, Mapping) or segment not in value:
+                found.append([])
+                break
+            value = value[segment]
+        else:
+            found.append([value])
+    return found
 
 
 def ids_sql(doc_ids: Sequence[str]) -> CosmosSql:
@@ -149,12 +173,60 @@ def _condition(flt: Filter, parameters: _Parameters) -> str:
     return f"{path} {_COSMOS_OPS[flt.op]} {parameters.bind(flt.value)}"
 
 
-def _after(keys: Sequence[SortKey], after: Sequence[Any], parameters: _Parameters) -> str:
-    """Rows strictly after ``after`` in the order ``keys``: equal on a prefix of keys, beyond on the next one."""
-    names = [parameters.bind(value) for value in after]
+def _after(container: str, keys: Sequence[SortKey], after: Sequence[Any], parameters: _Parameters) -> str:
+    """Rows strictly after ``after`` in the order ``keys``: equal on a prefix of keys, beyond on the next one.
+
+    Cosmos DB orders values of different types by type (undefined, null, boolean, number, string, array, object) and
+    a comparison across types is undefined, never true, so "beyond" is the same type's greater (or lesser) values
+    or any later (or earlier) type: a last value that is null or missing skips nothing.
+    """
+    if not isinstance(after, Sequence) or not all(isinstance(v, list) and len(v) <= 1 for v in after):
+        raise ValueError("continuation token does not belong to this query")
+    names = [parameters.bind(value[0]) if _rank(value) > 1 else "" for value in after]
+    always_strings = {"id", partition_key_field(container)}  # validated non-empty strings on every document
     alternatives = []
     for position, (path, direction) in enumerate(keys):
-        terms = [f"{cosmos_path(prefix)} = {names[i]}" for i, (prefix, _) in enumerate(keys[:position])]
-        terms.append(f"{cosmos_path(path)} {'>' if direction == 'asc' else '<'} {names[position]}")
-        alternatives.append(f"({' AND '.join(terms)})")
-    return f"({' OR '.join(alternatives)})"
+        terms = [_equal(cosmos_path(prefix), after[i], names[i]) for i, (prefix, _) in enumerate(keys[:position])]
+        beyond = _beyond(cosmos_path(path), direction, after[position], names[position], path in always_strings)
+        if beyond:
+            either = beyond[0] if len(beyond) == 1 else f"({' OR '.join(beyond)})"
+            alternatives.append(f"({' AND '.join([*terms, either])})" if terms else f"({' OR '.join(beyond)})")
+    return f"({' OR '.join(alternatives)})" if alternatives else "false"
+
+
+_TYPE_TESTS = ("NOT IS_DEFINED({})", "IS_NULL({})", "IS_BOOL({})", "IS_NUMBER({})", "IS_STRING({})",
+               "IS_ARRAY({})", "IS_OBJECT({})")  # fmt: skip
+"""Cosmos DB's sort order of types, each with the test that tells it."""
+
+
+def _rank(value: list[Any]) -> int:
+    """The position in ``_TYPE_TESTS`` of a keyset value (``[]`` for undefined, else ``[value]``)."""
+    if not value:
+        return 0
+    item = value[0]
+    if item is None:
+        return 1
+    if isinstance(item, bool):
+        return 2
+    if isinstance(item, int | float):
+        return 3
+    if isinstance(item, str):
+        return 4
+    return 5 if isinstance(item, list) else 6
+
+
+def _equal(path: str, value: list[Any], name: str) -> str:
+    rank = _rank(value)
+    return _TYPE_TESTS[rank].format(path) if rank <= 1 else f"{path} = {name}"
+
+
+def _beyond(path: str, direction: str, value: list[Any], name: str, always_string: bool) -> list[str]:
+    """The alternatives that put a row's ``path`` strictly after ``value`` in ``direction`` (none: nothing can)."""
+    rank = _rank(value)
+    ascending = direction == "asc"
+    # Cosmos DB compares only booleans, numbers and strings by value.
+    same_type = [f"{path} {'>' if ascending else '<'} {name}"] if rank in (2, 3, 4) else []
+    if always_string:
+        return same_type
+    other_types = range(rank + 1, len(_TYPE_TESTS)) if ascending else reversed(range(rank))
+    return same_type + [_TYPE_TESTS[other].format(path) for other in other_types]

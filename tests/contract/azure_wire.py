@@ -9,6 +9,7 @@ fault answers first.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class AzureWire(AsyncHttpTransport[HttpRequest, AsyncHttpResponse]):
     def __init__(self) -> None:
         self.requests: list[Any] = []
         self.faults: list[Fault] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
 
     def fail(
         self,
@@ -101,6 +104,12 @@ class AzureWire(AsyncHttpTransport[HttpRequest, AsyncHttpResponse]):
             # What aiohttp.ClientSession.request says about an unexpected keyword argument.
             raise TypeError(f"ClientSession._request() got an unexpected keyword argument {sorted(refused)[0]!r}")
         self.requests.append(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # a network round trip: other requests get to start meanwhile
+        finally:
+            self.in_flight -= 1
         for fault in self.faults:
             if fault.times > 0 and fault.matches(request):
                 fault.times -= 1

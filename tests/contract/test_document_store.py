@@ -709,6 +709,19 @@ async def test_paging_resumes_after_the_last_item_even_once_it_is_deleted(ranked
     assert keys(first.items) + keys([item for page in rest for item in page]) == expected_order(h, query.order_by)
 
 
+async def test_paging_over_a_sort_field_that_is_null_or_missing_returns_each_document_once(h: Harness) -> None:
+    ranks: dict[str, dict[str, Any]] = {"a": {}, "b": {"rank": None}, "c": {"rank": 2}, "d": {}, "e": {"rank": None},
+                                        "f": {"rank": 1}}  # fmt: skip
+    for doc_id, fields in ranks.items():
+        await h.store.create(SHARDS, h.doc(doc_id, **fields))
+
+    pages = await all_pages(h.store, SHARDS, h.query(order_by=(("rank", "asc"),), limit=1))
+
+    seen = [item["id"] for page in pages for item in page]
+    assert sorted(seen) == sorted(ranks)
+    assert seen[-2:] == ["f", "c"]  # null and missing sort before every number
+
+
 async def test_a_continuation_token_only_resumes_the_query_it_came_from(ranked: Harness) -> None:
     h = ranked
     first = await h.store.query(SHARDS, h.query(order_by=(("rank", "asc"),), limit=2))

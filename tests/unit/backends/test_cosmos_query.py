@@ -13,7 +13,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
-from castiel.backends.cosmos import translate_error
+from castiel.backends.cosmos import ERRORS
 from castiel.backends.cosmos_query import count_sql, indexing_policy, select_sql
 from castiel.backends.query_plan import (
     decode_continuation,
@@ -108,10 +108,11 @@ def test_select_sql(container: str, query: Query, text: str, values: list[Any]) 
 def test_select_after_a_key_resumes_strictly_after_it_in_the_sort_order() -> None:
     query = Query(filters=(Filter("kind", "==", "contact"),), order_by=(("rank", "desc"),), limit=2)
 
-    sql = select_sql("shards", query, after=[3, "k", "t1"])
+    sql = select_sql("shards", query, after=[[3], ["k"], ["t1"]])
 
     assert sql.text == (
-        'SELECT TOP 3 * FROM c WHERE c["kind"] = @p0 AND ((c["rank"] < @p1)'
+        'SELECT TOP 3 * FROM c WHERE c["kind"] = @p0 AND ((c["rank"] < @p1 OR IS_BOOL(c["rank"])'
+        ' OR IS_NULL(c["rank"]) OR NOT IS_DEFINED(c["rank"]))'
         ' OR (c["rank"] = @p1 AND c["id"] < @p2)'
         ' OR (c["rank"] = @p1 AND c["id"] = @p2 AND c["tenantId"] < @p3))'
         ' ORDER BY c["rank"] DESC, c["id"] DESC, c["tenantId"] DESC'
@@ -250,7 +251,7 @@ def _cosmos_error(status: int, headers: dict[str, str] | None = None) -> CosmosH
     ],
 )
 def test_translate_error(error: AzureError, expected: type[CastielError]) -> None:
-    translated = translate_error(error, "read shards/a")
+    translated = ERRORS.translate(error, "read shards/a")
 
     assert type(translated) is expected
     assert "read shards/a" in str(translated)
@@ -259,7 +260,7 @@ def test_translate_error(error: AzureError, expected: type[CastielError]) -> Non
 
 @pytest.mark.parametrize(("headers", "seconds"), [({"x-ms-retry-after-ms": "1500"}, 1.5), ({}, 1.0)])
 def test_throttling_carries_the_retry_after_cosmos_asks_for(headers: dict[str, str], seconds: float) -> None:
-    translated = translate_error(_cosmos_error(429, headers), "upsert shards/a")
+    translated = ERRORS.translate(_cosmos_error(429, headers), "upsert shards/a")
 
     assert isinstance(translated, RateLimited)
     assert translated.retry_after == seconds

@@ -9,11 +9,15 @@ from typing import Any
 
 import orjson
 import pytest
+from azure.core.credentials import AccessToken
 
-from castiel.backends.cosmos import CosmosDocumentStore
-from castiel.errors import AlreadyExists, NotFound, PreconditionFailed
+from castiel.backends.cosmos import CREATE_CONCURRENCY, CosmosDocumentStore
+from castiel.backends.cosmos_query import indexing_policy
+from castiel.errors import AlreadyExists, ConfigError, NotFound, PermanentError, PreconditionFailed, RateLimited
+from castiel.models import CONTAINER_PARTITION_KEYS
 from castiel.ports import Filter, Query
 from tests.contract.cosmos_wire import ENDPOINT, CosmosAccount
+from tests.unit.backends.test_indexing_policy import ORDERED_QUERIES
 
 
 @pytest.fixture
@@ -119,3 +123,167 @@ async def test_the_service_s_404_and_409_become_not_found_and_already_exists(sto
         await store.read("sync-tasks", "a", "t2")
     with pytest.raises(NotFound):
         await store.replace("sync-tasks", task("b", "t1"))
+
+
+# ---------------------------------------------------------------- paging through values of every type
+
+
+MIXED = [("u1", None), ("u2", None), ("n1", [None]), ("n2", [None]), ("b", [True]), ("i1", [1]), ("i2", [1]),
+         ("f", [2.5]), ("s", ["x"])]  # fmt: skip
+"""(id, [rank]) — no list: the document has no rank at all. Listed in Cosmos DB's order: undefined, null, booleans,
+numbers, strings; ties by id."""
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+async def test_paging_never_skips_past_a_missing_or_null_sort_value(account: CosmosAccount, direction: str) -> None:
+    orderings = {"shards": ((("rank", "asc"),),)}
+    store = CosmosDocumentStore(ENDPOINT, "castiel", key="a2V5", orderings=orderings, transport=account)  # type: ignore[arg-type]
+    for doc_id, rank in MIXED:
+        await store.create("shards", task(doc_id, "t1", **({} if rank is None else {"rank": rank[0]})))
+    query = Query(partition_key="t1", order_by=(("rank", direction),), limit=1)  # type: ignore[arg-type]
+
+    seen: list[str] = []
+    while True:
+        page = await store.query("shards", query)
+        seen += [item["id"] for item in page.items]
+        if page.continuation is None:
+            break
+        query = Query(query.filters, query.partition_key, query.order_by, query.limit, page.continuation)
+    await store.close()
+
+    expected = [doc_id for doc_id, _ in MIXED]
+    assert seen == (expected if direction == "asc" else expected[::-1])
+
+
+# ---------------------------------------------------------------- throttling
+
+
+THROTTLED = {
+    "code": "429",
+    "message": 'Message: {"Errors":["Request rate is large. More Request Units may be needed"]}',
+}
+
+
+def reads(request: Any) -> bool:
+    return request.method == "GET" and "/docs/" in request.url
+
+
+async def test_a_429_is_retried_by_the_sdk_after_the_wait_the_service_asked_for(
+    store: CosmosDocumentStore, account: CosmosAccount
+) -> None:
+    await store.create("shards", task("a", "t1"))
+    account.fail(429, THROTTLED, headers={"x-ms-retry-after-ms": "1", "x-ms-substatus": "3200"}, when=reads)
+
+    assert (await store.read("shards", "a", "t1"))["id"] == "a"
+    assert len([request for request in account.requests if reads(request)]) == 2
+
+
+async def test_throttling_past_the_sdk_s_retries_is_rate_limited_by_x_ms_retry_after_ms(
+    store: CosmosDocumentStore, account: CosmosAccount
+) -> None:
+    await store.create("shards", task("a", "t1"))
+    account.fail(429, THROTTLED, headers={"x-ms-retry-after-ms": "7", "x-ms-substatus": "3200"}, when=reads, times=99)
+
+    with pytest.raises(RateLimited, match="read shards/a: Cosmos DB answered 429") as raised:
+        await store.read("shards", "a", "t1")
+
+    assert raised.value.retry_after == pytest.approx(0.007)
+
+
+async def test_create_many_keeps_a_bounded_number_of_creates_in_flight(
+    store: CosmosDocumentStore, account: CosmosAccount
+) -> None:
+    await store.create("shards", task("warm-up", "t1"))  # the container is open: what follows is the creates alone
+    account.most_in_flight = 0
+
+    outcomes = await store.create_many("shards", [task(f"d{n}", f"t{n % 7}") for n in range(200)])
+
+    assert outcomes == [None] * 200
+    assert 1 < account.most_in_flight <= CREATE_CONCURRENCY
+
+
+# ---------------------------------------------------------------- the managed identity: containers come from infra/
+
+
+class StaticToken:
+    """An ``AsyncTokenCredential`` handing out one token, counting its closes."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("entra-token", 4_102_444_800)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+    async def __aenter__(self) -> StaticToken:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+
+@pytest.fixture
+async def provisioned(account: CosmosAccount) -> AsyncIterator[tuple[CosmosDocumentStore, StaticToken]]:
+    """A store on the identity, over an account whose containers the infrastructure created with our policies."""
+    for container, partition_key in CONTAINER_PARTITION_KEYS.items():
+        account.provision("castiel", container, f"/{partition_key}", indexing_policy(container))
+    credential = StaticToken()
+    identity_store = CosmosDocumentStore(ENDPOINT, "castiel", credential=credential, transport=account)  # type: ignore[arg-type]
+    yield identity_store, credential
+    await identity_store.close()
+
+
+async def test_on_the_identity_the_store_creates_nothing_and_signs_with_the_entra_token(
+    provisioned: tuple[CosmosDocumentStore, StaticToken], account: CosmosAccount
+) -> None:
+    store, credential = provisioned
+
+    await store.create("shards", task("a", "t1"))
+    await store.close()
+
+    assert not [request for request in account.requests if request.method == "POST" and "/docs" not in request.url]
+    [create] = document_requests(account)
+    assert create.headers["authorization"] == "type=aad&ver=1.0&sig=entra-token"
+    assert credential.closed == 0  # the process's credential, shared with the other clients
+
+
+async def test_on_the_identity_a_container_missing_from_the_account_is_a_config_error(
+    provisioned: tuple[CosmosDocumentStore, StaticToken], account: CosmosAccount
+) -> None:
+    store, _ = provisioned
+    await store.create("shards", task("a", "t1"))
+    del account.containers["castiel", "conflicts"]
+    del account.containers["castiel", "shards"]  # deleted while the store had it open
+
+    with pytest.raises(ConfigError, match="container castiel/conflicts does not exist"):
+        await store.read("conflicts", "c1", "t1")
+    with pytest.raises(ConfigError, match="shards/a: Cosmos DB has no such container"):
+        await store.read("shards", "a", "t1")
+
+
+@pytest.mark.parametrize(("where", "container"), ORDERED_QUERIES.items(), ids=[f[0] for f in ORDERED_QUERIES])
+async def test_every_ordered_query_of_the_code_is_served_by_the_declared_indexes(
+    provisioned: tuple[CosmosDocumentStore, StaticToken], where: tuple[str, Any], container: str
+) -> None:
+    store, _ = provisioned
+    key = CONTAINER_PARTITION_KEYS[container]
+    for n in range(3):
+        await store.create(container, {"id": f"d{n}", key: "p1", "n": n})
+    _, ordering = where
+
+    first = await store.query(container, Query(order_by=ordering, limit=2))
+    rest = await store.query(container, Query(order_by=ordering, limit=2, continuation=first.continuation))
+
+    assert len(first.items) + len(rest.items) == 3
+
+
+async def test_an_order_without_its_composite_index_is_refused_by_the_service(
+    provisioned: tuple[CosmosDocumentStore, StaticToken], account: CosmosAccount
+) -> None:
+    store, _ = provisioned
+    account.containers["castiel", "webhook-audit"].indexing_policy = indexing_policy("webhook-audit", orderings=())
+
+    with pytest.raises(PermanentError, match="composite index"):
+        await store.query("webhook-audit", Query(partition_key="r1", order_by=(("receivedAt", "desc"),), limit=5))
