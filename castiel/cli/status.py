@@ -111,10 +111,13 @@ def status(as_json: JsonFlag = False) -> None:
     for name, counts in report["queues"].items():
         typer.echo(f"queue {name}: " + "  ".join(f"{key}={value}" for key, value in counts.items()))
     for result in report["lastResults"]:
-        typer.echo(
-            f"result {result.get('startedAt')} {result.get('status')} task={result.get('taskId')}"
-            f" error={result.get('error') or '-'}"
-        )
+        typer.echo(_result_line(result))
+
+
+def _result_line(result: dict[str, Any]) -> str:
+    """A pull's result names its task; an outbound change's, its shard (``-`` when it had none to push)."""
+    subject = f"task={result['taskId']}" if result.get("taskId") else f"shard={result.get('shardId') or '-'}"
+    return f"result {result.get('startedAt')} {result.get('status')} {subject} error={result.get('error') or '-'}"
 
 
 def _host_lines(report: dict[str, Any]) -> list[str]:
