@@ -1,13 +1,14 @@
 """The production ``SecretStore``: Azure Key Vault through ``azure.keyvault.secrets.aio.SecretClient``.
 
-One client and one credential (``DefaultAzureCredential``: the Function App's managed identity in Azure, the
-developer's ``az login`` locally) are created per process and reused by every call. Names are checked against
-Key Vault's rules before any request, so an invalid name fails the same way as with the embedded store.
+One client per process, on the process's shared token credential (``DefaultAzureCredential``: the Function App's
+managed identity in Azure, the developer's ``az login`` locally). Names are checked against Key Vault's rules before
+any request, so an invalid name fails the same way as with the embedded store.
 
-Azure errors are translated at this boundary (the SDK has already retried 429/5xx by its own policy):
+Azure errors are translated at this boundary by the table ``ERRORS`` (``azure_errors``; the SDK has already retried
+429/5xx by its own policy):
 
 =====================================================  =======================================================
-``ResourceNotFoundError``                              ``NotFound``
+``ResourceNotFoundError``, HTTP 404                    ``NotFound``
 ``ClientAuthenticationError``, HTTP 401/403            ``ConfigError`` (identity or role assignment is wrong)
 HTTP 429                                               ``RateLimited`` with the service's ``Retry-After``
 HTTP 408, 5xx, other 409, ``ServiceRequestError`` ...  ``RetryableError``
@@ -15,6 +16,10 @@ HTTP 408, 5xx, other 409, ``ServiceRequestError`` ...  ``RetryableError``
                                                        secret that could not be purged; purge or recover it
 any other 4xx                                          ``PermanentError``
 =====================================================  =======================================================
+
+``get_properties`` reads the current version with one ``GET``, which carries the value (dropped at once): Key Vault
+has no value-free read of a secret's current version, and listing the versions instead costs a request per 25
+versions — a token refreshed hourly has thousands — and cannot order two versions made within the same second.
 
 ``delete_secret`` deletes every version and waits (the SDK polls) until the deletion is complete. In a vault with
 soft-delete (every vault today) the secret then sits in the deleted state, where its name cannot be reused, so it
@@ -29,18 +34,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets import SecretProperties as AzureSecretProperties
 from azure.keyvault.secrets.aio import SecretClient
 
+from castiel.backends.azure_errors import SERVER_ERRORS, ErrorTable, Rule
 from castiel.backends.secret_names import check_name, check_secret
 from castiel.errors import CastielError, ConfigError, NotFound, PermanentError, RateLimited, RetryableError
 from castiel.ports import SecretProperties, SecretValue
@@ -48,8 +51,41 @@ from castiel.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_RETRY_AFTER = 5.0
 _HELD_BY_DELETED_OBJECT = "ObjectIsDeletedButRecoverable"
+
+
+def _held_by_deleted_secret(exc: BaseException) -> bool:
+    error = exc.error if isinstance(exc, HttpResponseError) else None
+    inner = error.innererror if error is not None else None
+    return inner is not None and inner.get("code") == _HELD_BY_DELETED_OBJECT
+
+
+_ROLE = "(check the identity's Key Vault role assignment)"
+
+ERRORS = ErrorTable(
+    "Key Vault",
+    [
+        Rule((AzureError,), RetryableError, "unreachable"),
+        Rule((ClientAuthenticationError,), ConfigError, "authentication failed"),
+        Rule((ResourceNotFoundError,), NotFound, "has no such secret"),
+        Rule((HttpResponseError,), PermanentError, "answered {status}", statuses=range(400, 500)),
+        Rule((HttpResponseError,), ConfigError, f"answered {{status}} {_ROLE}", statuses=(401, 403)),
+        Rule((HttpResponseError,), NotFound, "answered {status}", statuses=(404,)),
+        Rule((HttpResponseError,), RetryableError, "answered {status}", statuses=(408, 409)),
+        Rule(
+            (HttpResponseError,),
+            PermanentError,
+            "answered {status} (purge or recover the deleted secret to reuse its name)",
+            statuses=(409,),
+            when=_held_by_deleted_secret,
+        ),
+        Rule((HttpResponseError,), RateLimited, "answered {status}", statuses=(429,)),
+        Rule((HttpResponseError,), RetryableError, "answered {status}", statuses=SERVER_ERRORS),
+    ],
+    default_retry_after=5.0,
+    level="keyvault",
+)
+"""What each Key Vault failure becomes (the most specific matching rule wins)."""
 
 
 class KeyVaultSecretStore:
@@ -60,17 +96,26 @@ class KeyVaultSecretStore:
         self._owned_credential = owned_credential
 
     @classmethod
-    def from_url(cls, vault_url: str) -> KeyVaultSecretStore:
-        """A store on ``vault_url`` authenticated by ``DefaultAzureCredential``, both closed by ``close``."""
-        credential = DefaultAzureCredential()
-        return cls(SecretClient(vault_url, credential), owned_credential=credential)
+    def from_url(
+        cls,
+        vault_url: str,
+        credential: AsyncTokenCredential | None = None,
+        *,
+        transport: AsyncHttpTransport[Any, Any] | None = None,
+    ) -> KeyVaultSecretStore:
+        """A store on ``vault_url`` with ``credential`` (the process's shared one, not closed here), or a
+        ``DefaultAzureCredential`` of its own (closed by ``close``). ``transport`` replaces azure-core's HTTP
+        transport (tests answer the SDK's requests through it)."""
+        own = DefaultAzureCredential() if credential is None else None
+        client = SecretClient(vault_url, credential or own, transport=transport)  # type: ignore[arg-type]
+        return cls(client, owned_credential=own)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KeyVaultSecretStore:
+    def from_settings(cls, settings: Settings, credential: AsyncTokenCredential | None = None) -> KeyVaultSecretStore:
         """A store on ``KEY_VAULT_URL``; ``ConfigError`` when it is not set."""
         if settings.key_vault_url is None:
             raise ConfigError("KEY_VAULT_URL is not set: the Key Vault secret store needs it")
-        return cls.from_url(settings.key_vault_url)
+        return cls.from_url(settings.key_vault_url, credential)
 
     def __repr__(self) -> str:
         return f"KeyVaultSecretStore({self._client.vault_url!r})"
@@ -78,10 +123,8 @@ class KeyVaultSecretStore:
     async def get_secret(self, name: str, version: str | None = None) -> SecretValue:
         """The latest (or given) version's value; raises ``NotFound``."""
         check_name(name)
-        try:
+        with ERRORS.translating(f"get secret {name!r}"):
             secret = await self._client.get_secret(name, version)
-        except AzureError as exc:
-            raise translate_error(exc, f"get secret {name!r}") from exc
         return SecretValue(secret.value or "")
 
     async def set_secret(
@@ -95,33 +138,26 @@ class KeyVaultSecretStore:
     ) -> SecretProperties:
         """Store a new version; Key Vault assigns its id and creation time."""
         check_secret(name, value, content_type=content_type, expires_on=expires_on, tags=tags)
-        try:
+        with ERRORS.translating(f"set secret {name!r}"):
             secret = await self._client.set_secret(
                 name, value, content_type=content_type, expires_on=expires_on, tags=dict(tags) if tags else None
             )
-        except AzureError as exc:
-            raise translate_error(exc, f"set secret {name!r}") from exc
         logger.debug("secret.set name=%s version=%s", name, secret.properties.version)
         return _to_port(secret.properties, name)
 
     async def get_properties(self, name: str) -> SecretProperties:
-        """Metadata of the latest version; raises ``NotFound``."""
+        """Metadata of the latest version (one read; see the module docstring); raises ``NotFound``."""
         check_name(name)
-        try:
+        with ERRORS.translating(f"get properties of secret {name!r}"):
             secret = await self._client.get_secret(name)
-        except AzureError as exc:
-            raise translate_error(exc, f"get secret {name!r}") from exc
         return _to_port(secret.properties, name)
 
     async def list_versions(self, name: str) -> list[SecretProperties]:
         """Every version, oldest first (Key Vault lists them in no order; ties within a second keep its order)."""
         check_name(name)
-        try:
-            versions = [
-                _to_port(properties, name) async for properties in self._client.list_properties_of_secret_versions(name)
-            ]
-        except AzureError as exc:
-            raise translate_error(exc, f"list versions of secret {name!r}") from exc
+        with ERRORS.translating(f"list versions of secret {name!r}"):
+            listed = self._client.list_properties_of_secret_versions(name)
+            versions = [_to_port(properties, name) async for properties in listed]
         if not versions:
             raise NotFound(f"secret {name!r} not found")
         return sorted(versions, key=lambda properties: properties.created_on)
@@ -129,10 +165,8 @@ class KeyVaultSecretStore:
     async def delete_secret(self, name: str) -> None:
         """Delete every version, then purge the soft-deleted secret when the vault permits it (module docstring)."""
         check_name(name)
-        try:
+        with ERRORS.translating(f"delete secret {name!r}"):
             deleted = await self._client.delete_secret(name)
-        except AzureError as exc:
-            raise translate_error(exc, f"delete secret {name!r}") from exc
         if deleted.recovery_id is None:
             return  # soft-delete is off: the delete was already final
         recovery_level = deleted.properties.recovery_level or ""
@@ -144,36 +178,16 @@ class KeyVaultSecretStore:
             )
             return
         try:
-            await self._client.purge_deleted_secret(name)
-        except AzureError as exc:
-            logger.warning("secret.purge_failed name=%s: %s", name, translate_error(exc, f"purge secret {name!r}"))
+            with ERRORS.translating(f"purge secret {name!r}"):
+                await self._client.purge_deleted_secret(name)
+        except CastielError as exc:
+            logger.warning("secret.purge_failed name=%s: %s", name, exc)
 
     async def close(self) -> None:
         """Close the client's connections, and the credential when this store created it."""
         await self._client.close()
         if self._owned_credential is not None:
             await self._owned_credential.close()
-
-
-def translate_error(exc: AzureError, action: str) -> CastielError:
-    """The ``castiel.errors`` type for an Azure SDK error raised while doing ``action`` (table in the docstring)."""
-    if isinstance(exc, ResourceNotFoundError):
-        return NotFound(f"{action}: not found")
-    if isinstance(exc, ClientAuthenticationError):
-        return ConfigError(f"{action}: Key Vault authentication failed: {_describe(exc)}")
-    if not isinstance(exc, HttpResponseError) or exc.status_code is None:
-        return RetryableError(f"{action}: Key Vault unreachable: {_describe(exc)}")
-    status = exc.status_code
-    detail = f"{action}: Key Vault answered {status}: {_describe(exc)}"
-    if status in (401, 403):
-        return ConfigError(f"{detail} (check the identity's Key Vault role assignment)")
-    if status == 429:
-        return RateLimited(detail, retry_after=_retry_after(exc), level="keyvault")
-    if status == 409 and _inner_code(exc) == _HELD_BY_DELETED_OBJECT:
-        return PermanentError(f"{detail} (purge or recover the deleted secret to reuse its name)")
-    if status in (408, 409) or status >= 500:
-        return RetryableError(detail)
-    return PermanentError(detail)
 
 
 def _to_port(properties: AzureSecretProperties, name: str) -> SecretProperties:
@@ -187,26 +201,3 @@ def _to_port(properties: AzureSecretProperties, name: str) -> SecretProperties:
         content_type=properties.content_type,
         tags=dict(properties.tags or {}),
     )
-
-
-def _describe(exc: AzureError) -> str:
-    """The first line of the SDK's message: the service's code and message, never a request body."""
-    error = exc.error if isinstance(exc, HttpResponseError) else None
-    if error is not None and (error.code or error.message):
-        return f"{error.code}: {error.message}"
-    return str(exc.message).splitlines()[0] if exc.message else type(exc).__name__
-
-
-def _inner_code(exc: HttpResponseError) -> str | None:
-    inner = exc.error.innererror if exc.error is not None else None
-    code = inner.get("code") if inner else None
-    return code if isinstance(code, str) else None
-
-
-def _retry_after(exc: HttpResponseError) -> float:
-    headers = getattr(exc.response, "headers", None)
-    header = headers.get("Retry-After") if headers is not None else None
-    try:
-        return float(header) if header else _DEFAULT_RETRY_AFTER
-    except ValueError:
-        return _DEFAULT_RETRY_AFTER

@@ -17,8 +17,10 @@ from typing import Any
 
 import aiohttp
 import orjson
+from azure.core.credentials import AccessToken
 from azure.core.pipeline.transport import AsyncHttpResponse, AsyncHttpTransport, HttpRequest
 from azure.core.rest import HttpRequest as RestHttpRequest
+from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
 from azure.core.utils import CaseInsensitiveDict
 
 # What AioHttpTransport.send takes itself, then what it passes on to aiohttp.
@@ -50,6 +52,34 @@ class WireResponse(AsyncHttpResponse):
 
     async def load_body(self) -> None:
         """The body is in memory already."""
+
+
+class RestWireResponse(AsyncHttpResponseImpl):
+    """A complete response to an ``azure.core.rest`` request (the clients generated from TypeSpec send those)."""
+
+    def __init__(self, request: Any, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        raw = b"" if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
+        content_type = "application/json; charset=utf-8" if raw else None
+        all_headers = CaseInsensitiveDict({**({"Content-Type": content_type} if raw else {}), **(headers or {})})
+        super().__init__(
+            request=request,
+            internal_response=None,
+            status_code=status,
+            reason=_REASONS.get(status, "Error" if status >= 400 else "OK"),
+            content_type=content_type,
+            headers=all_headers,
+            stream_download_generator=None,
+        )
+        self._content = raw
+
+    async def close(self) -> None:
+        self._is_closed = True
+
+
+def respond(request: Any, status: int, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    """The response type azure-core's pipeline expects for ``request``'s kind."""
+    kind = RestWireResponse if isinstance(request, RestHttpRequest) else WireResponse
+    return kind(request, status, body, headers)
 
 
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
@@ -113,7 +143,7 @@ class AzureWire(AsyncHttpTransport[HttpRequest, AsyncHttpResponse]):
         for fault in self.faults:
             if fault.times > 0 and fault.matches(request):
                 fault.times -= 1
-                return WireResponse(request, fault.status, fault.body, fault.headers)
+                return respond(request, fault.status, fault.body, fault.headers)
         return self.answer(request)
 
     def answer(self, request: Any) -> AsyncHttpResponse:
@@ -131,3 +161,25 @@ class AzureWire(AsyncHttpTransport[HttpRequest, AsyncHttpResponse]):
 
     async def __aexit__(self, *args: object) -> None:
         """Nothing to release."""
+
+
+class StaticToken:
+    """An ``AsyncTokenCredential`` handing out one token (the fakes accept it), counting the scopes asked and closes."""
+
+    def __init__(self, token: str = "entra-token") -> None:  # noqa: S107 (a fake's token)
+        self.token = token
+        self.scopes: list[str] = []
+        self.closed = 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes += scopes
+        return AccessToken(self.token, 4_102_444_800)  # 2100: never refreshed during a test
+
+    async def close(self) -> None:
+        self.closed += 1
+
+    async def __aenter__(self) -> StaticToken:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()

@@ -1,5 +1,6 @@
-"""The ``SecretStore`` contract, run against every backend: the local file store always, Key Vault when
-``KEY_VAULT_URL`` is set (with ``az login`` or a managed identity holding *Key Vault Secrets Officer*).
+"""The ``SecretStore`` contract, run against every backend: the local file store; the Key Vault store's real SDK
+client against the in-process vault of ``keyvault_wire`` (always); and a real Key Vault when ``KEY_VAULT_URL`` is set
+(with ``az login`` or a managed identity holding *Key Vault Secrets Officer*).
 
 Below the shared suite: what only the local store can show (file modes, other processes) and Key Vault's error
 translation and delete-then-purge, checked without Azure.
@@ -34,11 +35,13 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from castiel.backends.keyvault import KeyVaultSecretStore, translate_error
+from castiel.backends.keyvault import ERRORS, KeyVaultSecretStore
 from castiel.backends.local_secrets import LocalSecretStore
 from castiel.clock import ManualClock, to_datetime
 from castiel.errors import ConfigError, NotFound, PermanentError, RateLimited, RetryableError
 from castiel.ports import SecretProperties, SecretStore, SecretValue
+from tests.contract.azure_wire import StaticToken
+from tests.contract.keyvault_wire import VAULT_URL, KeyVault
 
 KEY_VAULT_URL = os.environ.get("KEY_VAULT_URL")
 
@@ -73,6 +76,7 @@ class Backend:
 @pytest.fixture(
     params=[
         "local",
+        "keyvault-wire",
         pytest.param(
             "keyvault",
             marks=[
@@ -87,6 +91,12 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         clock = ManualClock()
         data_dir = tmp_path / "data"
         chosen = Backend("local", lambda: LocalSecretStore(data_dir, clock=clock), clock)
+    elif request.param == "keyvault-wire":
+        clock = ManualClock()
+        vault = KeyVault(clock)
+        chosen = Backend(
+            "keyvault", lambda: KeyVaultSecretStore.from_url(VAULT_URL, StaticToken(), transport=vault), clock
+        )
     else:
         assert KEY_VAULT_URL is not None
         chosen = Backend("keyvault", lambda: KeyVaultSecretStore.from_url(KEY_VAULT_URL), None)
@@ -509,7 +519,7 @@ TRANSLATIONS = {
 
 @pytest.mark.parametrize(("error", "expected"), TRANSLATIONS.values(), ids=TRANSLATIONS.keys())
 def test_azure_errors_translate_by_what_the_caller_does_next(error: AzureError, expected: type[Exception]) -> None:
-    translated = translate_error(error, "get secret 'api-key'")
+    translated = ERRORS.translate(error, "get secret 'api-key'")
 
     assert type(translated) is expected
     assert str(translated).startswith("get secret 'api-key'")
@@ -518,7 +528,7 @@ def test_azure_errors_translate_by_what_the_caller_does_next(error: AzureError, 
 def test_a_throttled_call_carries_the_service_retry_after() -> None:
     throttled = _http(HttpResponseError, 429, "Throttled", **{"Retry-After": "7"})
 
-    translated = translate_error(throttled, "set secret 'x'")
+    translated = ERRORS.translate(throttled, "set secret 'x'")
 
     assert isinstance(translated, RateLimited)
     assert (translated.retry_after, translated.level) == (7.0, "keyvault")

@@ -9,13 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
-from azure.core.credentials import AccessToken
 
 from castiel.backends.cosmos import CREATE_CONCURRENCY, CosmosDocumentStore
 from castiel.backends.cosmos_query import indexing_policy
 from castiel.errors import AlreadyExists, ConfigError, NotFound, PermanentError, PreconditionFailed, RateLimited
 from castiel.models import CONTAINER_PARTITION_KEYS
 from castiel.ports import Filter, Query
+from tests.contract.azure_wire import StaticToken
 from tests.contract.cosmos_wire import ENDPOINT, CosmosAccount
 from tests.unit.backends.test_indexing_policy import ORDERED_QUERIES
 
@@ -203,25 +203,6 @@ async def test_create_many_keeps_a_bounded_number_of_creates_in_flight(
 
 
 # ---------------------------------------------------------------- the managed identity: containers come from infra/
-
-
-class StaticToken:
-    """An ``AsyncTokenCredential`` handing out one token, counting its closes."""
-
-    def __init__(self) -> None:
-        self.closed = 0
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("entra-token", 4_102_444_800)
-
-    async def close(self) -> None:
-        self.closed += 1
-
-    async def __aenter__(self) -> StaticToken:
-        return self
-
-    async def __aexit__(self, *args: object) -> None:
-        await self.close()
 
 
 @pytest.fixture
