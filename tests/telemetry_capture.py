@@ -1,4 +1,5 @@
-"""In-memory OpenTelemetry exporters wired into ``castiel.telemetry`` for one test (shared by the telemetry tests)."""
+"""In-memory OpenTelemetry exporters wired into ``castiel.telemetry`` for one test, and the app's functions listed
+(shared by the telemetry tests)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import azure.functions as func
 import pytest
+from azure.functions.decorators.function_app import FunctionBuilder
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -15,6 +18,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from castiel.telemetry.metrics import use_meter_provider
 from castiel.telemetry.spans import use_tracer_provider
+
+
+def listed_functions(app: func.FunctionApp) -> dict[str, FunctionBuilder]:
+    """``app``'s functions by name. The library lists an app once per process, and remembers that it did; this
+    forgets it again, so other test modules can list the app too."""
+    app.functions_bindings = None
+    try:
+        return {str(function.get_function_name()): function for function in app.get_functions()}
+    finally:
+        app.functions_bindings = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from castiel.models import CredentialMetadata, RateLimitCheck, RefreshOutcome, SyncCounts, SyncResult
 from castiel.telemetry.metrics import Metric, record
+from castiel.telemetry.spans import annotate
 
 Direction = Literal["inbound", "outbound"]
 
@@ -56,7 +57,9 @@ def _record_counts(result: SyncResult) -> list[tuple[str, int]]:
 
 
 def webhook_answered(*, provider: str, tenant: str | None, outcome: str, status: int, latency_ms: float) -> None:
-    """One webhook delivery answered: accepted (below 400) or rejected, and how long it took."""
+    """One webhook delivery answered: accepted (below 400) or rejected, and how long it took; the invocation's span
+    learns the provider, so App Insights ``requests`` give latency percentiles per provider."""
+    annotate(tenant=tenant, provider=provider)
     attributes: dict[str, str | None] = {"provider": provider, "tenant": tenant, "outcome": outcome}
     record(Metric.WEBHOOK_SUCCESS if status < 400 else Metric.WEBHOOK_REJECTED, **attributes, status=str(status))
     record(Metric.WEBHOOK_LATENCY_MS, latency_ms, **attributes)

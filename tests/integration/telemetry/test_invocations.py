@@ -35,9 +35,9 @@ from castiel.models import (
 from castiel.runtime import Runtime, close_runtime, get_runtime
 from castiel.telemetry.spans import TRACEPARENT
 from tests.integration.webhooks.conftest import SAMPLES, SECRETS, auth_headers, registration
-from tests.telemetry_capture import Captured
+from tests.telemetry_capture import Captured, listed_functions
 
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+FUNCTIONS = listed_functions(function_app.app)
 
 
 @pytest.fixture
