@@ -3,15 +3,23 @@
 One sender per queue and one peek-lock receiver per queue and sub-queue are opened on first use and reused; a
 received SDK message is kept by lock token so ``complete``/``abandon``/``dead_letter``/``renew_lock`` settle it on
 the receiver that holds its lock. Duplicate detection, scheduling, lock duration and max delivery count are the
-queue's own properties (``infra/main.bicep``). SDK errors become ``castiel.errors`` types at this boundary.
+queue's own properties (``infra/main.bicep``).
+
+``send`` fills successive ``create_message_batch()`` batches, each within the size the broker allows a message (256
+KB on the Standard tier), and sends them in order: a long list (the webhook receiver merges every request of an
+event-loop turn into one send) is never refused for its total size. Every batch is filled before the first is sent,
+so a single message too large for any batch fails the send with nothing sent; a failure between batches leaves the
+earlier ones sent, and the caller's retry re-sends them under the same message ids, which duplicate detection drops.
+
+SDK errors become ``castiel.errors`` types at this boundary, by the table ``ERRORS`` (``azure_errors``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, AsyncExitStack
 from datetime import UTC, datetime
 from typing import TypeVar, overload
 
@@ -24,7 +32,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.identity.aio import DefaultAzureCredential
-from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusSubQueue
+from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch, ServiceBusReceivedMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
 from azure.servicebus.amqp import AmqpMessageBodyType
@@ -45,8 +53,9 @@ from azure.servicebus.exceptions import (
     SessionLockLostError,
 )
 
+from castiel.backends.azure_errors import ErrorTable, Rule
 from castiel.clock import Clock, now_utc, system_clock
-from castiel.errors import CastielError, ConfigError, InvalidMessage, LockLost, RetryableError
+from castiel.errors import ConfigError, InvalidMessage, LockLost, RetryableError
 from castiel.ports import OutgoingMessage, PropertyValue, QueueStats, ReceivedMessage, SubQueue
 from castiel.settings import Settings
 
@@ -59,55 +68,44 @@ _SHORTEST_WAIT_SECONDS = 0.5
 _BROKER_PROPERTIES = frozenset({"DeadLetterReason", "DeadLetterErrorDescription"})
 _NOT_SET = datetime.min.replace(tzinfo=UTC)
 
-_ERRORS: tuple[tuple[tuple[type[BaseException], ...], type[CastielError], str], ...] = (
-    ((MessageLockLostError, SessionLockLostError, MessageAlreadySettled), LockLost, "lock lost on queue {queue!r}"),
-    (
-        (MessagingEntityNotFoundError, ResourceNotFoundError),
-        ConfigError,
-        "Service Bus queue {queue!r} does not exist (SERVICE_BUS_QUEUE / infra/main.bicep)",
-    ),
-    ((MessagingEntityDisabledError,), ConfigError, "Service Bus queue {queue!r} is disabled"),
-    (
-        (ServiceBusAuthenticationError, ServiceBusAuthorizationError, ClientAuthenticationError),
-        ConfigError,
-        "not authorised on Service Bus queue {queue!r} (check ServiceBusConnection or the managed identity's role)",
-    ),
-    ((MessageSizeExceededError,), InvalidMessage, "message too large for Service Bus queue {queue!r}"),
-    (
-        (
-            ServiceBusConnectionError,
-            ServiceBusCommunicationError,
-            ServiceBusServerBusyError,
-            ServiceBusQuotaExceededError,
-            OperationTimeoutError,
-            ServiceRequestError,
-            ServiceResponseError,
+ERRORS = ErrorTable(
+    "Service Bus",
+    [
+        Rule((MessageLockLostError, SessionLockLostError, MessageAlreadySettled), LockLost, "lost the lock"),
+        Rule(
+            (MessagingEntityNotFoundError, ResourceNotFoundError),
+            ConfigError,
+            "has no such queue (SERVICE_BUS_QUEUE / infra/main.bicep)",
         ),
-        RetryableError,
-        "Service Bus queue {queue!r} unavailable",
-    ),
-    # Whatever else the SDK raises after its own retries is treated as transient: the worker backs off.
-    ((ServiceBusError, AzureError), RetryableError, "Service Bus error on queue {queue!r}"),
+        Rule((MessagingEntityDisabledError,), ConfigError, "has the queue disabled"),
+        Rule(
+            (ServiceBusAuthenticationError, ServiceBusAuthorizationError, ClientAuthenticationError),
+            ConfigError,
+            "refused access (check ServiceBusConnection or the managed identity's role)",
+        ),
+        Rule((MessageSizeExceededError,), InvalidMessage, "refused a message too large for the queue"),
+        Rule(
+            (
+                ServiceBusConnectionError,
+                ServiceBusCommunicationError,
+                ServiceBusServerBusyError,
+                ServiceBusQuotaExceededError,
+                OperationTimeoutError,
+                ServiceRequestError,
+                ServiceResponseError,
+            ),
+            RetryableError,
+            "unavailable",
+        ),
+        # Whatever else the SDK raises after its own retries is treated as transient: the worker backs off.
+        Rule((ServiceBusError, AzureError), RetryableError, "failed"),
+    ],
 )
+"""What each Service Bus failure becomes (the most specific matching rule wins)."""
 
 
-def translate_error(exc: BaseException, queue: str) -> CastielError | None:
-    """The ``castiel.errors`` type for an SDK exception (first matching row of ``_ERRORS``), or None if foreign."""
-    for types, error, message in _ERRORS:
-        if isinstance(exc, types):
-            return error(f"{message.format(queue=queue)}: {exc}")
-    return None
-
-
-@contextmanager
-def _translated(queue: str) -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        error = translate_error(exc, queue)
-        if error is None:
-            raise
-        raise error from exc
+def _translated(queue: str) -> AbstractContextManager[None]:
+    return ERRORS.translating(f"queue {queue!r}")
 
 
 class ServiceBusMessageQueue:
@@ -142,33 +140,54 @@ class ServiceBusMessageQueue:
         )
 
     @classmethod
-    def from_namespace(cls, fully_qualified_namespace: str, *, clock: Clock = system_clock) -> ServiceBusMessageQueue:
-        """Connect to ``<name>.servicebus.windows.net`` with ``DefaultAzureCredential`` (the managed identity)."""
-        credential = DefaultAzureCredential()
+    def from_namespace(
+        cls,
+        fully_qualified_namespace: str,
+        credential: AsyncTokenCredential | None = None,
+        *,
+        clock: Clock = system_clock,
+    ) -> ServiceBusMessageQueue:
+        """Connect to ``<name>.servicebus.windows.net`` with ``credential`` (the process's shared one, not closed
+        here), or a ``DefaultAzureCredential`` of its own (closed with the queue)."""
+        own = None
+        if credential is None:
+            credential = own = DefaultAzureCredential()
         return cls(
             ServiceBusClient(fully_qualified_namespace, credential),
             ServiceBusAdministrationClient(fully_qualified_namespace, credential),
-            credential=credential,
+            credential=own,
             clock=clock,
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock = system_clock) -> ServiceBusMessageQueue:
-        """``ServiceBusConnection`` as a connection string, else ``ServiceBusConnection__fullyQualifiedNamespace``."""
+    def from_settings(
+        cls, settings: Settings, credential: AsyncTokenCredential | None = None, *, clock: Clock = system_clock
+    ) -> ServiceBusMessageQueue:
+        """``ServiceBusConnection`` as a connection string, else ``ServiceBusConnection__fullyQualifiedNamespace``
+        with ``credential`` (see ``from_namespace``)."""
         if settings.service_bus_connection is not None:
             return cls.from_connection_string(settings.service_bus_connection, clock=clock)
         if settings.service_bus_namespace is not None:
-            return cls.from_namespace(settings.service_bus_namespace, clock=clock)
+            return cls.from_namespace(settings.service_bus_namespace, credential, clock=clock)
         raise ConfigError("ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace must be set")
 
     async def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        """Send ``messages`` as one batch (Service Bus drops ids seen inside the queue's detection window)."""
+        """Send ``messages`` in order, in as many batches as their size needs (see the module docstring)."""
         if not messages:
             return
-        outgoing = [_outgoing(message) for message in messages]
         with _translated(queue):
             sender = await self._open(self._senders, queue, lambda: self._client.get_queue_sender(queue))
-            await sender.send_messages(outgoing)
+            batches = [await sender.create_message_batch()]
+            for message in messages:
+                if not _fits(batches[-1], message):
+                    batches.append(await sender.create_message_batch())
+                    if not _fits(batches[-1], message):
+                        limit = f"{batches[-1].max_size_in_bytes} bytes"
+                        raise InvalidMessage(
+                            f"queue {queue!r}: message {message.message_id} is over the {limit} allowed"
+                        )
+            for batch in batches:
+                await sender.send_messages(batch)
 
     async def receive(
         self,
@@ -293,6 +312,15 @@ class ServiceBusMessageQueue:
             locked_until = _utc(message.locked_until_utc)
             if locked_until is None or locked_until <= now:
                 del self._held[token]
+
+
+def _fits(batch: ServiceBusMessageBatch, message: OutgoingMessage) -> bool:
+    """Add ``message`` to ``batch`` when it fits; False when it would take the batch past its size."""
+    try:
+        batch.add_message(_outgoing(message))
+    except MessageSizeExceededError:
+        return False
+    return True
 
 
 def _outgoing(message: OutgoingMessage) -> ServiceBusMessage:

@@ -33,7 +33,7 @@ from azure.servicebus.exceptions import (
     SessionLockLostError,
 )
 
-from castiel.backends.servicebus import ServiceBusMessageQueue, translate_error
+from castiel.backends.servicebus import ERRORS, ServiceBusMessageQueue
 from castiel.backends.sqlite_queue import MAX_DELIVERY_COUNT_EXCEEDED, SqliteMessageQueue
 from castiel.clock import ManualClock, to_datetime
 from castiel.errors import CastielError, ConfigError, InvalidMessage, LockLost, RetryableError
@@ -597,11 +597,11 @@ async def test_two_processes_receive_every_message_exactly_once(tmp_path: Path) 
 def test_service_bus_errors_translate_by_what_the_caller_does_next(
     raised: BaseException, expected: type[CastielError]
 ) -> None:
-    translated = translate_error(raised, "sync-inbound")
+    translated = ERRORS.translate(raised, "queue 'sync-inbound'")
 
     assert type(translated) is expected
     assert "'sync-inbound'" in str(translated)
 
 
 def test_foreign_errors_are_not_translated() -> None:
-    assert translate_error(KeyError("x"), "sync-inbound") is None
+    assert ERRORS.translate(KeyError("x"), "queue 'sync-inbound'") is None
