@@ -99,10 +99,10 @@ class PushLedger:
                 return
             doc = _without_store_fields(shard)
             states = dict(doc.get("sync") or {})
-            kept = plan.operation is not Operation.DELETE or target.delete_keeps_record
-            states[target.id] = pushed_state(
-                states.get(target.id) or {}, plan, target.mapping, answered if kept else None, stamp
-            )
+            # What a delete answered with is what the provider reports from now on only where it keeps the record.
+            telling = plan.operation is not Operation.DELETE or target.delete_keeps_record
+            answer = answered if telling else None
+            states[target.id] = pushed_state(states.get(target.id) or {}, plan, target.mapping, answer, stamp)
             doc["sync"] = states
             doc["externalIds"] = {**(doc.get("externalIds") or {}), target.id: external_id}
             if plan.operation is Operation.DELETE and _held_nowhere(doc):
