@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import httpx
 import redis.asyncio as aioredis
+from azure.core.credentials_async import AsyncTokenCredential
 
 from adapters.engine import HttpEngine
 from adapters.providers import build_registry
@@ -49,17 +50,38 @@ from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.verifiers import Verifiers
 
 
+def azure_credential(settings: Settings) -> AsyncTokenCredential | None:
+    """The one token credential every Azure client of the process shares (``DefaultAzureCredential``: the managed
+    identity in Azure), or None when each configured Azure backend signs with a key or connection string instead.
+
+    One credential means one token cache per resource and one managed-identity endpoint conversation, not one per
+    client; the runtime closes it after the clients."""
+    cosmos_by_identity = settings.uses_cosmos and not settings.cosmos_key
+    queue_by_identity = settings.service_bus_connection is None and settings.service_bus_namespace is not None
+    if not (cosmos_by_identity or queue_by_identity or settings.uses_key_vault):
+        return None
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
 def build_store(
-    settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None, *, create: bool = True
+    settings: Settings,
+    clock: Clock = system_clock,
+    shared: SqliteDatabase | None = None,
+    *,
+    create: bool = True,
+    credential: AsyncTokenCredential | None = None,
 ) -> DocumentStore:
-    """Cosmos DB when ``COSMOS_ENDPOINT`` is set, else the SQLite store (on ``shared`` when given).
+    """Cosmos DB when ``COSMOS_ENDPOINT`` is set (on ``credential`` without a key), else the SQLite store (on
+    ``shared`` when given).
 
     ``create=False`` (a command that only reads) refuses a missing data directory instead of creating one.
     """
     if settings.uses_cosmos:
         from castiel.backends.cosmos import CosmosDocumentStore
 
-        return CosmosDocumentStore.from_settings(settings)
+        return CosmosDocumentStore.from_settings(settings, credential)
     from castiel.backends.sqlite_store import SqliteDocumentStore
 
     if not create:
@@ -71,16 +93,22 @@ def build_store(
 
 
 def build_queue(
-    settings: Settings, clock: Clock = system_clock, shared: SqliteDatabase | None = None, *, create: bool = True
+    settings: Settings,
+    clock: Clock = system_clock,
+    shared: SqliteDatabase | None = None,
+    *,
+    create: bool = True,
+    credential: AsyncTokenCredential | None = None,
 ) -> MessageQueue:
-    """Service Bus when ``ServiceBusConnection`` is set, else the SQLite queue (on ``shared`` when given).
+    """Service Bus when ``ServiceBusConnection`` is set (on ``credential`` for an identity-based connection), else
+    the SQLite queue (on ``shared`` when given).
 
     ``create=False`` (a command that only reads) refuses a missing data directory instead of creating one.
     """
     if settings.uses_service_bus:
         from castiel.backends.servicebus import ServiceBusMessageQueue
 
-        return ServiceBusMessageQueue.from_settings(settings)
+        return ServiceBusMessageQueue.from_settings(settings, credential)
     from castiel.backends.sqlite_queue import SqliteMessageQueue
 
     if not create:
@@ -107,12 +135,15 @@ def open_shared_database(settings: Settings) -> SqliteDatabase | None:
     return SqliteDatabase(settings.data_dir / DATABASE_FILE, sqlite_store.SCHEMA + sqlite_queue.SCHEMA)
 
 
-def build_secrets(settings: Settings, clock: Clock = system_clock) -> SecretStore:
-    """Key Vault when ``KEY_VAULT_URL`` is set, else the local secrets file under the data directory."""
+def build_secrets(
+    settings: Settings, clock: Clock = system_clock, *, credential: AsyncTokenCredential | None = None
+) -> SecretStore:
+    """Key Vault when ``KEY_VAULT_URL`` is set (on ``credential``), else the local secrets file under the data
+    directory."""
     if settings.uses_key_vault:
         from castiel.backends.keyvault import KeyVaultSecretStore
 
-        return KeyVaultSecretStore.from_settings(settings)
+        return KeyVaultSecretStore.from_settings(settings, credential)
     from castiel.backends.local_secrets import LocalSecretStore
 
     return LocalSecretStore(settings.data_dir, clock=clock)
@@ -172,6 +203,7 @@ class Runtime:
     webhooks: WebhookReceiver
     redis_lease: data_dir_redis.RedisLease | None = field(default=None, repr=False)
     shared_database: SqliteDatabase | None = field(default=None, repr=False)
+    credential: AsyncTokenCredential | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock = system_clock) -> Runtime:
@@ -180,9 +212,10 @@ class Runtime:
         configure_telemetry(settings.applicationinsights_connection_string)
         shared = open_shared_database(settings)
         redis_url, lease = redis_url_of(settings)
-        store = build_store(settings, clock, shared)
-        queue = TracedQueue(build_queue(settings, clock, shared))
-        secrets = build_secrets(settings, clock)
+        credential = azure_credential(settings)
+        store = build_store(settings, clock, shared, credential=credential)
+        queue = TracedQueue(build_queue(settings, clock, shared, credential=credential))
+        secrets = build_secrets(settings, clock, credential=credential)
         redis = connect(redis_url, timeout_seconds=1.0, retries=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         # Its own client, failing faster still: with Redis unreachable the limiter answers from its local window.
@@ -255,6 +288,7 @@ class Runtime:
             ),
             redis_lease=lease,
             shared_database=shared,
+            credential=credential,
         )
 
     async def aclose(self) -> None:
@@ -265,6 +299,8 @@ class Runtime:
         await self.limiter.aclose()
         for closable in (self.queue, self.store, self.secrets):
             await closable.close()
+        if self.credential is not None:
+            await self.credential.close()
         if self.shared_database is not None:
             await self.shared_database.close()
         if self.redis_lease is not None:

@@ -34,8 +34,11 @@ class RecordingSender(ServiceBusSender):
         self._max_batch_size_on_link = STANDARD_TIER_BYTES
         self._running = True
 
-    async def _send(  # noqa: ASYNC109 (the SDK's own signature)
-        self, message: Any, timeout: float | None = None, last_exception: Exception | None = None
+    async def _send(
+        self,
+        message: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 (the SDK's own signature)
+        last_exception: Exception | None = None,
     ) -> None:
         self.sent.append(message)
 
