@@ -8,6 +8,12 @@ runs in its own SAVEPOINT, so one failing write rolls back alone and its caller 
 Writers in other processes are serialised by SQLite's own lock (``BEGIN IMMEDIATE`` with a busy timeout), which
 is what makes the embedded queue safe across processes.
 
+Checkpoints (copying committed WAL pages into the database file, and its fsync) are kept off the commit path: a
+checkpointer thread with its own connection runs a ``PASSIVE`` checkpoint after commits, while the caller goes on
+with its work; SQLite lets a checkpoint and a writer run at once. Only a WAL that outgrows ``_WAL_BACKSTOP_BYTES``
+(commits arriving faster than checkpoints finish) is checkpointed by the writer itself as it commits. A checkpoint
+touches only pages that are already durable in the WAL, so neither path changes what a commit promises.
+
 A file that is not a SQLite database, or a damaged one, is a ``PermanentError`` naming the file and how to recover,
 whether it shows at open or on a later page read; so is a directory this process may not write to.
 """
@@ -35,6 +41,7 @@ so a single group commit makes a webhook's enqueue and its audit line durable to
 
 _BUSY_TIMEOUT_MS = 30_000
 _MAX_GROUP = 512
+_WAL_BACKSTOP_BYTES = 64 * 1024 * 1024
 # Primary result codes (the low byte of an extended code).
 _DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _UNWRITABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM})
@@ -57,6 +64,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    conn = _connect(path)
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_BYTES // page_size}")
+    conn.execute(f"PRAGMA journal_size_limit={_WAL_BACKSTOP_BYTES}")  # a WAL restarted after a burst shrinks back
+    return conn
+
+
 class SqliteDatabase:
     """A SQLite database file with async ``write`` (group-committed) and ``read`` (thread pool) helpers.
 
@@ -68,8 +83,9 @@ class SqliteDatabase:
         ensure_data_dir(path.parent)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         try:
-            self._writer_conn = _connect(path)
+            self._writer_conn = _connect_writer(path)
             self._writer_conn.executescript(schema)
+            self._checkpoint_conn = _connect(path)
         except sqlite3.Error as exc:
             raise open_failure(path, exc) from exc
         self._local = threading.local()
@@ -77,8 +93,13 @@ class SqliteDatabase:
         self._reader_lock = threading.Lock()
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix=f"sqlite-read-{path.stem}")
         self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-write-{path.stem}", daemon=True)
+        self._committed = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name=f"sqlite-checkpoint-{path.stem}", daemon=True
+        )
         self._closed = False
         self._writer.start()
+        self._checkpointer.start()
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` inside a committed write transaction (shared with concurrent writes) and return its result."""
@@ -103,6 +124,9 @@ class SqliteDatabase:
         self._closed = True
         self._jobs.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._committed.set()  # with the writer stopped, the checkpointer's next wake-up is its last
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
+        self._checkpoint_conn.close()
         self._readers.shutdown(wait=True)
         with self._reader_lock:
             for conn in self._reader_conns:
@@ -142,6 +166,22 @@ class SqliteDatabase:
                     break
                 group.append(job)
             self._commit_group(group)
+            self._committed.set()
+
+    def _checkpoint_loop(self) -> None:
+        """After commits (many coalesce into one wake-up), copy the WAL into the database file; the last
+        connection to close checkpoints what is left."""
+        while True:
+            self._committed.wait()
+            self._committed.clear()
+            if not self._writer.is_alive():
+                return
+            try:
+                self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                # Another connection is checkpointing, or the file failed: the next commit tries again, and a
+                # damaged file is reported to the writes and reads that meet it.
+                continue
 
     def _commit_group(self, group: list[_Job]) -> None:
         conn = self._writer_conn
