@@ -7,6 +7,7 @@ load.
 """
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.servicebus as servicebus
 
 from castiel import triggers
 from castiel.errors import ConfigError
@@ -21,20 +22,33 @@ async def sync_scheduler(timer: func.TimerRequest, context: func.Context) -> Non
         await (await get_runtime()).scheduler.run()
 
 
-@app.service_bus_queue_trigger(arg_name="msg", queue_name="%SERVICE_BUS_QUEUE%", connection="ServiceBusConnection")
-async def sync_inbound_worker(msg: func.ServiceBusMessage, context: func.Context) -> None:
-    with triggers.message_invocation(context, msg):
-        runtime = await get_runtime()
-        await runtime.inbound.handle(triggers.delivery_from(msg, runtime.settings.service_bus_queue))
+# The SDK-type binding: the message as azure.servicebus's type, and the message actions that settle it (off the host's
+# auto-completion), so a PermanentError dead-letters its message with the reason here as under `castiel serve`.
+@app.service_bus_queue_trigger(
+    arg_name="msg", queue_name="%SERVICE_BUS_QUEUE%", connection="ServiceBusConnection", auto_complete_messages=False
+)
+async def sync_inbound_worker(
+    msg: servicebus.ServiceBusReceivedMessage, actions: servicebus.ServiceBusMessageActions, context: func.Context
+) -> None:
+    runtime = await get_runtime()
+    queue, max_deliveries = runtime.settings.service_bus_queue, runtime.settings.max_delivery_count
+    await triggers.settle(context, msg, actions, runtime.inbound.handle, queue=queue, max_delivery_count=max_deliveries)
 
 
 @app.service_bus_queue_trigger(
-    arg_name="msg", queue_name="%SERVICE_BUS_QUEUE_OUTBOUND%", connection="ServiceBusConnection"
+    arg_name="msg",
+    queue_name="%SERVICE_BUS_QUEUE_OUTBOUND%",
+    connection="ServiceBusConnection",
+    auto_complete_messages=False,
 )
-async def sync_outbound_worker(msg: func.ServiceBusMessage, context: func.Context) -> None:
-    with triggers.message_invocation(context, msg):
-        runtime = await get_runtime()
-        await runtime.outbound.handle(triggers.delivery_from(msg, runtime.settings.service_bus_queue_outbound))
+async def sync_outbound_worker(
+    msg: servicebus.ServiceBusReceivedMessage, actions: servicebus.ServiceBusMessageActions, context: func.Context
+) -> None:
+    runtime = await get_runtime()
+    queue, max_deliveries = runtime.settings.service_bus_queue_outbound, runtime.settings.max_delivery_count
+    await triggers.settle(
+        context, msg, actions, runtime.outbound.handle, queue=queue, max_delivery_count=max_deliveries
+    )
 
 
 @app.timer_trigger(schedule="0 0 */6 * * *", arg_name="timer", run_on_startup=False, use_monitor=True)

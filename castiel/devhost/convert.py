@@ -1,25 +1,34 @@
 """Trigger inputs as the real ``azure.functions`` objects the Functions worker passes, and HTTP results back.
 
 A function run by the dev host sees exactly the types it sees under ``func start``: ``func.HttpRequest``,
-``azure.functions.timer.TimerRequest``, ``azure.functions.servicebus.ServiceBusMessage``, and a ``func.Context``
+``azure.functions.timer.TimerRequest``, ``azure.functions.servicebus.ServiceBusMessage`` — or, with the Service Bus
+SDK-type binding, ``azure.servicebus.ServiceBusReceivedMessage`` decoded by that extension's own converter from the
+AMQP bytes the host sends, and ``ServiceBusMessageActions`` settling on the embedded queue — and a ``func.Context``
 when it declares a ``context`` parameter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Mapping
+import uuid
+from asyncio import AbstractEventLoop
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import azure.functions as func
+import uamqp
 from azure.functions._abc import RetryContext, RpcException, TraceContext
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
+from azure.servicebus import ServiceBusReceivedMessage
+from azurefunctions.extensions.base import Datum
+from azurefunctions.extensions.bindings.servicebus import ServiceBusConverter, ServiceBusMessageActions
 
-from castiel.ports import ReceivedMessage
+from castiel.ports import MessageQueue, ReceivedMessage
 
 
 def http_request_from(scope: Mapping[str, Any], route_params: dict[str, str], body: bytes) -> func.HttpRequest:
@@ -192,3 +201,100 @@ class InvocationContext(func.Context):
     @property
     def retry_context(self) -> RetryContext:
         return _FirstTry()
+
+
+_LOCK_TOKEN_MARK = b"x-opt-lock-token"
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelBindingData:
+    """What the host sends for an SDK-type Service Bus trigger: the lock token, a marker, the AMQP message."""
+
+    content: bytes
+    version: str = "1.0"
+    source: str = "AzureServiceBusReceivedMessage"
+    content_type: str = "application/octet-stream"
+
+
+def sdk_message_from(message: ReceivedMessage) -> ServiceBusReceivedMessage:
+    """A peek-locked queue message as the SDK-type trigger argument, through the extension's ``ServiceBusConverter``
+    from the bytes the host would send (lock token, then the AMQP-encoded message), so the function gets what the
+    worker gives it."""
+    properties = uamqp.message.MessageProperties(
+        message_id=message.message_id, correlation_id=message.correlation_id, content_type=message.content_type
+    )
+    header = uamqp.message.MessageHeader()
+    header.delivery_count = message.delivery_count
+    annotations: dict[bytes, object] = {
+        b"x-opt-sequence-number": message.sequence_number,
+        b"x-opt-enqueued-time": round(message.enqueued_time.timestamp() * 1000),
+    }
+    if message.locked_until is not None:
+        annotations[b"x-opt-locked-until"] = round(message.locked_until.timestamp() * 1000)
+    amqp = uamqp.Message(
+        message.body,
+        properties=properties,
+        application_properties=dict(message.application_properties),
+        annotations=annotations,
+        header=header,
+    )
+    lock = uuid.UUID(hex=message.lock_token) if message.lock_token else uuid.UUID(int=0)
+    data = Datum(_ModelBindingData(lock.bytes_le + _LOCK_TOKEN_MARK + amqp.encode_message()), "model_binding_data")
+    decoded: ServiceBusReceivedMessage = ServiceBusConverter.decode(data, trigger_metadata={}, pytype=None)
+    return decoded
+
+
+class QueueMessageActions(ServiceBusMessageActions):  # type: ignore[misc]
+    """The message actions of one invocation, settling its message on the runtime's queue as the worker's settlement
+    client settles on Service Bus. Called from a worker thread, as the function does (the real client blocks on
+    gRPC), each action runs on the host's event loop. ``outcome`` is what was done, None until something was."""
+
+    def __init__(self, queue: MessageQueue, queue_name: str, message: ReceivedMessage, loop: AbstractEventLoop):
+        # Not the base initialiser: it connects to the Functions host's gRPC settlement service.
+        self._queue = queue
+        self._queue_name = queue_name
+        self._message = message
+        self._loop = loop
+        self.outcome: str | None = None
+
+    def complete(self, message: ServiceBusReceivedMessage) -> None:
+        """Remove the message."""
+        self._settle(message, "succeeded", self._queue.complete(self._queue_name, self._message))
+
+    def abandon(self, message: ServiceBusReceivedMessage) -> None:
+        """Release the lock for a redelivery."""
+        self._settle(message, "abandoned", self._queue.abandon(self._queue_name, self._message))
+
+    def deadletter(
+        self,
+        message: ServiceBusReceivedMessage,
+        deadletter_reason: str | None = None,
+        deadletter_error_description: str | None = None,
+    ) -> None:
+        """Move the message to the dead-letter sub-queue with its reason."""
+        settled = self._queue.dead_letter(
+            self._queue_name, self._message, reason=deadletter_reason or "", description=deadletter_error_description
+        )
+        self._settle(message, "dead_lettered", settled)
+
+    def renew_message_lock(self, message: ServiceBusReceivedMessage) -> None:
+        """Extend the lock (the host renews it anyway while the function runs)."""
+        self._check(message)
+        asyncio.run_coroutine_threadsafe(self._queue.renew_lock(self._queue_name, self._message), self._loop).result()
+
+    def defer(self, message: ServiceBusReceivedMessage) -> None:
+        """Deferral needs a receiver that reads deferred messages back by sequence number; nothing here does."""
+        raise NotImplementedError("the embedded queue does not defer messages")
+
+    def _settle(self, message: ServiceBusReceivedMessage, outcome: str, settled: Coroutine[Any, Any, None]) -> None:
+        try:
+            self._check(message)
+        except ValueError:
+            settled.close()
+            raise
+        asyncio.run_coroutine_threadsafe(settled, self._loop).result()
+        self.outcome = outcome
+
+    def _check(self, message: ServiceBusReceivedMessage) -> None:
+        if str(message.lock_token).replace("-", "") != self._message.lock_token:
+            raise ValueError(f"message {message.message_id} is not the one this invocation holds the lock of")

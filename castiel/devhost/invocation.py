@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from castiel.devhost.convert import InvocationContext
-from castiel.devhost.loader import HostedFunction
+from castiel.devhost.loader import CONTEXT, HostedFunction
 from castiel.errors import CastielError
+from castiel.settlement import describe
 from castiel.telemetry import correlation, log_event, new_correlation_id, new_id
 
 Outcome = Literal["succeeded", "failed", "dead_lettered", "abandoned", "cancelled"]
@@ -21,11 +22,6 @@ logger = logging.getLogger("castiel.devhost")
 
 class FunctionTimeout(Exception):
     """An invocation ran past ``functionTimeout`` (the Functions host fails it the same way)."""
-
-
-def describe(error: BaseException) -> str:
-    """``<ExceptionType>: <message>``, the form used in log lines and dead-letter reasons."""
-    return f"{type(error).__name__}: {error}"
 
 
 class Invocation:
@@ -47,8 +43,9 @@ class Invocation:
         self._traceparent = traceparent
         self._started = time.perf_counter()
 
-    async def call(self, argument: Any) -> Any:
-        """The user function's result; every log line inside carries the correlation id.
+    async def call(self, argument: Any, **provided: Any) -> Any:
+        """The user function's result; every log line inside carries the correlation id. ``provided`` holds what
+        the caller makes for the function's extra parameters, by role (``settlement``: the message actions).
 
         Raises ``FunctionTimeout`` past the timeout. A sync function's thread cannot be stopped and finishes on its
         own; its result is then ignored, as the Functions host ignores a timed-out worker's. Cancelled (the host cut
@@ -58,7 +55,7 @@ class Invocation:
         try:
             with correlation(self.correlation_id):
                 async with scope:
-                    return await self.function.call(argument, **self._extras())
+                    return await self.function.call(argument, **self._extras(provided))
         except asyncio.CancelledError:
             self.finish("cancelled")
             raise
@@ -67,13 +64,13 @@ class Invocation:
                 raise FunctionTimeout(f"{self.function.name} exceeded functionTimeout of {self._timeout:g}s") from exc
             raise
 
-    def _extras(self) -> dict[str, Any]:
-        """The extra arguments the function declares (``loader.EXTRAS``), made for this invocation."""
-        if "context" not in self.function.extras:
-            return {}
-        directory = str(Path.cwd())
-        context = InvocationContext(self.invocation_id, self.function.name, directory, self._traceparent)
-        return {"context": context}
+    def _extras(self, provided: dict[str, Any]) -> dict[str, Any]:
+        """The extra arguments the function declares (``HostedFunction.extras``), by parameter name."""
+        made = dict(provided)
+        if CONTEXT in self.function.extras:
+            directory = str(Path.cwd())
+            made[CONTEXT] = InvocationContext(self.invocation_id, self.function.name, directory, self._traceparent)
+        return {parameter: made[role] for role, parameter in self.function.extras.items() if role in made}
 
     def finish(self, outcome: Outcome, error: BaseException | None = None) -> None:
         """Log the invocation line, and the traceback when ``error`` is a bug (not a ``CastielError``)."""

@@ -17,8 +17,9 @@ import inspect
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+import typing
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import azure.functions as func
 from azure.functions.decorators.http import HttpTrigger
 from azure.functions.decorators.servicebus import ServiceBusQueueTrigger
 from azure.functions.decorators.timer import TimerTrigger
+from azurefunctions.extensions.base import GrpcClientType, SdkType
 
 from castiel.errors import ConfigError
 from castiel.settings import app_setting
@@ -53,28 +55,38 @@ class TimerBinding:
 
 @dataclass(frozen=True, slots=True)
 class QueueBinding:
-    """A Service Bus queue trigger (one message per invocation)."""
+    """A Service Bus queue trigger (one message per invocation).
+
+    ``sdk_message``: the function takes the SDK type (``azure.servicebus.ServiceBusReceivedMessage``, through
+    ``azurefunctions-extensions-bindings-servicebus``) rather than ``func.ServiceBusMessage``. ``auto_complete``
+    False: the function settles its message itself (message actions); the host leaves it alone whatever happens.
+    """
 
     queue_name: str
+    sdk_message: bool = False
+    auto_complete: bool = True
 
 
 Binding = HttpBinding | TimerBinding | QueueBinding
 UserCall = Callable[..., Awaitable[Any]]
-EXTRAS = frozenset({"context"})
-"""Parameters the Python worker fills without a binding: ``context`` (a ``func.Context``)."""
+CONTEXT = "context"
+SETTLEMENT = "settlement"
+"""The roles of the parameters the Python worker fills without a binding: ``context`` (a ``func.Context``, named
+so), and the settlement client (any one parameter annotated with the message actions type)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HostedFunction:
     """One function the dev host runs: its name, trigger, and ``call(trigger_argument, **extras)``.
 
-    ``extras`` names the arguments beside the trigger it declares, as the worker supplies them: ``context``.
+    ``extras`` maps the roles of the arguments it declares beside the trigger (``CONTEXT``, ``SETTLEMENT``) to
+    their parameter names, as the worker supplies them.
     """
 
     name: str
     binding: Binding
     call: UserCall
-    extras: frozenset[str] = frozenset()
+    extras: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """A short human form for the start-up line: ``name[http POST /route]``."""
@@ -142,8 +154,9 @@ def discover(app: func.FunctionApp, only: Iterable[str] = ()) -> list[HostedFunc
             logger.warning("devhost.skipped function=%s trigger=%s (needs the Functions host)", name, kind)
             continue
         user_function = function.get_user_function()
-        extras = frozenset(EXTRAS & set(inspect.signature(user_function).parameters))
-        hosted.append(HostedFunction(name, binding, caller(user_function, trigger.name), extras))
+        if isinstance(binding, QueueBinding):
+            binding = replace(binding, sdk_message=_takes_sdk_message(user_function, trigger.name))
+        hosted.append(HostedFunction(name, binding, caller(user_function, trigger.name), extras_of(user_function)))
     return hosted
 
 
@@ -158,7 +171,8 @@ def binding_of(trigger: object, function_name: str) -> Binding | None:
         schedule = resolve_app_settings(trigger.schedule, function_name)
         return TimerBinding(schedule=schedule, run_on_startup=bool(trigger.run_on_startup))
     if isinstance(trigger, ServiceBusQueueTrigger) and str(trigger.cardinality or "one").lower() == "one":
-        return QueueBinding(queue_name=resolve_app_settings(trigger.queue_name, function_name))
+        auto_complete = getattr(trigger, "auto_complete_messages", None) is not False
+        return QueueBinding(resolve_app_settings(trigger.queue_name, function_name), auto_complete=auto_complete)
     return None
 
 
@@ -173,6 +187,23 @@ def resolve_app_settings(text: str, function_name: str) -> str:
         return resolved
 
     return _APP_SETTING.sub(value, text)
+
+
+def extras_of(user_function: Callable[..., Any]) -> dict[str, str]:
+    """The parameters beside the bindings that the worker fills, by role (see ``CONTEXT``, ``SETTLEMENT``)."""
+    extras: dict[str, str] = {}
+    hints = typing.get_type_hints(user_function)
+    for parameter in inspect.signature(user_function).parameters:
+        if parameter == CONTEXT:
+            extras[CONTEXT] = parameter
+        elif isinstance(hints.get(parameter), type) and issubclass(hints[parameter], GrpcClientType):
+            extras[SETTLEMENT] = parameter
+    return extras
+
+
+def _takes_sdk_message(user_function: Callable[..., Any], arg_name: str) -> bool:
+    annotation = typing.get_type_hints(user_function).get(arg_name)
+    return isinstance(annotation, type) and issubclass(annotation, SdkType)
 
 
 def caller(user_function: Callable[..., Any], arg_name: str) -> UserCall:

@@ -2,33 +2,29 @@
 
 One pump per queue-triggered function keeps up to ``maxConcurrentCalls`` invocations in flight: it receives only as
 many messages as it has free slots, so no message sits locked while waiting for a slot. The lock is renewed every
-half lock duration while the function runs. Settlement, decided by what the function did:
-
-- returned → complete (only now: a message is never completed before its function finished);
-- raised a ``PermanentError`` (``InvalidMessage`` included) → dead-letter at once, the exception as the reason;
-- raised anything else → abandon for redelivery, or dead-letter with the exception as the reason when this was the
-  queue's last allowed delivery (better than Service Bus's bare ``MaxDeliveryCountExceeded``).
+half lock duration while the function runs. Settlement follows what the function did (``castiel/settlement.py``),
+applied by the function itself through message actions (SDK-type binding, ``auto_complete`` off) or by the pump.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from castiel.clock import Clock, now_utc, system_clock
-from castiel.devhost.convert import service_bus_message_from
-from castiel.devhost.invocation import Invocation, Outcome, describe
+from castiel.devhost.convert import QueueMessageActions, sdk_message_from, service_bus_message_from
+from castiel.devhost.invocation import Invocation, Outcome
 from castiel.devhost.lifecycle import sleep_unless_stopped
-from castiel.devhost.loader import HostedFunction, QueueBinding
-from castiel.errors import CastielError, LockLost, PermanentError
+from castiel.devhost.loader import SETTLEMENT, HostedFunction, QueueBinding
+from castiel.errors import CastielError, LockLost
 from castiel.ports import MessageQueue, ReceivedMessage
+from castiel.settlement import Action, describe, settlement_for
 from castiel.telemetry import log_event
 from castiel.telemetry.spans import TRACEPARENT
 
 # How long an idle receive waits: it bounds how soon a pump notices a stop, without spinning.
 RECEIVE_WAIT_SECONDS = 1.0
-MAX_REASON_CHARS = 500
-MAX_DESCRIPTION_CHARS = 2000
 _MIN_RENEW_INTERVAL_SECONDS = 0.5
 
 
@@ -48,6 +44,7 @@ class QueuePump:
     ) -> None:
         binding = function.binding
         assert isinstance(binding, QueueBinding)
+        self._binding = binding
         self._function = function
         self._queue = queue
         self._queue_name = binding.queue_name
@@ -95,17 +92,31 @@ class QueuePump:
             await asyncio.wait(in_flight)
 
     async def process(self, message: ReceivedMessage) -> None:
-        """Run the function on one locked message and settle it; never raises."""
+        """Run the function on one locked message and settle it; never raises.
+
+        A function that settles its message itself (message actions, ``auto_complete`` off) is given
+        ``QueueMessageActions`` on this queue, and its message is settled by what it did with them; if it did
+        nothing, its message is left to its lock, as the Functions host leaves it.
+        """
         traceparent = message.application_properties.get(TRACEPARENT)
         invocation = Invocation(self._function, message.correlation_id, self._timeout, str(traceparent or "") or None)
+        actions = QueueMessageActions(self._queue, self._queue_name, message, asyncio.get_running_loop())
+        argument = sdk_message_from(message) if self._binding.sdk_message else service_bus_message_from(message)
         error: Exception | None = None
         renewal = asyncio.create_task(self._keep_locked(message))
         try:
-            await invocation.call(service_bus_message_from(message))
+            await invocation.call(argument, **{SETTLEMENT: actions})
         except Exception as exc:
             error = exc
         finally:
             renewal.cancel()
+        if actions.outcome is not None:
+            invocation.finish(cast(Outcome, actions.outcome), error)
+            return
+        if not self._binding.auto_complete:
+            log_event("devhost.unsettled", level=logging.WARNING, queue=self._queue_name, message_id=message.message_id)
+            invocation.finish("abandoned", error)
+            return
         try:
             outcome = await self._settle(message, error)
         except CastielError as exc:
@@ -122,25 +133,21 @@ class QueuePump:
         invocation.finish(outcome, error)
 
     async def _settle(self, message: ReceivedMessage, error: Exception | None) -> Outcome:
-        if error is None:
+        settlement = settlement_for(
+            error,
+            function=self._function.name,
+            queue=self._queue_name,
+            delivery_count=message.delivery_count,
+            max_delivery_count=self._max_delivery_count,
+        )
+        if settlement.action is Action.COMPLETE:
             await self._queue.complete(self._queue_name, message)
             return "succeeded"
-        if isinstance(error, PermanentError):
-            description = f"{self._function.name} raised a permanent error on delivery {message.delivery_count}"
-        elif message.delivery_count >= self._max_delivery_count:
-            description = (
-                f"{self._function.name} failed on delivery {message.delivery_count}, "
-                f"the max delivery count ({self._max_delivery_count})"
-            )
-        else:
+        if settlement.action is Action.ABANDON:
             await self._queue.abandon(self._queue_name, message)
             return "abandoned"
-        await self._queue.dead_letter(
-            self._queue_name,
-            message,
-            reason=describe(error)[:MAX_REASON_CHARS],
-            description=f"{description}: {describe(error)}"[:MAX_DESCRIPTION_CHARS],
-        )
+        reason = settlement.reason or ""
+        await self._queue.dead_letter(self._queue_name, message, reason=reason, description=settlement.description)
         return "dead_lettered"
 
     async def _keep_locked(self, message: ReceivedMessage) -> None:

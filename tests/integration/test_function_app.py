@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import azurefunctions.extensions.base as extensions_base
 import pytest
-from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
+from azurefunctions.extensions.bindings.servicebus import ServiceBusConverter
 
 import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
@@ -33,6 +35,7 @@ from castiel.models import (
 )
 from castiel.ports import Query
 from castiel.runtime import Runtime, close_runtime, get_runtime
+from tests.queue_delivery import Delivered, deliver
 
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
@@ -83,6 +86,19 @@ def test_queue_workers_listen_on_their_service_bus_queues(name: str, queue: str)
     assert trigger["connection"] == "ServiceBusConnection"
 
 
+@pytest.mark.parametrize("name", ["sync_inbound_worker", "sync_outbound_worker"])
+def test_queue_workers_take_the_sdk_type_binding_and_settle_their_messages(name: str) -> None:
+    (trigger,) = bindings(name)
+    assert trigger["autoCompleteMessages"] is False
+    hints = typing.get_type_hints(FUNCTIONS[name].get_user_function())
+    # What the Python worker consults: the extension's converter for the trigger (the host then sends the AMQP
+    # message as model binding data), and the one unbound parameter it fills with its settlement client.
+    registry = extensions_base.get_binding_registry()
+    assert registry.get("serviceBusTrigger") is ServiceBusConverter
+    assert registry.check_supported_type(hints["msg"])
+    assert registry.check_supported_grpc_client_type(hints["actions"])
+
+
 def test_the_webhook_receiver_is_an_anonymous_post_route() -> None:
     trigger, output = bindings("webhook_receiver")
     assert trigger["type"] == "httpTrigger"
@@ -92,20 +108,21 @@ def test_the_webhook_receiver_is_an_anonymous_post_route() -> None:
     assert output["type"] == "http"
 
 
-async def call(name: str, argument: object) -> Any:
+async def call(name: str, argument: object, **extras: object) -> Any:
     context = InvocationContext("invocation-1", name, ".", None)
-    return await FUNCTIONS[name].get_user_function()(argument, context=context)
+    return await FUNCTIONS[name].get_user_function()(argument, context=context, **extras)
 
 
-def service_bus_message(body: bytes, message_id: str = "m-1") -> ServiceBusMessage:
-    return ServiceBusMessage(
-        body=body,
-        message_id=message_id,
-        correlation_id="corr-1",
-        application_properties={},
-        delivery_count=1,
-        user_properties={},
-    )
+async def run_worker(runtime: Runtime, name: str, body: bytes, message_id: str = "m-1") -> Delivered:
+    """``name``'s queue message (sent, or already queued with ``message_id``) through the function, with the SDK-type
+    binding's message and actions; what it settled is on the queue afterwards."""
+    queue = "sync-inbound" if name == "sync_inbound_worker" else "sync-outbound"
+    delivered = await deliver(runtime.queue, queue, body, message_id)
+    try:
+        await call(name, delivered.message, actions=delivered.actions)
+    finally:
+        await runtime.webhooks.drain()
+    return delivered
 
 
 async def test_webhook_to_an_unknown_registration_is_a_404_with_a_reason(runtime: Runtime) -> None:
@@ -144,7 +161,7 @@ async def test_the_scheduler_timer_queues_due_tasks(runtime: Runtime) -> None:
 
 async def test_the_inbound_worker_refuses_an_undecodable_body(runtime: Runtime) -> None:
     with pytest.raises(InvalidMessage, match="SyncTaskMessage"):
-        await call("sync_inbound_worker", service_bus_message(b"not json"))
+        await run_worker(runtime, "sync_inbound_worker", b"not json")
 
 
 async def test_the_inbound_worker_runs_the_task_lifecycle(runtime: Runtime) -> None:
@@ -154,7 +171,7 @@ async def test_the_inbound_worker_runs_the_task_lifecycle(runtime: Runtime) -> N
     (queued,) = await runtime.queue.peek("sync-inbound")
 
     with pytest.raises(PermanentError, match="no adapter is installed for provider 'standard'"):
-        await call("sync_inbound_worker", service_bus_message(queued.body, queued.message_id))
+        await run_worker(runtime, "sync_inbound_worker", queued.body, queued.message_id)
 
     task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
     assert task.status is TaskStatus.FAILED
@@ -184,11 +201,16 @@ async def test_the_outbound_worker_reads_a_webhook_change_through_its_connection
     # The change is read from its origin before anything is pushed: an unknown connection, or one whose credential
     # is missing, is a permanent error naming it (dead-lettered with that reason).
     with pytest.raises(PermanentError, match="connection conn-1 of tenant t1 does not exist"):
-        await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
+        await run_worker(runtime, "sync_outbound_worker", outbound_change("conn-1"), "m-1")
     source = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
     await runtime.store.create(Connection.container, source.to_doc())
     with pytest.raises(PermanentError, match="connection conn-1 has no credential"):
-        await call("sync_outbound_worker", service_bus_message(outbound_change("conn-1")))
+        await run_worker(runtime, "sync_outbound_worker", outbound_change("conn-1"), "m-2")
+    reasons = [m.dead_letter_reason for m in await runtime.queue.peek("sync-outbound", sub_queue="dead_letter")]
+    assert reasons == [
+        "PermanentError: connection conn-1 of tenant t1 does not exist",
+        "ConfigError: connection conn-1 has no credential: add one with `castiel credentials add` or `connect`",
+    ]
 
 
 async def test_the_token_refresher_handles_credentials_due_within_the_threshold(runtime: Runtime) -> None:
@@ -212,7 +234,7 @@ async def test_a_provider_pause_checkpoints_the_task_as_paused_not_failed(runtim
     await call("sync_scheduler", TimerRequest(past_due=False))
     (queued,) = await runtime.queue.peek("sync-inbound")
 
-    await call("sync_inbound_worker", service_bus_message(queued.body, queued.message_id))
+    await run_worker(runtime, "sync_inbound_worker", queued.body, queued.message_id)
 
     task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
     assert task.status is TaskStatus.PAUSED
@@ -236,7 +258,7 @@ async def test_a_fetch_over_its_window_is_deferred_and_the_task_stays_queued(
         await call("sync_scheduler", TimerRequest(past_due=False))
         (queued,) = await runtime.queue.peek("sync-inbound")
 
-        await call("sync_inbound_worker", service_bus_message(queued.body, queued.message_id))
+        await run_worker(runtime, "sync_inbound_worker", queued.body, queued.message_id)
 
         task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
         assert task.status is TaskStatus.QUEUED

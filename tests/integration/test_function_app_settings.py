@@ -8,17 +8,20 @@ import importlib
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import azure.functions as func
 import pytest
-from azure.functions.servicebus import ServiceBusMessage
 
 import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
-from castiel.devhost.convert import InvocationContext
+from castiel.devhost.convert import InvocationContext, sdk_message_from
 from castiel.errors import ConfigError
+from castiel.ports import ReceivedMessage
 from castiel.runtime import close_runtime
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 # What an app setting holds right after a deployment, before the platform has resolved the Key Vault reference.
 UNRESOLVED = "@Microsoft.KeyVault(SecretUri=https://castiel-kv.vault.azure.net/secrets/batch-size/)"
@@ -59,11 +62,11 @@ async def test_the_app_loads_and_each_invocation_reports_the_invalid_setting(
     with caplog.at_level(logging.ERROR, logger="castiel"):
         context = InvocationContext("invocation-1", "webhook_receiver", ".", None)
         answered = await registered["webhook_receiver"].get_user_function()(webhook("reg-1"), context=context)
-        message = ServiceBusMessage(
-            body=b"{}", message_id="m-1", delivery_count=1, application_properties={}, user_properties={}
-        )
+        locked = ReceivedMessage(body=b"{}", message_id="m-1", sequence_number=1, delivery_count=1, enqueued_time=NOW)
+        inbound = registered["sync_inbound_worker"].get_user_function()
         with pytest.raises(ConfigError, match="SYNC_BATCH_SIZE"):
-            await registered["sync_inbound_worker"].get_user_function()(message, context=context)
+            # No runtime, no queue: the settings fail before the message or its actions are touched.
+            await inbound(sdk_message_from(locked), actions=None, context=context)
 
     assert answered.status_code == 503
     assert "misconfigured" in json.loads(answered.get_body())["error"]

@@ -11,7 +11,6 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
@@ -35,6 +34,7 @@ from castiel.models import (
 from castiel.runtime import Runtime, close_runtime, get_runtime
 from castiel.telemetry.spans import TRACEPARENT
 from tests.integration.webhooks.conftest import SAMPLES, SECRETS, auth_headers, registration
+from tests.queue_delivery import deliver
 from tests.telemetry_capture import Captured, listed_functions
 
 FUNCTIONS = listed_functions(function_app.app)
@@ -52,9 +52,9 @@ async def runtime(
     await close_runtime()
 
 
-async def call(name: str, argument: object, invocation_id: str = "invocation-1") -> Any:
+async def call(name: str, argument: object, invocation_id: str = "invocation-1", **extras: object) -> Any:
     context = InvocationContext(invocation_id, name, ".", None)
-    return await FUNCTIONS[name].get_user_function()(argument, context=context)
+    return await FUNCTIONS[name].get_user_function()(argument, context=context, **extras)
 
 
 def only_span(captured: Captured, name: str) -> ReadableSpan:
@@ -107,17 +107,10 @@ async def test_a_failed_pull_is_inbound_failed_and_dead_lettered_with_its_dimens
     await add_due_task(runtime)
     await call("sync_scheduler", TimerRequest(past_due=False))
     (queued,) = await runtime.queue.peek("sync-inbound")
-    message = ServiceBusMessage(
-        body=queued.body,
-        message_id=queued.message_id,
-        correlation_id=queued.correlation_id,
-        application_properties=dict(queued.application_properties),
-        delivery_count=1,
-        user_properties={},
-    )
+    delivered = await deliver(runtime.queue, "sync-inbound", queued.body, queued.message_id)
 
     with pytest.raises(PermanentError):
-        await call("sync_inbound_worker", message, "inv-inbound")
+        await call("sync_inbound_worker", delivered.message, "inv-inbound", actions=delivered.actions)
 
     span = only_span(captured, "sync_inbound_worker")
     assert span.kind is SpanKind.CONSUMER
@@ -145,17 +138,6 @@ async def test_a_failed_pull_is_inbound_failed_and_dead_lettered_with_its_dimens
     assert "inbound_success" not in captured.metrics()
 
 
-def outbound_message(change: OutboundChange) -> ServiceBusMessage:
-    return ServiceBusMessage(
-        body=change.to_json_bytes(),
-        message_id="m-1",
-        correlation_id=change.correlation_id,
-        application_properties={},
-        delivery_count=1,
-        user_properties={},
-    )
-
-
 async def test_an_outbound_change_with_nothing_to_push_is_outbound_success(
     runtime: Runtime, captured: Captured
 ) -> None:
@@ -174,7 +156,9 @@ async def test_an_outbound_change_with_nothing_to_push_is_outbound_success(
         origin=ChangeOrigin.WEBHOOK,
         correlation_id="c" * 32,
     )
-    await call("sync_outbound_worker", outbound_message(change), "inv-outbound")
+    delivered = await deliver(runtime.queue, "sync-outbound", change.to_json_bytes(), correlation_id="c" * 32)
+    await call("sync_outbound_worker", delivered.message, "inv-outbound", actions=delivered.actions)
+    assert delivered.actions.outcome == "succeeded"
 
     span = only_span(captured, "sync_outbound_worker")
     assert attributes(span)["correlation_id"] == "c" * 32

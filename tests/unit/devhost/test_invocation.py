@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from castiel.devhost.invocation import FunctionTimeout, Invocation, describe
+from castiel.devhost.invocation import FunctionTimeout, Invocation
 from castiel.devhost.loader import HostedFunction, TimerBinding, caller
+from castiel.settlement import describe
 from castiel.telemetry import current_correlation_id
 
 BINDING = TimerBinding("0 0 * * * *", run_on_startup=False)

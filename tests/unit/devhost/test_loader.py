@@ -25,8 +25,8 @@ from castiel.errors import ConfigError
 
 REAL_BINDINGS: dict[str, Binding] = {
     "sync_scheduler": TimerBinding("0 0 * * * *", run_on_startup=False),
-    "sync_inbound_worker": QueueBinding("sync-inbound"),
-    "sync_outbound_worker": QueueBinding("sync-outbound"),
+    "sync_inbound_worker": QueueBinding("sync-inbound", sdk_message=True, auto_complete=False),
+    "sync_outbound_worker": QueueBinding("sync-outbound", sdk_message=True, auto_complete=False),
     "token_refresher": TimerBinding("0 0 */6 * * *", run_on_startup=False),
     "webhook_receiver": HttpBinding("webhooks/{registrationId}/events", frozenset({"POST"})),
 }
@@ -114,9 +114,9 @@ def test_queue_names_are_binding_expressions_resolved_from_the_app_settings(monk
 
     bindings = {fn.name: fn.binding for fn in discover(function_app.app)}
 
-    assert bindings["sync_inbound_worker"] == QueueBinding("tenant-a-inbound")
+    assert bindings["sync_inbound_worker"] == QueueBinding("tenant-a-inbound", sdk_message=True, auto_complete=False)
     # Unset: the default Settings declares, the queue the runtime sends to.
-    assert bindings["sync_outbound_worker"] == QueueBinding("sync-outbound")
+    assert bindings["sync_outbound_worker"] == QueueBinding("sync-outbound", sdk_message=True, auto_complete=False)
 
 
 def test_a_binding_expression_without_a_setting_puts_only_its_function_in_error(
