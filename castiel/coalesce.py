@@ -8,12 +8,15 @@ a slow batch never holds back the next one.
 
 With a ``delay``, a batch gathers the items of every turn within that time instead: for work nobody waits on
 (audit lines written after the answer), where fewer, larger writes matter more than a few milliseconds.
+
+With a ``group``, items of different groups never share a batch: a turn's items go out as one batch per group
+(a Lua script may only touch keys of one cluster slot, so Redis callers group by hash tag).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -30,13 +33,19 @@ class Coalescer(Generic[T, R]):
     """
 
     def __init__(
-        self, run_batch: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_batch: int = 64, delay: float = 0.0
+        self,
+        run_batch: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 64,
+        delay: float = 0.0,
+        group: Callable[[T], Hashable] | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._delay = delay
+        self._group = group
         self._timer: asyncio.TimerHandle | None = None
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
@@ -52,20 +61,30 @@ class Coalescer(Generic[T, R]):
                 self._timer = loop.call_later(self._delay, self._flush)
             else:
                 loop.call_soon(self._flush)
-        self._pending.append((item, future))
-        if len(self._pending) >= self._max_batch:
-            self._flush()
+        key = None if self._group is None else self._group(item)
+        batch = self._pending.setdefault(key, [])
+        batch.append((item, future))
+        if len(batch) >= self._max_batch:
+            self._start(self._pending.pop(key))
+            if not self._pending:
+                self._cancel_timer()
         return future
 
     def _flush(self) -> None:
+        self._cancel_timer()
+        batches, self._pending = self._pending, {}
+        for batch in batches.values():
+            self._start(batch)
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+
+    def _start(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _send(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         futures = [future for _, future in batch]

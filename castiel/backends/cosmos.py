@@ -14,7 +14,7 @@ all or nothing; a failure stops the rest but leaves the earlier runs committed, 
 is one single-partition query per 1,000 ids. ``create_many`` keeps at most ``CREATE_CONCURRENCY`` creates in flight:
 a serverless account answers a burst with 429s.
 
-SDK errors are translated here, once, by the table ``ERRORS`` (``azure_errors``): 404 ``NotFound`` (or
+SDK errors are translated here, once, by the table ``ERRORS`` (``castiel.error_table``): 404 ``NotFound`` (or
 ``ConfigError`` when the container itself is missing), 409 ``AlreadyExists``, 412 ``PreconditionFailed``, 429
 ``RateLimited`` with the service's ``x-ms-retry-after-ms`` (after the SDK's own retries), 408/410/449/5xx and network
 failures ``RetryableError``, 401/403 and a refused credential ``ConfigError``, any other 4xx ``PermanentError``. A
@@ -39,7 +39,6 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosResourceNot
 from azure.identity.aio import DefaultAzureCredential
 
 from castiel.backends import cosmos_batch
-from castiel.backends.azure_errors import SERVER_ERRORS, ErrorTable, Rule, headers_of
 from castiel.backends.cosmos_query import CosmosSql, count_sql, ids_sql, indexing_policy, keyset_after, select_sql
 from castiel.backends.query_plan import (
     PreparedDocument,
@@ -50,6 +49,7 @@ from castiel.backends.query_plan import (
     partition_key_field,
     prepare_document,
 )
+from castiel.error_table import SERVER_ERRORS, ErrorTable, Rule, headers_of
 from castiel.errors import (
     AlreadyExists,
     CastielError,
@@ -144,8 +144,10 @@ class CosmosDocumentStore:
             raise ConfigError("COSMOS_ENDPOINT is not set")
         if settings.cosmos_key:
             return cls(settings.cosmos_endpoint, settings.cosmos_database, key=settings.cosmos_key)
-        own = DefaultAzureCredential() if credential is None else None
-        store = cls(settings.cosmos_endpoint, settings.cosmos_database, credential=credential or own)
+        own = None
+        if credential is None:
+            credential = own = DefaultAzureCredential()
+        store = cls(settings.cosmos_endpoint, settings.cosmos_database, credential=credential)
         store._owned_credential = own
         return store
 

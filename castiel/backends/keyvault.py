@@ -4,8 +4,8 @@ One client per process, on the process's shared token credential (``DefaultAzure
 managed identity in Azure, the developer's ``az login`` locally). Names are checked against Key Vault's rules before
 any request, so an invalid name fails the same way as with the embedded store.
 
-Azure errors are translated at this boundary by the table ``ERRORS`` (``azure_errors``; the SDK has already retried
-429/5xx by its own policy):
+Azure errors are translated at this boundary by the table ``ERRORS`` (``castiel.error_table``; the SDK has already
+retried 429/5xx by its own policy):
 
 =====================================================  =======================================================
 ``ResourceNotFoundError``, HTTP 404                    ``NotFound``
@@ -43,8 +43,8 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets import SecretProperties as AzureSecretProperties
 from azure.keyvault.secrets.aio import SecretClient
 
-from castiel.backends.azure_errors import SERVER_ERRORS, ErrorTable, Rule
 from castiel.backends.secret_names import check_name, check_secret
+from castiel.error_table import SERVER_ERRORS, ErrorTable, Rule
 from castiel.errors import CastielError, ConfigError, NotFound, PermanentError, RateLimited, RetryableError
 from castiel.ports import SecretProperties, SecretValue
 from castiel.settings import Settings
@@ -106,9 +106,10 @@ class KeyVaultSecretStore:
         """A store on ``vault_url`` with ``credential`` (the process's shared one, not closed here), or a
         ``DefaultAzureCredential`` of its own (closed by ``close``). ``transport`` replaces azure-core's HTTP
         transport (tests answer the SDK's requests through it)."""
-        own = DefaultAzureCredential() if credential is None else None
-        client = SecretClient(vault_url, credential or own, transport=transport)  # type: ignore[arg-type]
-        return cls(client, owned_credential=own)
+        own = None
+        if credential is None:
+            credential = own = DefaultAzureCredential()
+        return cls(SecretClient(vault_url, credential, transport=transport), owned_credential=own)
 
     @classmethod
     def from_settings(cls, settings: Settings, credential: AsyncTokenCredential | None = None) -> KeyVaultSecretStore:

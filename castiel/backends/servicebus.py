@@ -11,7 +11,7 @@ event-loop turn into one send) is never refused for its total size. Every batch 
 so a single message too large for any batch fails the send with nothing sent; a failure between batches leaves the
 earlier ones sent, and the caller's retry re-sends them under the same message ids, which duplicate detection drops.
 
-SDK errors become ``castiel.errors`` types at this boundary, by the table ``ERRORS`` (``azure_errors``).
+SDK errors become ``castiel.errors`` types at this boundary, by the table ``ERRORS`` (``castiel.error_table``).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from azure.servicebus.exceptions import (
     SessionLockLostError,
 )
 
-from castiel.backends.azure_errors import ErrorTable, Rule
 from castiel.clock import Clock, now_utc, system_clock
+from castiel.error_table import ErrorTable, Rule
 from castiel.errors import ConfigError, InvalidMessage, LockLost, RetryableError
 from castiel.ports import OutgoingMessage, PropertyValue, QueueStats, ReceivedMessage, SubQueue
 from castiel.settings import Settings

@@ -4,7 +4,8 @@
 — integration (the connection), operation (the connection's calls of one kind) and tenant — in one atomic Redis
 script, ``sliding_window.lua``: the call is recorded at every level only if every level admits it, so two instances
 can never both take the last slot. Checks started in the same turn of the event loop travel to Redis together, as
-one ``EVALSHA`` whose checks run one after another inside the script: 32 checks in flight cost one round trip, not 32.
+one ``EVALSHA`` per tenant whose checks run one after another inside the script: 32 checks in flight cost one round
+trip per tenant among them, not 32.
 ``RateLimiter.peek`` asks the same script whether a call would be admitted now and records nothing: a gate in front of
 work whose calls are each checked again when they are made (the inbound sync's rate check).
 
@@ -36,7 +37,7 @@ from castiel.ratelimit.adaptive import DEFAULT_ADAPTIVE, MICROS, AdaptiveConfig,
 from castiel.ratelimit.alerts import AlertCallback, AlertKind, RateLimitAlert, Subject, UsageAlarm, log_alert
 from castiel.ratelimit.local_window import LocalWindow, WindowOutcome, WindowPlan
 from castiel.ratelimit.policy import LEVELS, PROVIDER_LEVEL, QUEUED_OPERATIONS, Limit, LimitedOperation, RateLimitPolicy
-from castiel.redis_script import RedisScript
+from castiel.redis_script import RedisScript, hash_tag
 from castiel.settings import Settings
 from castiel.telemetry import log_event
 from castiel.telemetry.outcomes import rate_limited
@@ -77,8 +78,11 @@ class RedisWindow:
         )
         self._check_script = script("sliding_window.lua")
         self._throttle_script = script("adaptive.lua")
-        # Checks of one event-loop turn go to Redis as one EVALSHA; each check stays atomic, and so does the batch.
-        self._checks: Coalescer[_Check, WindowOutcome] = Coalescer(self._run, max_batch=MAX_BATCH)
+        # Checks of one event-loop turn go to Redis as one EVALSHA per tenant (a script may only touch keys of one
+        # cluster slot, and a tenant's keys share its hash tag); each check stays atomic, and so does the batch.
+        self._checks: Coalescer[_Check, WindowOutcome] = Coalescer(
+            self._run, max_batch=MAX_BATCH, group=lambda check: hash_tag(check[0].keys[0])
+        )
 
     async def aclose(self) -> None:
         """Close the Redis client."""

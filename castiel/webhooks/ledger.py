@@ -7,8 +7,9 @@ duplicate, so a verified event is never lost (at worst queued twice, which the q
 deterministic message ids absorbs within its window).
 
 The claims of concurrent requests, and the confirmations of the requests answered just before, go to Redis together
-as one ``EVALSHA`` of ``ledger.lua`` per event-loop turn (``castiel.coalesce``): the only network round trip on the
-hot path, and one command to encode instead of one per key. Confirmations are not waited for. When Redis is
+as one ``EVALSHA`` of ``ledger.lua`` per registration and event-loop turn (``castiel.coalesce``; a script's keys
+share one cluster slot): the only network round trip on the hot path, and one command to encode instead of one per
+key. Confirmations are not waited for. When Redis is
 unreachable, claims fall back to the document store (a document per delivery, with the same TTLs), so a verified
 event is still accepted, never refused.
 """
@@ -26,7 +27,7 @@ from castiel.coalesce import Coalescer
 from castiel.errors import AlreadyExists, CastielError, NotFound, RetryableError
 from castiel.models import stable_id
 from castiel.ports import DocumentStore
-from castiel.redis_script import REDIS_FAILURES, RedisScript
+from castiel.redis_script import RedisScript, hash_tag, redis_errors
 from castiel.telemetry import log_event
 
 SEEN_TTL_SECONDS = 24 * 3600
@@ -60,7 +61,8 @@ class DeliveryLedger:
         self._script = RedisScript(
             redis, "castiel.webhooks", "ledger.lua", purpose="the webhook ledger", timeout_seconds=REDIS_TIMEOUT_SECONDS
         )
-        self._commands: Coalescer[_Command, bool] = Coalescer(self._run)
+        # One script call per registration's hash tag: a call may only touch keys of one cluster slot.
+        self._commands: Coalescer[_Command, bool] = Coalescer(self._run, group=lambda command: hash_tag(command.key))
         self._background: set[asyncio.Future[bool] | asyncio.Task[None]] = set()
 
     async def claim(self, registration_id: str, delivery_key: str) -> bool:
@@ -114,8 +116,9 @@ class DeliveryLedger:
         # The claim is in Redis or, if Redis was down, in the store: undo both. A failed undo makes the provider's
         # retry look like a duplicate, so it is logged; the answer (503) stands either way.
         try:
-            await self._redis.delete(_seen_key(registration_id, delivery_key))
-        except REDIS_FAILURES as exc:
+            with redis_errors("the webhook ledger"):
+                await self._redis.delete(_seen_key(registration_id, delivery_key))
+        except RetryableError as exc:
             log_event("webhook.release_failed", registration_id=registration_id, error=str(exc))
         try:
             await self._store.delete(_SEEN_CONTAINER, _seen_doc_id(delivery_key), registration_id)

@@ -1,4 +1,5 @@
-"""Azure SDK errors as ``castiel.errors``: one table per SDK, applied by one context manager at its backend's edge.
+"""Foreign errors as ``castiel.errors``: one table per library (each Azure SDK, redis-py), applied by one context
+manager at the edge where that library is called.
 
 A ``Rule`` names the exception types it matches and, optionally, the HTTP statuses and a finer test (a service
 error code, a sub-status); it says which Castiel error the failure becomes and why. The most specific matching rule
@@ -20,8 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-
-from azure.core.exceptions import HttpResponseError
 
 from castiel.errors import CastielError, RateLimited
 
@@ -68,9 +67,11 @@ def headers_of(exc: BaseException) -> Mapping[str, str]:
 
 def describe(exc: BaseException) -> str:
     """One line for a log: the service's error code and message where it sent them, else the SDK's message."""
-    error = exc.error if isinstance(exc, HttpResponseError) else None
-    if error is not None and (error.code or error.message):
-        text = f"{error.code}: {error.message}"
+    # azure-core's HttpResponseError parses the service's {"error": {"code", "message"}} into .error.
+    error = getattr(exc, "error", None)
+    code, detail = getattr(error, "code", None), getattr(error, "message", None)
+    if code or detail:
+        text = f"{code}: {detail}"
     else:
         text = str(getattr(exc, "message", None) or "") or str(exc) or type(exc).__name__
     # SDK messages span lines (status, JSON body, activity id); a log line wants one.
@@ -102,7 +103,7 @@ class Rule:
 
 
 class ErrorTable:
-    """The rules of one SDK; ``translating(action)`` applies them at a call site."""
+    """The rules of one library; ``translating(action)`` applies them at a call site."""
 
     def __init__(
         self, service: str, rules: Sequence[Rule], *, default_retry_after: float = 1.0, level: str | None = None
@@ -114,7 +115,7 @@ class ErrorTable:
         self._level = level
 
     def translate(self, exc: BaseException, action: str) -> CastielError | None:
-        """The Castiel error for ``exc`` raised while doing ``action``; None when no rule matches (not this SDK's)."""
+        """The Castiel error for ``exc`` raised while doing ``action``; None when no rule matches it."""
         best: tuple[tuple[int, bool, float], Rule] | None = None
         for rule in self._rules:
             fit = rule.specificity(exc)
@@ -132,7 +133,7 @@ class ErrorTable:
 
     @contextmanager
     def translating(self, action: str) -> Iterator[None]:
-        """Raise what ``translate`` makes of an error of this SDK (``from`` it); anything else passes unchanged."""
+        """Raise what ``translate`` makes of an error of this library (``from`` it); anything else passes unchanged."""
         try:
             yield
         except CastielError:
