@@ -199,6 +199,33 @@ def role_problems(root: Path) -> list[str]:
     return problems
 
 
+def emulator_problems(root: Path) -> list[str]:
+    """The Service Bus emulator's queues (``infra/emulators/servicebus-config.json``) against the code."""
+    config = json.loads(read(root, "infra/emulators/servicebus-config.json"))
+    (namespace,) = config["UserConfig"]["Namespaces"]
+    declared = {queue["Name"]: queue["Properties"] for queue in namespace["Queues"]}
+    defaults = Settings.model_fields
+    wanted_names = {defaults["service_bus_queue"].default, defaults["service_bus_queue_outbound"].default}
+    problems = []
+    if set(declared) != wanted_names:
+        problems.append(f"emulator queues {sorted(declared)} are not the code's {sorted(wanted_names)}")
+    for name, properties in declared.items():
+        if properties.get("MaxDeliveryCount") != defaults["max_delivery_count"].default:
+            problems.append(f"emulator queue {name}: MaxDeliveryCount differs from SERVICE_BUS_MAX_DELIVERY_COUNT")
+        if _seconds(properties.get("LockDuration", "")) != defaults["lock_duration_seconds"].default:
+            problems.append(f"emulator queue {name}: LockDuration differs from SERVICE_BUS_LOCK_DURATION_SECONDS")
+        if not (properties.get("RequiresDuplicateDetection") and properties.get("DeadLetteringOnMessageExpiration")):
+            problems.append(f"emulator queue {name}: duplicate detection and dead-lettering on expiry must be on")
+    return problems
+
+
+def _seconds(duration: str) -> float | None:
+    """An ISO 8601 duration of minutes and seconds (``PT1M``, ``PT90S``, ``PT1M30S``) in seconds."""
+    found = re.fullmatch(r"PT(?:(\d+)M)?(?:(\d+)S)?", duration)
+    return None if found is None else int(found.group(1) or 0) * 60.0 + int(found.group(2) or 0)
+
+
 def problems(root: Path) -> list[str]:
     """Every disagreement between ``root``'s infra/ (and function_app.py) and the code."""
-    return container_problems(root) + queue_problems(root) + setting_problems(root) + role_problems(root)
+    found = container_problems(root) + queue_problems(root) + setting_problems(root) + role_problems(root)
+    return found + emulator_problems(root)

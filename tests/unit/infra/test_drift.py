@@ -105,6 +105,12 @@ MUTATIONS: list[tuple[str, str, Callable[[str], str], str]] = [
         "serviceBusDataOwner",
     ),
     (
+        "an emulator queue renamed",
+        "infra/emulators/servicebus-config.json",
+        lambda t: t.replace('"sync-inbound"', '"inbound"'),
+        "emulator queues",
+    ),
+    (
         "Redis access keys on",
         "infra/modules/redis.bicep",
         lambda t: t.replace("accessKeysAuthentication: 'Disabled'", "accessKeysAuthentication: 'Enabled'"),
