@@ -88,6 +88,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       COSMOS_DATABASE: databaseName
       KEY_VAULT_URL: keyVaultUrl
       REDIS_URL: redisUrl
+      REDIS_AUTH: 'entra_id' // Azure Managed Redis takes the identity's Entra token, no access key
     }
   }
 }

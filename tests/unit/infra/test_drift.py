@@ -4,6 +4,7 @@ app setting, every role. Each check also fails on a copy of infra/ that disagree
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +129,19 @@ def test_the_drift_check_fails_on_a_copy_that_disagrees(
     found = problems(copy)
     assert found
     assert any(named in problem for problem in found), found
+
+
+def test_the_readmes_deploy_path_is_what_infra_declares() -> None:
+    readme = (ROOT / "README.md").read_text()
+    deploying = readme[readme.index("## Deploying") : readme.index("## Observability")]
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    outputs = set(re.findall(r"^output (\w+) ", main, re.MULTILINE))
+    for name in ("AZURE_FUNCTION_APP_NAME", "WEBHOOK_BASE_URL", "COSMOS_ENDPOINT", "KEY_VAULT_URL"):
+        assert f"`{name}`" in deploying
+        assert name in outputs
+    parameters = (ROOT / "infra" / "main.parameters.json").read_text()
+    for variable in re.findall(r"AZURE_[A-Z_]+", parameters):
+        assert variable in ("AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID")
+    assert "AZURE_PRINCIPAL_ID" in deploying
+    assert "host: function" in (ROOT / "azure.yaml").read_text()
+    assert "'azd-service-name': 'api'" in main
