@@ -24,7 +24,7 @@ from adapters.engine import HttpEngine
 from adapters.providers import build_registry
 from castiel.backends import data_dir_redis
 from castiel.backends.data_dir import require_data_dir
-from castiel.backends.redis_client import connect, redacted, unreachable
+from castiel.backends.redis_client import connect, credential_provider, redacted, unreachable
 from castiel.backends.sqlite_engine import DATABASE_FILE, SqliteDatabase
 from castiel.clock import Clock, system_clock
 from castiel.credentials.refresher import TokenRefresher
@@ -153,7 +153,7 @@ def redis_url_of(settings: Settings) -> tuple[str, data_dir_redis.RedisLease | N
     """The Redis to use: ``REDIS_URL`` (warned about once here when it does not answer), else the data directory's
     shared embedded server, with the lease that keeps it up (release it when done)."""
     if settings.redis_url is not None:
-        problem = unreachable(settings.redis_url)
+        problem = unreachable(settings.redis_url, token_auth=settings.redis_auth == "entra_id")
         if problem is not None:
             log_event(
                 "runtime.redis_unreachable",
@@ -172,7 +172,7 @@ def redis_url_of(settings: Settings) -> tuple[str, data_dir_redis.RedisLease | N
 async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """A client on ``REDIS_URL``, else on the data directory's shared embedded Redis; closed afterwards."""
     url, lease = await asyncio.to_thread(redis_url_of, settings)
-    client = connect(url, timeout_seconds=1.0, retries=1)
+    client = connect(url, timeout_seconds=1.0, retries=1, credentials=credential_provider(settings))
     try:
         yield client
     finally:
@@ -216,10 +216,11 @@ class Runtime:
         store = build_store(settings, clock, shared, credential=credential)
         queue = TracedQueue(build_queue(settings, clock, shared, credential=credential))
         secrets = build_secrets(settings, clock, credential=credential)
-        redis = connect(redis_url, timeout_seconds=1.0, retries=1)
+        redis_credentials = credential_provider(settings)  # one Entra token for both clients (REDIS_AUTH)
+        redis = connect(redis_url, timeout_seconds=1.0, retries=1, credentials=redis_credentials)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         # Its own client, failing faster still: with Redis unreachable the limiter answers from its local window.
-        limiter = RateLimiter.from_settings(settings, connect(redis_url), clock=clock)
+        limiter = RateLimiter.from_settings(settings, connect(redis_url, credentials=redis_credentials), clock=clock)
         credentials = CredentialVault.wire(store, secrets, redis, http, clock=clock)
         adapters = build_registry(HttpEngine(http, limiter, credentials, clock=clock))
         policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)

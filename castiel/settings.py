@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from castiel.errors import ConfigError
@@ -48,6 +48,14 @@ class Settings(BaseSettings):
 
     key_vault_url: str | None = Field(default=None, validation_alias="KEY_VAULT_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL", repr=False)
+    redis_auth: Literal["url", "entra_id"] = Field(
+        default="url",
+        validation_alias="REDIS_AUTH",
+        description="How Castiel signs in to REDIS_URL: url (whatever the URL carries: a password, or nothing) or "
+        "entra_id (a Microsoft Entra token of the managed identity, refreshed before it expires: Azure Managed "
+        "Redis, which takes no access key; REDIS_URL then names the cache as rediss://<name>.<region>"
+        ".redis.azure.net:10000).",
+    )
 
     sync_batch_size: int = Field(default=100, validation_alias="SYNC_BATCH_SIZE", ge=1, le=10_000)
     sync_max_retries: int = Field(default=3, validation_alias="SYNC_MAX_RETRIES", ge=0, le=100)
@@ -147,6 +155,12 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @model_validator(mode="after")
+    def _entra_needs_tls(self) -> Settings:
+        if self.redis_auth == "entra_id" and not (self.redis_url or "").startswith("rediss://"):
+            raise ValueError("REDIS_AUTH=entra_id needs REDIS_URL of the cache over TLS: rediss://<host>:10000")
+        return self
+
     @property
     def uses_cosmos(self) -> bool:
         """True when documents live in Cosmos DB rather than the embedded SQLite store."""
@@ -182,7 +196,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors(include_url=False))
         raise ConfigError(f"invalid configuration: {problems}") from None
     except SettingsError as exc:
         # Raised before validation when a complex value (a JSON setting) does not parse.
@@ -232,6 +246,11 @@ def _aliases(field: str) -> tuple[str, ...]:
     if isinstance(alias, AliasChoices):
         return tuple(str(choice) for choice in alias.choices)
     return (field,)
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    # A rule across several variables (a model validator) has no location: its message names them.
+    return f"{_variable_name(loc)}: {message}" if loc else message.removeprefix("Value error, ")
 
 
 def _variable_name(loc: tuple[int | str, ...]) -> str:
