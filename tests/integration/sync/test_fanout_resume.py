@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from castiel.clock import ManualClock, now_utc
-from castiel.devhost.convert import service_bus_message_from
+from castiel.devhost.convert import sdk_message_from
 from castiel.errors import RetryableError
 from castiel.models import Provider, SyncMode, SyncResult, SyncTaskMessage, TaskStatus
 from castiel.ports import OutgoingMessage
@@ -92,7 +92,7 @@ async def work_inbound(two: TwoWay) -> None:
     """The inbound worker on what ``sync-inbound`` delivers now, as the host runs it (a crash leaves it locked)."""
     world = two.world
     for received in await world.queue.receive(INBOUND):
-        await world.inbound.handle(delivery_from(service_bus_message_from(received), INBOUND))
+        await world.inbound.handle(delivery_from(sdk_message_from(received), INBOUND))
         await world.queue.complete(INBOUND, received)
 
 

@@ -14,7 +14,7 @@ from adapters.base import AdapterRegistry
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock, now_utc
-from castiel.devhost.convert import service_bus_message_from
+from castiel.devhost.convert import sdk_message_from
 from castiel.errors import PermanentError
 from castiel.models import Connection, Provider, SyncResult, SyncTask, SyncTaskMessage, TaskStatus
 from castiel.ports import OutgoingMessage, Query
@@ -93,7 +93,7 @@ async def failed_task_with_a_dead_letter(
 
 async def next_delivery(queue: SqliteMessageQueue) -> Delivery:
     (received,) = await queue.receive(QUEUE)
-    return delivery_from(service_bus_message_from(received), QUEUE)
+    return delivery_from(sdk_message_from(received), QUEUE)
 
 
 async def results_of(store: SqliteDocumentStore) -> list[SyncResult]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from castiel.devhost.convert import service_bus_message_from
+from castiel.devhost.convert import sdk_message_from
 from castiel.models import Connection, SyncResult, SyncTaskMessage, TaskStatus, utcnow
 from castiel.ports import OutgoingMessage, Query
 from castiel.sync.pull import PageSaved
@@ -41,7 +41,7 @@ async def deliver(world: World, connection: Connection) -> SyncResult:
     await world.queue.send(QUEUE, [OutgoingMessage(body=message.to_json_bytes(), message_id=f"m-{connection.id}")])
     await mark_queued(world, connection)
     (received,) = await world.queue.receive(QUEUE)
-    await world.inbound.handle(delivery_from(service_bus_message_from(received), QUEUE))
+    await world.inbound.handle(delivery_from(sdk_message_from(received), QUEUE))
     await world.queue.complete(QUEUE, received)
     task = await world.task(connection)
     return SyncResult.model_validate(await world.store.read("sync-results", str(task.last_result_id), "t1"))
@@ -74,7 +74,7 @@ async def test_a_crash_after_a_save_resumes_from_the_last_checkpoint_on_redelive
     world.clock.advance(61)  # the crashed worker's peek-lock expires; the queue redelivers
     (redelivered,) = await world.queue.receive(QUEUE)
     assert redelivered.delivery_count == 2
-    await world.inbound.handle(delivery_from(service_bus_message_from(redelivered), QUEUE))
+    await world.inbound.handle(delivery_from(sdk_message_from(redelivered), QUEUE))
 
     task = await world.task(connection)
     assert task.status is TaskStatus.PENDING
