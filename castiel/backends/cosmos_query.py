@@ -188,9 +188,11 @@ def _after(container: str, keys: Sequence[SortKey], after: Sequence[Any], parame
     for position, (path, direction) in enumerate(keys):
         terms = [_equal(cosmos_path(prefix), after[i], names[i]) for i, (prefix, _) in enumerate(keys[:position])]
         beyond = _beyond(cosmos_path(path), direction, after[position], names[position], path in always_strings)
-        if beyond:
-            either = beyond[0] if len(beyond) == 1 else f"({' OR '.join(beyond)})"
-            alternatives.append(f"({' AND '.join([*terms, either])})" if terms else f"({' OR '.join(beyond)})")
+        if not beyond:
+            continue  # nothing sorts beyond this key's value: no row differs first here
+        either = beyond[0] if len(beyond) == 1 else f"({' OR '.join(beyond)})"
+        clause = " AND ".join([*terms, either]) if terms else " OR ".join(beyond)
+        alternatives.append(f"({clause})")
     return f"({' OR '.join(alternatives)})" if alternatives else "false"
 
 
