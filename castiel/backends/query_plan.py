@@ -135,16 +135,6 @@ def sort_keys(container: str, query: Query) -> tuple[SortKey, ...]:
     return (*query.order_by, *ties)
 
 
-def value_at(doc: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path of ``doc``, or None where the path is missing."""
-    value: Any = doc
-    for segment in field_segments(path):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(segment)
-    return value
-
-
 def encode_continuation(container: str, query: Query, after: Sequence[Any]) -> str:
     """An opaque token for the page after the item whose sort-key values are ``after``."""
     state = {"q": _fingerprint(container, query), "after": list(after)}

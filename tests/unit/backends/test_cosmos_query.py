@@ -14,14 +14,13 @@ from azure.cosmos.exceptions import (
 )
 
 from castiel.backends.cosmos import ERRORS
-from castiel.backends.cosmos_query import count_sql, indexing_policy, select_sql
+from castiel.backends.cosmos_query import count_sql, indexing_policy, keyset_after, select_sql
 from castiel.backends.query_plan import (
     decode_continuation,
     encode_continuation,
     field_segments,
     prepare_document,
     sort_keys,
-    value_at,
 )
 from castiel.errors import (
     AlreadyExists,
@@ -216,10 +215,14 @@ def test_prepare_document_rejects_a_ttl_cosmos_would_reject(ttl: object) -> None
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("a", 1), ("b.c", "x"), ("b.missing", None), ("a.deeper", None), ("missing", None), ("b", {"c": "x"})],
+    [("a", [1]), ("b.c", ["x"]), ("b.missing", []), ("a.deeper", []), ("missing", []), ("n", [None])],
 )
-def test_value_at(path: str, expected: object) -> None:
-    assert value_at({"a": 1, "b": {"c": "x"}}, path) == expected
+def test_keyset_after_tells_a_missing_field_from_null(path: str, expected: list[object]) -> None:
+    doc = {"id": "d1", "tenantId": "t1", "a": 1, "b": {"c": "x"}, "n": None}
+
+    after = keyset_after("shards", Query(order_by=((path, "asc"),)), doc)
+
+    assert after == [expected, ["d1"], ["t1"]]
 
 
 def _cosmos_error(status: int, headers: dict[str, str] | None = None) -> CosmosHttpResponseError:
