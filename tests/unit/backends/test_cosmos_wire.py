@@ -16,7 +16,7 @@ from castiel.errors import AlreadyExists, ConfigError, NotFound, PermanentError,
 from castiel.models import CONTAINER_PARTITION_KEYS
 from castiel.ports import Filter, Query
 from tests.contract.azure_wire import StaticToken
-from tests.contract.cosmos_wire import ENDPOINT, CosmosAccount
+from tests.contract.cosmos_wire import ENDPOINT, THROTTLED_SUBSTATUS, CosmosAccount
 from tests.unit.backends.test_indexing_policy import ORDERED_QUERIES
 
 
@@ -172,7 +172,9 @@ async def test_a_429_is_retried_by_the_sdk_after_the_wait_the_service_asked_for(
     store: CosmosDocumentStore, account: CosmosAccount
 ) -> None:
     await store.create("shards", task("a", "t1"))
-    account.fail(429, THROTTLED, headers={"x-ms-retry-after-ms": "1", "x-ms-substatus": "3200"}, when=reads)
+    account.fail(
+        429, THROTTLED, headers={"x-ms-retry-after-ms": "1", "x-ms-substatus": THROTTLED_SUBSTATUS}, when=reads
+    )
 
     assert (await store.read("shards", "a", "t1"))["id"] == "a"
     assert len([request for request in account.requests if reads(request)]) == 2
@@ -182,7 +184,13 @@ async def test_throttling_past_the_sdk_s_retries_is_rate_limited_by_x_ms_retry_a
     store: CosmosDocumentStore, account: CosmosAccount
 ) -> None:
     await store.create("shards", task("a", "t1"))
-    account.fail(429, THROTTLED, headers={"x-ms-retry-after-ms": "7", "x-ms-substatus": "3200"}, when=reads, times=99)
+    account.fail(
+        429,
+        THROTTLED,
+        headers={"x-ms-retry-after-ms": "7", "x-ms-substatus": THROTTLED_SUBSTATUS},
+        when=reads,
+        times=99,
+    )
 
     with pytest.raises(RateLimited, match="read shards/a: Cosmos DB answered 429") as raised:
         await store.read("shards", "a", "t1")
