@@ -1,6 +1,8 @@
 // Azure Managed Redis, the successor of the retiring Azure Cache for Redis: TLS on port 10000, access keys off,
-// Entra ID only. The app connects with redis-entraid as its identity (REDIS_URL holds no credential); the OSS
-// cluster policy is why every multi-key Lua call keeps its keys in one hash slot.
+// Entra ID only. The app connects with redis-entraid as its identity (REDIS_URL holds no credential). The Enterprise
+// cluster policy exposes one endpoint whose proxy routes each command to its shard, so the app's plain (not
+// cluster-aware) client works; it still refuses multi-key commands across slots, which is why every multi-key Lua
+// call keeps its keys in one hash slot.
 param name string
 param location string
 param tags object
@@ -25,7 +27,7 @@ resource database 'Microsoft.Cache/redisEnterprise/databases@2025-04-01' = {
   properties: {
     clientProtocol: 'Encrypted'
     port: 10000
-    clusteringPolicy: 'OSSCluster'
+    clusteringPolicy: 'EnterpriseCluster'
     evictionPolicy: 'NoEviction' // rate-limit windows, locks and idempotency markers must not be evicted early
     accessKeysAuthentication: 'Disabled'
   }

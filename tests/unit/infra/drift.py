@@ -188,7 +188,13 @@ def role_problems(root: Path) -> list[str]:
     if f"var cosmosDataContributor = '{COSMOS_DATA_CONTRIBUTOR}'" not in access or "sqlRoleAssignments" not in access:
         problems.append("Cosmos DB Built-in Data Contributor is not granted through sqlRoleAssignments")
     redis = read(root, "infra/modules/redis.bicep")
-    for line in ("'Microsoft.Cache/redisEnterprise@", "port: 10000", "accessKeysAuthentication: 'Disabled'"):
+    # EnterpriseCluster: the app's redis.asyncio.Redis cannot follow the OSS cluster policy's shard redirects.
+    for line in (
+        "'Microsoft.Cache/redisEnterprise@",
+        "port: 10000",
+        "accessKeysAuthentication: 'Disabled'",
+        "clusteringPolicy: 'EnterpriseCluster'",
+    ):
         if line not in redis:
             problems.append(f"modules/redis.bicep: Azure Managed Redis lacks {line}")
     if "accessPolicyAssignments" not in redis:

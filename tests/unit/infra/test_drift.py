@@ -117,6 +117,12 @@ MUTATIONS: list[tuple[str, str, Callable[[str], str], str]] = [
         lambda t: t.replace("accessKeysAuthentication: 'Disabled'", "accessKeysAuthentication: 'Enabled'"),
         "accessKeysAuthentication",
     ),
+    (
+        "Redis behind the OSS cluster policy, which the app's client cannot follow",
+        "infra/modules/redis.bicep",
+        lambda t: t.replace("clusteringPolicy: 'EnterpriseCluster'", "clusteringPolicy: 'OSSCluster'"),
+        "clusteringPolicy",
+    ),
 ]
 
 
