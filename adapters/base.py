@@ -93,6 +93,11 @@ class BaseAdapter:
     delete_keeps_record: ClassVar[bool] = False
     """A pushed delete leaves the record in place, reported as live from then on (GitHub cannot delete an issue: it
     closes it); what the delete answered with is what the provider's later reports of the record say."""
+    written_id_field: ClassVar[str | None] = None
+    """The field of a write's reply that holds the written object's external id (Slack's ``ts``); None: the
+    change's own external id is the written one."""
+    answers_writes_with_object: ClassVar[bool] = False
+    """A successful write answers with the object as the provider now holds it (``written_object``)."""
 
     def __init__(self, engine: HttpEngine) -> None:
         self.engine = engine
@@ -115,12 +120,17 @@ class BaseAdapter:
         raise NotImplementedError
 
     def written_id(self, change: Change, reply: Reply) -> str | None:
-        """The external id of the object a successful write created or changed."""
+        """The external id of the object a successful write created or changed: the reply's ``written_id_field``
+        when the adapter names one and the reply has it, else the change's own."""
+        if self.written_id_field is not None:
+            written = reply.field(self.written_id_field)
+            if written is not None:
+                return str(written)
         return change.external_id
 
     def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
-        """The provider object a successful write answered with, for a provider that answers with one (None)."""
-        return None
+        """The provider object a successful write answered with (None for a provider that answers with none)."""
+        return reply.body if self.answers_writes_with_object and isinstance(reply.body, dict) else None
 
     def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
         """The request that reads one record; ``hints`` is what a webhook said of it (GitHub's ``number``)."""

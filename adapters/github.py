@@ -89,6 +89,7 @@ class GitHubAdapter(BaseAdapter):
     default_rate_limit_pause = 60.0
     address_fields = ("number",)
     delete_keeps_record = True
+    answers_writes_with_object = True
 
     def before_request(self, session: Session, request: httpx.Request) -> None:
         """GitHub's media type and the API version we were written against."""
@@ -159,10 +160,6 @@ class GitHubAdapter(BaseAdapter):
         """A created issue's ``id``."""
         created = reply.field("id")
         return str(created) if change.operation is Operation.CREATE and created is not None else change.external_id
-
-    def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
-        """The issue as GitHub answered the write."""
-        return reply.body if isinstance(reply.body, dict) else None
 
     def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
         """``GET …/issues/{number}``: GitHub addresses an issue by its number, which its webhooks carry."""

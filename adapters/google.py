@@ -116,6 +116,8 @@ class GoogleCalendarAdapter(BaseAdapter):
             Rule(Action.RATE_LIMITED, status=frozenset({403, 429}), when=_reason_in(*_RATE_REASONS), reason="quota"),
         )
     )
+    written_id_field = "id"
+    answers_writes_with_object = True
 
     def error_message(self, reply: Reply) -> str:
         """``error.message`` with the first error's ``reason``."""
@@ -157,15 +159,6 @@ class GoogleCalendarAdapter(BaseAdapter):
         if change.operation is Operation.DELETE:
             return RequestSpec("DELETE", event)
         return RequestSpec("PATCH", event, json=change.data)
-
-    def written_id(self, change: Change, reply: Reply) -> str | None:
-        """The event's ``id``."""
-        written = reply.field("id")
-        return str(written) if written is not None else change.external_id
-
-    def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
-        """The event as Google answered the insert or patch."""
-        return reply.body if isinstance(reply.body, dict) else None
 
     def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
         """``events.get`` (a cancelled event reads as a deletion)."""

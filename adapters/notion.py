@@ -50,6 +50,8 @@ class NotionAdapter(BaseAdapter):
     default_api_root = "https://api.notion.com"
     entity_types: ClassVar[dict[str, str]] = {"page": "page"}
     resolution = DEFAULT_TABLE.extended((Rule(Action.RETRY, status=409, reason="conflict_error"),))
+    written_id_field = "id"
+    answers_writes_with_object = True
 
     async def on_connect(self, session: Session) -> None:
         """Resolve the data source: given, or the one data source of the given database."""
@@ -121,15 +123,6 @@ class NotionAdapter(BaseAdapter):
             parent = {"type": "data_source_id", "data_source_id": session.values[_DATA_SOURCE]}
             return RequestSpec("POST", "/v1/pages", json={"parent": parent, **body})
         return RequestSpec("PATCH", f"/v1/pages/{self.require_external_id(session, change)}", json=body)
-
-    def written_id(self, change: Change, reply: Reply) -> str | None:
-        """The page's ``id``."""
-        written = reply.field("id")
-        return str(written) if written is not None else change.external_id
-
-    def written_object(self, change: Change, reply: Reply) -> JsonObject | None:
-        """The page as Notion answered the write."""
-        return reply.body if isinstance(reply.body, dict) else None
 
     def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
         """``GET /v1/pages/{id}`` (a trashed page too: it reads as a deletion)."""

@@ -156,6 +156,7 @@ class SlackAdapter(BaseAdapter):
             Rule(Action.FAIL, status=200, when=_not_ok, reason="refused"),
         )
     )
+    written_id_field = "ts"
 
     def rate_profile(self, connection: Connection) -> str | None:
         """The app's distribution, checked against the policy's known ones."""
@@ -217,11 +218,6 @@ class SlackAdapter(BaseAdapter):
         if change.operation is Operation.DELETE:
             return RequestSpec("POST", "/chat.delete", json={"channel": channel, "ts": ts})
         return RequestSpec("POST", "/chat.update", json={"channel": channel, "ts": ts, **fields})
-
-    def written_id(self, change: Change, reply: Reply) -> str | None:
-        """The message's ``ts``."""
-        ts = reply.field("ts")
-        return str(ts) if ts is not None else change.external_id
 
     def read_request(self, session: Session, entity_type: str, external_id: str, hints: JsonObject) -> RequestSpec:
         """``conversations.history`` from the message's ``ts``, inclusive, one message."""

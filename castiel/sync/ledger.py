@@ -93,29 +93,24 @@ class PushLedger:
     ) -> None:  # fmt: skip
         """``plan`` landed on ``target`` as ``external_id`` (``answered``: the object the provider answered with)."""
         stamp = self._stamp()
-        for _ in range(WRITE_ATTEMPTS):
-            shard = await self.read(SHARDS, shard_id, tenant_id)
-            if shard is None:
-                return
-            doc = _without_store_fields(shard)
+        # What a delete answered with is what the provider reports from now on only where it keeps the record.
+        telling = plan.operation is not Operation.DELETE or target.delete_keeps_record
+        answer = answered if telling else None
+
+        def record(doc: dict[str, Any]) -> None:
             states = dict(doc.get("sync") or {})
-            # What a delete answered with is what the provider reports from now on only where it keeps the record.
-            telling = plan.operation is not Operation.DELETE or target.delete_keeps_record
-            answer = answered if telling else None
             states[target.id] = pushed_state(states.get(target.id) or {}, plan, target.mapping, answer, stamp)
             doc["sync"] = states
             doc["externalIds"] = {**(doc.get("externalIds") or {}), target.id: external_id}
             if plan.operation is Operation.DELETE and _held_nowhere(doc):
                 doc.update(self._tombstone(stamp))
-            try:
-                await self._store.replace(SHARDS, doc, if_match=shard.get("_etag"))
-            except PreconditionFailed:
-                continue
-            await self._link(tenant_id, shard_id, target, external_id, states[target.id], plan.operation)
-            if plan.operation is Operation.CREATE:
-                await self._forget_pending(tenant_id, target, plan)
+
+        doc = await self._rewrite_shard(tenant_id, shard_id, record, f"recording the push to connection {target.id}")
+        if doc is None:
             return
-        raise RetryableError(f"shard {shard_id} kept changing while recording the push to connection {target.id}")
+        await self._link(tenant_id, shard_id, target, external_id, doc["sync"][target.id], plan.operation)
+        if plan.operation is Operation.CREATE:
+            await self._forget_pending(tenant_id, target, plan)
 
     async def adopt(
         self, tenant_id: str, pending: Mapping[str, Any], target: Target, external_id: str, data: Mapping[str, Any]
@@ -130,20 +125,31 @@ class PushLedger:
 
     async def update_state(self, tenant_id: str, shard_id: str, target_id: str, change: StateChange) -> None:
         """Rewrite one connection's sync state on the shard."""
-        for _ in range(WRITE_ATTEMPTS):
-            shard = await self.read(SHARDS, shard_id, tenant_id)
-            if shard is None:
-                return
-            doc = _without_store_fields(shard)
+
+        def rewrite(doc: dict[str, Any]) -> None:
             states = dict(doc.get("sync") or {})
             states[target_id] = change(dict(states.get(target_id) or {}))
             doc["sync"] = states
+
+        await self._rewrite_shard(tenant_id, shard_id, rewrite, f"recording connection {target_id}'s state")
+
+    async def _rewrite_shard(
+        self, tenant_id: str, shard_id: str, edit: Callable[[dict[str, Any]], None], doing: str
+    ) -> dict[str, Any] | None:
+        """The shard as ``edit`` left it, written under the etag it was read with (read and edited again after a
+        lost race); None when the shard does not exist."""
+        for _ in range(WRITE_ATTEMPTS):
+            shard = await self.read(SHARDS, shard_id, tenant_id)
+            if shard is None:
+                return None
+            doc = _without_store_fields(shard)
+            edit(doc)
             try:
                 await self._store.replace(SHARDS, doc, if_match=shard.get("_etag"))
-                return
             except PreconditionFailed:
                 continue
-        raise RetryableError(f"shard {shard_id} kept changing while recording connection {target_id}'s state")
+            return doc
+        raise RetryableError(f"shard {shard_id} kept changing while {doing}")
 
     async def _link(
         self, tenant_id: str, shard_id: str, target: Target, external_id: str, state: Mapping[str, Any],

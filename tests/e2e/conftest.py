@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,6 +74,20 @@ def host_env(data_dir: Path, redis_url: str | None) -> dict[str, str]:
     if redis_url is not None:
         env["REDIS_URL"] = redis_url
     return env
+
+
+def castiel(data_dir: Path, *args: str) -> Any:
+    """Run a ``castiel`` command against the host's data directory and parse its JSON output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "castiel.cli", *args],
+        env=host_env(data_dir, None),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @pytest.fixture

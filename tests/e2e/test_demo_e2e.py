@@ -4,10 +4,6 @@ Notion once, by webhook, and nothing comes back to GitHub; a second start on the
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,21 +15,10 @@ from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.devhost.sandboxed import sandbox_url_of
 from castiel.ports import Filter, Query
-from castiel.settings import BACKEND_SELECTORS
-from tests.e2e.conftest import REPO, DevHost, StartHost
+from tests.e2e.conftest import DevHost, StartHost, castiel
 
 RECORDS = 6
 SHARD_TYPES = {"task", "account", "message", "event"}
-
-
-def castiel(data_dir: Path, *args: str) -> Any:
-    env = {name: value for name, value in os.environ.items() if name.upper() not in BACKEND_SELECTORS}
-    env["CASTIEL_DATA_DIR"] = str(data_dir)
-    done = subprocess.run(
-        [sys.executable, "-m", "castiel.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 async def shard_counts(data_dir: Path) -> Counter[str]:

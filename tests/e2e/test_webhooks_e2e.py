@@ -7,33 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from castiel.settings import BACKEND_SELECTORS
 from castiel.webhooks.signatures import GITHUB, SLACK
-from tests.e2e.conftest import REPO, DevHost, StartHost
+from tests.e2e.conftest import REPO, DevHost, StartHost, castiel
 
 PAYLOADS = REPO / "tests/unit/webhooks/payloads"
 GITHUB_SECRET = "e2e-github-secret"
 SLACK_SECRET = "e2e-slack-signing-secret"
-
-
-def castiel(data_dir: Path, *args: str) -> Any:
-    """Run a ``castiel`` command against the host's data directory and parse its JSON output."""
-    env = {name: value for name, value in os.environ.items() if name.upper() not in BACKEND_SELECTORS}
-    env["CASTIEL_DATA_DIR"] = str(data_dir)
-    done = subprocess.run(
-        [sys.executable, "-m", "castiel.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def register(host: DevHost, provider: str, secret: str) -> dict[str, Any]:

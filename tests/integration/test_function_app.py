@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,11 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azurefunctions.extensions.bindings.servicebus import ServiceBusConverter
 
-import function_app
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.credentials.types import parse_credential
-from castiel.devhost.convert import InvocationContext
 from castiel.errors import InvalidMessage, PermanentError
 from castiel.models import (
-    ChangeOrigin,
     Connection,
-    Operation,
-    OutboundChange,
     Provider,
     SyncResult,
     SyncTask,
@@ -35,24 +29,12 @@ from castiel.models import (
 )
 from castiel.ports import Query
 from castiel.runtime import Runtime, close_runtime, get_runtime
+from tests.integration.function_calls import FUNCTIONS, add_due_task, call, webhook_change
 from tests.queue_delivery import Delivered, deliver
-
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 def bindings(name: str) -> list[dict[str, Any]]:
     return json.loads(FUNCTIONS[name].get_function_json())["bindings"]  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def runtime(
-    data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Runtime]:
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    await close_runtime()
-    runtime = await get_runtime()
-    yield runtime
-    await close_runtime()
 
 
 def test_exactly_the_five_functions_are_registered() -> None:
@@ -108,11 +90,6 @@ def test_the_webhook_receiver_is_an_anonymous_post_route() -> None:
     assert output["type"] == "http"
 
 
-async def call(name: str, argument: object, **extras: object) -> Any:
-    context = InvocationContext("invocation-1", name, ".", None)
-    return await FUNCTIONS[name].get_user_function()(argument, context=context, **extras)
-
-
 async def run_worker(runtime: Runtime, name: str, body: bytes, message_id: str = "m-1") -> Delivered:
     """``name``'s queue message (sent, or already queued with ``message_id``) through the function, with the SDK-type
     binding's message and actions; what it settled is on the queue afterwards."""
@@ -137,23 +114,8 @@ async def test_webhook_to_an_unknown_registration_is_a_404_with_a_reason(runtime
     assert "nope" in json.loads(response.get_body())["error"]
 
 
-async def seed_connection_and_task(runtime: Runtime, provider: Provider = Provider.GITHUB) -> SyncTask:
-    connection = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=provider)
-    await runtime.store.create(Connection.container, connection.to_doc())
-    task = SyncTask(
-        id="task-1",
-        tenant_id="t1",
-        integration_id="github",
-        connection_id="conn-1",
-        next_run_at=utcnow() - timedelta(minutes=1),
-        status_changed_at=utcnow(),
-    )
-    await runtime.store.create(SyncTask.container, task.to_doc())
-    return task
-
-
 async def test_the_scheduler_timer_queues_due_tasks(runtime: Runtime) -> None:
-    await seed_connection_and_task(runtime)
+    await add_due_task(runtime)
     await call("sync_scheduler", TimerRequest(past_due=False))
     (message,) = await runtime.queue.peek("sync-inbound")
     assert SyncTaskMessage.from_json_bytes(message.body).task_id == "task-1"
@@ -166,7 +128,7 @@ async def test_the_inbound_worker_refuses_an_undecodable_body(runtime: Runtime) 
 
 async def test_the_inbound_worker_runs_the_task_lifecycle(runtime: Runtime) -> None:
     # A provider without an adapter (the five have one) fails permanently: the failed end of the lifecycle.
-    await seed_connection_and_task(runtime, Provider.STANDARD)
+    await add_due_task(runtime, Provider.STANDARD)
     await call("sync_scheduler", TimerRequest(past_due=False))
     (queued,) = await runtime.queue.peek("sync-inbound")
 
@@ -181,31 +143,15 @@ async def test_the_inbound_worker_runs_the_task_lifecycle(runtime: Runtime) -> N
     assert "no adapter" in result.error
 
 
-def outbound_change(connection_id: str | None) -> bytes:
-    return OutboundChange(
-        integration_id="github",
-        tenant_id="t1",
-        connection_id=connection_id,
-        entity_type="issue",
-        entity_id="github:1",
-        external_id="1",
-        operation=Operation.UPDATE,
-        changes={"title": "renamed"},
-        timestamp=utcnow(),
-        origin=ChangeOrigin.WEBHOOK,
-        correlation_id="corr-1",
-    ).to_json_bytes()
-
-
 async def test_the_outbound_worker_reads_a_webhook_change_through_its_connection(runtime: Runtime) -> None:
     # The change is read from its origin before anything is pushed: an unknown connection, or one whose credential
     # is missing, is a permanent error naming it (dead-lettered with that reason).
     with pytest.raises(PermanentError, match="connection conn-1 of tenant t1 does not exist"):
-        await run_worker(runtime, "sync_outbound_worker", outbound_change("conn-1"), "m-1")
+        await run_worker(runtime, "sync_outbound_worker", webhook_change().to_json_bytes(), "m-1")
     source = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
     await runtime.store.create(Connection.container, source.to_doc())
     with pytest.raises(PermanentError, match="connection conn-1 has no credential"):
-        await run_worker(runtime, "sync_outbound_worker", outbound_change("conn-1"), "m-2")
+        await run_worker(runtime, "sync_outbound_worker", webhook_change().to_json_bytes(), "m-2")
     reasons = [m.dead_letter_reason for m in await runtime.queue.peek("sync-outbound", sub_queue="dead_letter")]
     assert reasons == [
         "PermanentError: connection conn-1 of tenant t1 does not exist",
@@ -227,7 +173,7 @@ async def test_the_token_refresher_handles_credentials_due_within_the_threshold(
 
 
 async def test_a_provider_pause_checkpoints_the_task_as_paused_not_failed(runtime: Runtime) -> None:
-    await seed_connection_and_task(runtime)
+    await add_due_task(runtime)
     await runtime.limiter.observe_response(
         tenant_id="t1", connection_id="conn-1", provider="github", status_code=429, headers={"Retry-After": "120"}
     )
@@ -253,7 +199,7 @@ async def test_a_fetch_over_its_window_is_deferred_and_the_task_stays_queued(
     runtime = await get_runtime()
     try:
         await runtime.redis.flushdb()
-        await seed_connection_and_task(runtime)
+        await add_due_task(runtime)
         await runtime.limiter.check(tenant_id="t1", connection_id="conn-1", provider="github", operation="fetch")
         await call("sync_scheduler", TimerRequest(past_due=False))
         (queued,) = await runtime.queue.peek("sync-inbound")

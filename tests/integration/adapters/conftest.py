@@ -22,10 +22,9 @@ from castiel.sandbox.provider import ProviderApi
 from castiel.sandbox.server import SandboxServer
 from castiel.sandbox.slack import CHANNEL_ID
 from castiel.sandbox.state import Sandbox
+from tests.integration.conftest import START
 from tests.unit.adapters.support import Sleeps, StaticAuth, limiter
 
-START = 1_735_862_400.0
-"""2025-01-03T00:00:00Z: after every seeded record, and within Salesforce's 15-day Recycle Bin of them."""
 RECORDS = 260
 SALESFORCE_BATCH = 60
 
@@ -93,15 +92,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def module_clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture(scope="module")
-async def server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    """One server per module (starting and stopping uvicorn costs a few hundred ms); each test resets its state."""
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as served:
-        yield served
+def sandbox_records() -> int:
+    return RECORDS
 
 
 @pytest.fixture

@@ -18,6 +18,11 @@ from tests.integration.credentials.conftest import CLIENT_ID, CLIENT_SECRET, Sta
 SECRET = "zqCLIVALUEzq"
 
 
+def add(*args: str) -> list[str]:
+    """``castiel credentials add`` for connection ``gh`` of tenant ``acme``, then ``args``."""
+    return ["credentials", "add", "--tenant", "acme", "--connection", "gh", *args]
+
+
 @pytest.fixture
 def cli(data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data directory on the session's Redis, with a GitHub connection ``gh`` of tenant ``acme``."""
@@ -27,22 +32,7 @@ def cli(data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyP
 
 
 def test_add_prints_metadata_with_its_id_and_never_the_value(cli: Path) -> None:
-    added = castiel_json(
-        "credentials",
-        "add",
-        "--tenant",
-        "acme",
-        "--connection",
-        "gh",
-        "--type",
-        "api_key",
-        "--value",
-        SECRET,
-        "--id",
-        "k1",
-        "--rotation-days",
-        "90",
-    )
+    added = castiel_json(*add("--type", "api_key", "--value", SECRET, "--id", "k1", "--rotation-days", "90"))
     assert added["id"] == "k1"
     assert added["credentialType"] == "api_key"
     assert added["rotation"] == {"intervalDays": 90, "warnBeforeDays": 14}
@@ -52,20 +42,7 @@ def test_add_prints_metadata_with_its_id_and_never_the_value(cli: Path) -> None:
 
 
 def test_show_json_carries_status_expiry_last_refresh_and_version(cli: Path) -> None:
-    castiel(
-        "credentials",
-        "add",
-        "--tenant",
-        "acme",
-        "--connection",
-        "gh",
-        "--type",
-        "bearer_token",
-        "--value",
-        SECRET,
-        "--id",
-        "b1",
-    )
+    castiel(*add("--type", "bearer_token", "--value", SECRET, "--id", "b1"))
     shown = castiel_json("credentials", "show", "b1", "--json")
     assert {"status": "active", "expiresAt": None, "lastRefreshedAt": None, "version": 1}.items() <= shown.items()
     text = castiel("credentials", "show", "b1")
@@ -77,24 +54,7 @@ def test_show_json_carries_status_expiry_last_refresh_and_version(cli: Path) -> 
 
 
 def test_a_value_from_stdin_stays_out_of_the_command_line(cli: Path) -> None:
-    result = CliRunner().invoke(
-        app,
-        [
-            "credentials",
-            "add",
-            "--tenant",
-            "acme",
-            "--connection",
-            "gh",
-            "--type",
-            "bearer_token",
-            "--value",
-            "-",
-            "--id",
-            "w1",
-        ],
-        input=SECRET + "\n",
-    )
+    result = CliRunner().invoke(app, add("--type", "bearer_token", "--value", "-", "--id", "w1"), input=SECRET + "\n")
     assert result.exit_code == 0, result.output
     stored = json.loads((cli / "secrets.json").read_text())
     assert SECRET in json.dumps(stored)
@@ -115,18 +75,7 @@ def test_refresh_and_rotate_go_through_the_locked_path(cli: Path, oauth: StandIn
             }
         )
     )
-    added = castiel_json(
-        "credentials",
-        "add",
-        "--tenant",
-        "acme",
-        "--connection",
-        "gh",
-        "--type",
-        "oauth2_authorization_code",
-        "--from-file",
-        str(fields),
-    )
+    added = castiel_json(*add("--type", "oauth2_authorization_code", "--from-file", str(fields)))
     assert added["refreshable"] is True
 
     refreshed = castiel_json("credentials", "refresh", added["id"])
@@ -143,20 +92,7 @@ def test_refresh_and_rotate_go_through_the_locked_path(cli: Path, oauth: StandIn
 
 
 def test_remove_deletes_value_and_metadata_and_unlinks_the_connection(cli: Path) -> None:
-    castiel(
-        "credentials",
-        "add",
-        "--tenant",
-        "acme",
-        "--connection",
-        "gh",
-        "--type",
-        "api_key",
-        "--value",
-        SECRET,
-        "--id",
-        "k1",
-    )
+    castiel(*add("--type", "api_key", "--value", SECRET, "--id", "k1"))
     assert "removed k1" in castiel("credentials", "remove", "k1")
     assert castiel_json("credentials", "list", "--json") == []
     assert SECRET not in (cli / "secrets.json").read_text()
@@ -176,7 +112,7 @@ def test_remove_deletes_value_and_metadata_and_unlinks_the_connection(cli: Path)
     ],
 )
 def test_usage_errors_exit_2_and_store_nothing(cli: Path, args: list[str], code: int, message: str) -> None:
-    result = invoke("credentials", "add", "--tenant", "acme", "--connection", "gh", *args)
+    result = invoke(*add(*args))
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
@@ -187,26 +123,13 @@ def test_usage_errors_exit_2_and_store_nothing(cli: Path, args: list[str], code:
 def test_a_value_file_with_a_bad_field_is_named_without_quoting_it(cli: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"username": "u", "pasword": SECRET}))
-    result = invoke(
-        "credentials", "add", "--tenant", "acme", "--connection", "gh", "--type", "basic_auth", "--from-file", str(bad)
-    )
+    result = invoke(*add("--type", "basic_auth", "--from-file", str(bad)))
     assert result.exit_code == 2
     assert "password: Field required" in result.output
     assert SECRET not in result.output
     not_json = tmp_path / "not.json"
     not_json.write_text("{")
-    result = invoke(
-        "credentials",
-        "add",
-        "--tenant",
-        "acme",
-        "--connection",
-        "gh",
-        "--type",
-        "basic_auth",
-        "--from-file",
-        str(not_json),
-    )
+    result = invoke(*add("--type", "basic_auth", "--from-file", str(not_json)))
     assert result.exit_code == 2
     assert "is not a JSON file" in result.output
 
@@ -229,30 +152,15 @@ def test_what_does_not_exist_is_a_runtime_error(cli: Path, args: list[str]) -> N
 
 
 def test_a_static_credential_refresh_is_refused_with_what_to_do(cli: Path) -> None:
-    castiel(
-        "credentials",
-        "add",
-        "--tenant",
-        "acme",
-        "--connection",
-        "gh",
-        "--type",
-        "api_key",
-        "--value",
-        SECRET,
-        "--id",
-        "k1",
-    )
+    castiel(*add("--type", "api_key", "--value", SECRET, "--id", "k1"))
     result = invoke("credentials", "refresh", "k1")
     assert result.exit_code == 2
     assert "castiel credentials rotate" in result.output
 
 
 def test_adding_a_taken_id_is_refused_and_the_stored_value_stays(cli: Path) -> None:
-    castiel("credentials", "add", "--tenant", "acme", "--connection", "gh", "--type", "api_key", "--value", SECRET,
-            "--id", "k1")  # fmt: skip
-    result = invoke("credentials", "add", "--tenant", "acme", "--connection", "gh", "--type", "api_key",
-                    "--value", "other-value", "--id", "k1")  # fmt: skip
+    castiel(*add("--type", "api_key", "--value", SECRET, "--id", "k1"))
+    result = invoke(*add("--type", "api_key", "--value", "other-value", "--id", "k1"))
     assert result.exit_code == 1
     assert "already exists" in result.output
     assert "other-value" not in (cli / "secrets.json").read_text()

@@ -17,7 +17,7 @@ from castiel.credentials.alerts import CredentialAlertKind
 from castiel.credentials.lock import RefreshLocks
 from castiel.credentials.oauth import TokenEndpoint
 from castiel.credentials.types import OAuth2AuthorizationCode, access_token, parse_credential
-from castiel.credentials.vault import CredentialVault
+from castiel.credentials.vault import CredentialVault, RefreshResult
 from castiel.errors import ConfigError, InvalidGrant, RetryableError
 from castiel.models import (
     CredentialMetadata,
@@ -239,21 +239,26 @@ def vault_with_token_endpoint(
     return CredentialVault(backends.store, backends.secrets, RefreshLocks(backends.redis), TokenEndpoint(http))
 
 
+async def refresh_overtaken(backends: Backends, credential_id: str, answer: dict[str, str]) -> RefreshResult:
+    """Holder A's refresh of ``credential_id``: stuck at the token endpoint while its lock expires and holder B
+    refreshes, then answered with ``answer``."""
+
+    async def stuck_then_answer(request: httpx.Request) -> httpx.Response:
+        await delete_locks(backends)
+        await backends.vault().refresh("t1", credential_id, seen_version=None, trigger="holder-b")
+        return httpx.Response(200, json=answer)
+
+    stale_holder = vault_with_token_endpoint(backends, stuck_then_answer)
+    return await stale_holder.refresh("t1", credential_id, seen_version=None, trigger="holder-a")
+
+
 async def test_a_refresh_whose_lock_expired_mid_flight_cannot_overwrite_a_newer_version(
     backends: Backends, oauth: StandIn
 ) -> None:
     await backends.connection(Provider.GITHUB)
     metadata, grant = await add_user_grant(backends.vault(), oauth, Provider.GITHUB, expires_at=EXPIRED)
-    later = backends.vault()
-
-    async def stuck_then_answer(request: httpx.Request) -> httpx.Response:
-        # Holder A is stuck at the token endpoint; its lock expires and holder B refreshes meanwhile.
-        await delete_locks(backends)
-        await later.refresh("t1", metadata.id, seen_version=None, trigger="holder-b")
-        return httpx.Response(200, json={"access_token": "stale-token-of-a", "refresh_token": "stale-rt-of-a"})
-
-    stale_holder = vault_with_token_endpoint(backends, stuck_then_answer)
-    result = await stale_holder.refresh("t1", metadata.id, seen_version=None, trigger="holder-a")
+    stale = {"access_token": "stale-token-of-a", "refresh_token": "stale-rt-of-a"}
+    result = await refresh_overtaken(backends, metadata.id, stale)
 
     stored = await backends.vault().records.read("t1", metadata.id)
     value = await backends.vault().records.value(stored)
@@ -272,20 +277,12 @@ async def test_invalid_grant_after_a_concurrent_rotation_is_not_taken_for_a_dead
 ) -> None:
     await backends.connection(Provider.GITHUB)
     metadata, grant = await add_user_grant(backends.vault(), oauth, Provider.GITHUB, expires_at=EXPIRED)
-    later = backends.vault()
-
-    async def refused_after_rotation(request: httpx.Request) -> httpx.Response:
-        await delete_locks(backends)
-        await later.refresh("t1", metadata.id, seen_version=None, trigger="holder-b")
-        return httpx.Response(200, json={"error": "bad_refresh_token", "error_description": "already used"})
-
-    result = await vault_with_token_endpoint(backends, refused_after_rotation).refresh(
-        "t1", metadata.id, seen_version=None, trigger="holder-a"
-    )
+    refused = {"error": "bad_refresh_token", "error_description": "already used"}
+    result = await refresh_overtaken(backends, metadata.id, refused)
 
     assert result.outcome is RefreshOutcome.ALREADY_FRESH
     assert access_token(result.current.value) == grant.access_token
-    assert (await later.records.read("t1", metadata.id)).status is CredentialStatus.ACTIVE
+    assert (await backends.vault().records.read("t1", metadata.id)).status is CredentialStatus.ACTIVE
     assert backends.alerts == []
 
 

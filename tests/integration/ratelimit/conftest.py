@@ -17,11 +17,6 @@ MakeLimiter = Callable[..., RateLimiter]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def alerts() -> list[RateLimitAlert]:
     return []
 

@@ -5,12 +5,9 @@ step the message exists exactly once: active, scheduled or dead-lettered, never 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import orjson
-import pytest
 
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.clock import ManualClock, now_utc
@@ -24,13 +21,6 @@ from .conftest import MakeLimiter
 
 QUEUE = "sync-outbound"
 LIMITS = {"connections": {"c1": {"operations": {"create": 1, "delete": 1}}}}
-
-
-@pytest.fixture
-async def queue(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteMessageQueue]:
-    queue = SqliteMessageQueue(tmp_path / "queue.db", clock=clock)
-    yield queue
-    await queue.close()
 
 
 class Worker:

@@ -10,28 +10,23 @@ import pytest
 from castiel.clock import ManualClock
 from castiel.sandbox.server import SandboxServer
 from castiel.sandbox.state import Sandbox
+from tests.integration.conftest import START
 
-START = 1_735_862_400.0  # 2025-01-03T00:00:00Z, after every seeded record
 RECORDS = 30
 AUTH = {"Authorization": "Bearer sandbox-token"}
 
 
 @pytest.fixture(scope="module")
-def module_clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture(scope="module")
-async def module_server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as server:
-        yield server
+def sandbox_records() -> int:
+    return RECORDS
 
 
 @pytest.fixture
-def server(module_server: SandboxServer, module_clock: ManualClock) -> SandboxServer:
+def server(server: SandboxServer, module_clock: ManualClock) -> SandboxServer:
+    """The module's server, its clock and state back to the start."""
     module_clock.value = START
-    module_server.sandbox.reset()
-    return module_server
+    server.sandbox.reset()
+    return server
 
 
 @pytest.fixture

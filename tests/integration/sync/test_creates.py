@@ -5,16 +5,11 @@ and two workers racing to create the same record make one."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from castiel.clock import ManualClock
 from castiel.models import Operation, Provider
-from castiel.sandbox.server import SandboxServer
-from castiel.sandbox.state import Sandbox
-from tests.integration.sync.conftest import World
 from tests.integration.sync.two_way import CONFIRM_AFTER, TwoWay
 
 GITHUB, NOTION = Provider.GITHUB, Provider.NOTION
@@ -23,14 +18,13 @@ NOTION_CREATE = ("notion", "POST", "/notion/v1/pages")
 
 
 @pytest.fixture(scope="module")
-async def server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as served:
-        yield served
+def sandbox_records() -> int:
+    return RECORDS
 
 
 @pytest.fixture
-async def two(world: World) -> TwoWay:
-    two = TwoWay(world)
+async def two(two: TwoWay) -> TwoWay:
+    """Two-way sync between GitHub and Notion."""
     await two.connect(GITHUB)
     await two.connect(NOTION)
     return two

@@ -5,17 +5,12 @@ local. Nothing comes back either way."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from castiel.clock import ManualClock
 from castiel.models import DeletePolicy, Provider, SyncMode
 from castiel.sandbox.demo import GITHUB_TASKS
-from castiel.sandbox.server import SandboxServer
-from castiel.sandbox.state import Sandbox
-from tests.integration.sync.conftest import World
 from tests.integration.sync.two_way import TwoWay
 
 GITHUB, NOTION, GOOGLE, SALESFORCE = Provider.GITHUB, Provider.NOTION, Provider.GOOGLE, Provider.SALESFORCE
@@ -23,14 +18,8 @@ RECORDS = 6
 
 
 @pytest.fixture(scope="module")
-async def server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as served:
-        yield served
-
-
-@pytest.fixture
-async def two(world: World) -> TwoWay:
-    return TwoWay(world)
+def sandbox_records() -> int:
+    return RECORDS
 
 
 ITEMS = "item"

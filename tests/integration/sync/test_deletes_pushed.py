@@ -4,15 +4,9 @@ re-opening it afterwards is a change of theirs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from castiel.clock import ManualClock
 from castiel.models import DeletePolicy, Operation, Provider, SyncResult
-from castiel.sandbox.server import SandboxServer
-from castiel.sandbox.state import Sandbox
-from tests.integration.sync.conftest import World
 from tests.integration.sync.two_way import TENANT, TwoWay
 
 GITHUB, NOTION = Provider.GITHUB, Provider.NOTION
@@ -22,14 +16,8 @@ ISSUE_PATH = "/github/repos/acme/widgets/issues/2"
 
 
 @pytest.fixture(scope="module")
-async def server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as served:
-        yield served
-
-
-@pytest.fixture
-async def two(world: World) -> TwoWay:
-    return TwoWay(world)
+def sandbox_records() -> int:
+    return RECORDS
 
 
 async def outbound_results(two: TwoWay) -> list[SyncResult]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -23,18 +21,6 @@ from castiel.sync.delivery import (
 )
 
 QUEUE = "sync-outbound"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def queue(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteMessageQueue]:
-    queue = SqliteMessageQueue(tmp_path / "queue.db", clock=clock)
-    yield queue
-    await queue.close()
 
 
 def policy_for(queue: SqliteMessageQueue, clock: ManualClock) -> DeliveryPolicy:

@@ -6,7 +6,7 @@ in reverse). The shards, the conflicts and the writes the sandbox recorded are t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ from castiel.clock import ManualClock, now_utc
 from castiel.models import Operation, OutboundChange, Provider, SyncMode, SyncTask, SyncTaskMessage, TaskStatus
 from castiel.ports import Query, ReceivedMessage
 from castiel.sandbox.server import SandboxServer
-from castiel.sandbox.state import Sandbox
 from castiel.sync.delivery import Delivery
 from castiel.sync.local import LocalEdits
-from tests.integration.sync.conftest import START, World
+from tests.integration.conftest import START
 from tests.integration.sync.two_way import OUTBOUND, TENANT, TwoWay
+from tests.integration.sync.world import World
 
 GITHUB, NOTION = Provider.GITHUB, Provider.NOTION
 RECORDS = 5
@@ -30,9 +30,8 @@ INBOUND = "sync-inbound"
 
 
 @pytest.fixture(scope="module")
-async def server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as served:
-        yield served
+def sandbox_records() -> int:
+    return RECORDS
 
 
 class Deliveries:

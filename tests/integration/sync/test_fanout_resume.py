@@ -4,22 +4,19 @@ unchanged — and the other tool still gets each of them exactly once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from castiel.clock import ManualClock, now_utc
+from castiel.clock import now_utc
 from castiel.devhost.convert import sdk_message_from
 from castiel.errors import RetryableError
 from castiel.models import Provider, SyncMode, SyncResult, SyncTaskMessage, TaskStatus
 from castiel.ports import OutgoingMessage
-from castiel.sandbox.server import SandboxServer
-from castiel.sandbox.state import Sandbox
 from castiel.sync.fanout import PullFanout
 from castiel.sync.pull import PageSaved
 from castiel.sync.targets import TargetFinder
 from castiel.triggers import delivery_from
-from tests.integration.sync.conftest import World
 from tests.integration.sync.two_way import OUTBOUND, TENANT, TwoWay
 
 GITHUB, NOTION = Provider.GITHUB, Provider.NOTION
@@ -33,14 +30,13 @@ class Crash(Exception):
 
 
 @pytest.fixture(scope="module")
-async def server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as served:
-        yield served
+def sandbox_records() -> int:
+    return RECORDS
 
 
 @pytest.fixture
-async def two(world: World) -> TwoWay:
-    two = TwoWay(world)
+async def two(two: TwoWay) -> TwoWay:
+    """Two-way sync between GitHub and Notion."""
     await two.connect(GITHUB)
     await two.connect(NOTION)
     return two

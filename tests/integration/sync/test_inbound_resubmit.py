@@ -4,8 +4,6 @@ the inbound service fed exactly as the dev host feeds the worker function."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -27,25 +25,6 @@ from castiel.triggers import delivery_from
 
 QUEUE = "sync-inbound"
 TENANT = "acme"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteDocumentStore]:
-    store = SqliteDocumentStore(tmp_path / "store.db", clock=clock)
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def queue(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteMessageQueue]:
-    queue = SqliteMessageQueue(tmp_path / "queue.db", clock=clock)
-    yield queue
-    await queue.close()
 
 
 @pytest.fixture

@@ -9,15 +9,14 @@ from castiel.errors import NotFound
 from castiel.models import ConflictStrategy, DedupStrategy, TaskStatus
 from castiel.ports import Filter
 from castiel.sync.results import Phase
-from tests.integration.adapters.conftest import Case
-from tests.integration.sync.conftest import (
+from tests.integration.adapters.conftest import Case, live_ids
+from tests.integration.sync.world import (
     BY_PROVIDER,
     GOOGLE,
     RETENTION,
     SALESFORCE,
     World,
     external_ids,
-    live_ids,
 )
 
 EVERY_PHASE = [phase.value for phase in Phase]

@@ -13,7 +13,8 @@ import pytest
 from castiel.errors import RetryableError
 from castiel.models import ConflictStrategy, DedupStrategy
 from castiel.ports import BatchOperation
-from tests.integration.sync.conftest import SALESFORCE, World, external_ids, live_ids
+from tests.integration.adapters.conftest import live_ids
+from tests.integration.sync.world import SALESFORCE, World, external_ids
 
 
 def racing(world: World, writer: Any, times: int) -> list[str]:

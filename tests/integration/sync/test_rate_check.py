@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.ratelimit.policy import RateLimitPolicy
-from tests.integration.sync.conftest import GITHUB, LIMITS, World
+from tests.integration.sync.world import GITHUB, LIMITS, World
 
 
 def limited_to_one_fetch_a_minute(world: World, redis: aioredis.Redis, connection_id: str) -> None:

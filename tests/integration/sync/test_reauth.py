@@ -15,8 +15,8 @@ from castiel.credentials.types import parse_credential
 from castiel.credentials.vault import CredentialVault
 from castiel.models import Connection, CredentialStatus, TaskStatus
 from castiel.sandbox.oauth import PATHS
-from tests.integration.sync.conftest import GITHUB, World
 from tests.integration.sync.test_resume import QUEUE, deliver
+from tests.integration.sync.world import GITHUB, World
 
 CLIENT_ID, CLIENT_SECRET = "sync-client", "zqSYNCSECRETzq"
 

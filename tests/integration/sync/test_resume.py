@@ -12,7 +12,8 @@ from castiel.models import Connection, SyncResult, SyncTaskMessage, TaskStatus, 
 from castiel.ports import OutgoingMessage, Query
 from castiel.sync.pull import PageSaved
 from castiel.triggers import delivery_from
-from tests.integration.sync.conftest import RECORDS, SALESFORCE, SALESFORCE_BATCH, World, live_ids
+from tests.integration.adapters.conftest import live_ids
+from tests.integration.sync.world import RECORDS, SALESFORCE, SALESFORCE_BATCH, World
 
 QUEUE = "sync-inbound"
 PAGES = -(-RECORDS // SALESFORCE_BATCH)

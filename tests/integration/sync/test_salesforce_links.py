@@ -15,7 +15,7 @@ from castiel.models import Connection, Operation, OutboundChange, WebhookRegistr
 from castiel.sandbox.webhooks import WebhookSender
 from castiel.sync.dedup import link_id
 from castiel.webhooks.events import parse_delivery
-from tests.integration.sync.conftest import SALESFORCE, World
+from tests.integration.sync.world import SALESFORCE, World
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 RECEIVER = "https://receiver.test/webhooks/reg-sf/events"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,25 +17,6 @@ from castiel.ports import OutgoingMessage
 from castiel.sync.scheduler import SyncScheduler
 
 QUEUE = "sync-inbound"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteDocumentStore]:
-    store = SqliteDocumentStore(tmp_path / "store.db", clock=clock)
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def queue(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteMessageQueue]:
-    queue = SqliteMessageQueue(tmp_path / "queue.db", clock=clock)
-    yield queue
-    await queue.close()
 
 
 def scheduler_for(store: Any, queue: Any, clock: ManualClock, batch_size: int = 100) -> SyncScheduler:

@@ -4,16 +4,10 @@ retried alone, a change made on the target meanwhile is merged before it could b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from castiel.clock import ManualClock
 from castiel.models import Conflict, DeletePolicy, Operation, Provider, SyncResult
-from castiel.sandbox.server import SandboxServer
-from castiel.sandbox.state import Sandbox
 from castiel.sync.local import LocalEdits
-from tests.integration.sync.conftest import World
 from tests.integration.sync.two_way import OUTBOUND, TENANT, TwoWay
 
 GITHUB, NOTION, SLACK = Provider.GITHUB, Provider.NOTION, Provider.SLACK
@@ -22,14 +16,8 @@ NOTION_PAGES = "/notion/v1/pages"
 
 
 @pytest.fixture(scope="module")
-async def server(module_clock: ManualClock) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(Sandbox(records=RECORDS, clock=module_clock)) as served:
-        yield served
-
-
-@pytest.fixture
-async def two(world: World) -> TwoWay:
-    return TwoWay(world)
+def sandbox_records() -> int:
+    return RECORDS
 
 
 async def synced(two: TwoWay, *providers: Provider) -> None:

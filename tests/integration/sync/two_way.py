@@ -34,7 +34,7 @@ from castiel.sync.fanout import PullFanout
 from castiel.sync.outbound import OutboundSync
 from castiel.sync.targets import TargetFinder
 from castiel.webhooks.events import parse_delivery
-from tests.integration.sync.conftest import RETENTION, World
+from tests.integration.sync.world import RETENTION, World
 from tests.unit.adapters.support import Sleeps, StaticAuth
 
 OUTBOUND = "sync-outbound"

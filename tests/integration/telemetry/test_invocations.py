@@ -4,9 +4,6 @@ correlation id reach the queue worker its change was sent to (the embedded queue
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -16,45 +13,20 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 import function_app
-from castiel.backends.embedded_redis import EmbeddedRedis
-from castiel.devhost.convert import InvocationContext
 from castiel.devhost.loader import discover
 from castiel.devhost.queues import QueuePump
 from castiel.errors import PermanentError
 from castiel.models import (
-    ChangeOrigin,
-    Connection,
-    Operation,
     OutboundChange,
     Provider,
     SyncMode,
-    SyncTask,
-    utcnow,
 )
-from castiel.runtime import Runtime, close_runtime, get_runtime
+from castiel.runtime import Runtime
 from castiel.telemetry.spans import TRACEPARENT
+from tests.integration.function_calls import add_connection, add_due_task, call, webhook_change
 from tests.integration.webhooks.conftest import SAMPLES, SECRETS, auth_headers, registration
 from tests.queue_delivery import deliver
-from tests.telemetry_capture import Captured, listed_functions
-
-FUNCTIONS = listed_functions(function_app.app)
-
-
-@pytest.fixture
-async def runtime(
-    data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Runtime]:
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    await close_runtime()
-    runtime = await get_runtime()
-    await runtime.redis.flushdb()
-    yield runtime
-    await close_runtime()
-
-
-async def call(name: str, argument: object, invocation_id: str = "invocation-1", **extras: object) -> Any:
-    context = InvocationContext(invocation_id, name, ".", None)
-    return await FUNCTIONS[name].get_user_function()(argument, context=context, **extras)
+from tests.telemetry_capture import Captured
 
 
 def only_span(captured: Captured, name: str) -> ReadableSpan:
@@ -66,27 +38,8 @@ def attributes(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
-async def add_connection(runtime: Runtime, provider: Provider, **fields: Any) -> Connection:
-    connection = Connection(id="conn-1", tenant_id="t1", integration_id=provider.value, provider=provider, **fields)
-    await runtime.store.create(Connection.container, connection.to_doc())
-    return connection
-
-
-async def add_due_task(runtime: Runtime) -> None:
-    task = SyncTask(
-        id="task-1",
-        tenant_id="t1",
-        integration_id="standard",
-        connection_id="conn-1",
-        next_run_at=utcnow() - timedelta(minutes=1),
-        status_changed_at=utcnow(),
-    )
-    await runtime.store.create(SyncTask.container, task.to_doc())
-
-
 async def test_the_scheduler_span_and_its_tasks_scheduled(runtime: Runtime, captured: Captured) -> None:
-    await add_connection(runtime, Provider.STANDARD)
-    await add_due_task(runtime)
+    await add_due_task(runtime, Provider.STANDARD)
     await call("sync_scheduler", TimerRequest(past_due=False), "inv-scheduler")
 
     span = only_span(captured, "sync_scheduler")
@@ -103,8 +56,7 @@ async def test_a_failed_pull_is_inbound_failed_and_dead_lettered_with_its_dimens
     runtime: Runtime, captured: Captured
 ) -> None:
     # A provider without an adapter fails for good: the permanent end of a pull.
-    await add_connection(runtime, Provider.STANDARD)
-    await add_due_task(runtime)
+    await add_due_task(runtime, Provider.STANDARD)
     await call("sync_scheduler", TimerRequest(past_due=False))
     (queued,) = await runtime.queue.peek("sync-inbound")
     delivered = await deliver(runtime.queue, "sync-inbound", queued.body, queued.message_id)
@@ -143,19 +95,7 @@ async def test_an_outbound_change_with_nothing_to_push_is_outbound_success(
 ) -> None:
     # A connection that only receives takes no webhook change: the change ends "skipped", a success.
     await add_connection(runtime, Provider.GITHUB, sync_direction=SyncMode.PUSH)
-    change = OutboundChange(
-        integration_id="github",
-        tenant_id="t1",
-        connection_id="conn-1",
-        entity_type="issue",
-        entity_id="github:1",
-        external_id="1",
-        operation=Operation.UPDATE,
-        changes={"title": "renamed"},
-        timestamp=utcnow(),
-        origin=ChangeOrigin.WEBHOOK,
-        correlation_id="c" * 32,
-    )
+    change = webhook_change(correlation_id="c" * 32)
     delivered = await deliver(runtime.queue, "sync-outbound", change.to_json_bytes(), correlation_id="c" * 32)
     await call("sync_outbound_worker", delivered.message, "inv-outbound", actions=delivered.actions)
     assert delivered.actions.outcome == "succeeded"

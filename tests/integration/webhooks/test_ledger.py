@@ -4,8 +4,6 @@ document store while Redis is unreachable), and the health a registration's audi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,13 +15,6 @@ from castiel.webhooks.health import health_status, registration_health
 from castiel.webhooks.ledger import PENDING_TTL_SECONDS, SEEN_TTL_SECONDS, DeliveryLedger
 
 from .conftest import NOW
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: ManualClock) -> AsyncIterator[SqliteDocumentStore]:
-    store = SqliteDocumentStore(tmp_path / "store.db", clock=clock)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

@@ -597,6 +597,19 @@ async def secret_store_down(harness: Harness, monkeypatch: pytest.MonkeyPatch) -
     return detail
 
 
+async def delivers_unavailable(harness: Harness, caplog: pytest.LogCaptureFixture, detail: str) -> None:
+    """A GitHub delivery is answered 503 with the generic reason, nothing is queued, and one error line logs
+    ``detail``."""
+    with caplog.at_level(logging.INFO):
+        response = await harness.deliver("github")
+
+    assert (response.status, answered_json(response)) == (503, {"error": UNAVAILABLE})
+    assert await harness.queued() == []
+    (line,) = [record for record in caplog.records if record.getMessage().startswith("webhook.unavailable")]
+    assert line.levelno == logging.ERROR
+    assert detail in line.getMessage()
+
+
 @pytest.mark.parametrize("fault", ["corrupt secrets file", "secret store unreachable"])
 async def test_a_secret_store_fault_is_a_503_with_a_generic_reason_and_an_error_log_line(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fault: str
@@ -607,14 +620,7 @@ async def test_a_secret_store_fault_is_a_503_with_a_generic_reason_and_an_error_
     else:
         detail = await secret_store_down(harness, monkeypatch)
 
-    with caplog.at_level(logging.INFO):
-        response = await harness.deliver("github")
-
-    assert (response.status, answered_json(response)) == (503, {"error": UNAVAILABLE})
-    assert await harness.queued() == []
-    (line,) = [record for record in caplog.records if record.getMessage().startswith("webhook.unavailable")]
-    assert line.levelno == logging.ERROR
-    assert detail in line.getMessage()
+    await delivers_unavailable(harness, caplog, detail)
     (audit,) = await harness.audits(registration.id)
     assert audit.status_code == 503
     assert audit.reason is not None
@@ -632,14 +638,7 @@ async def test_a_document_store_that_cannot_look_the_registration_up_is_a_503(
         raise RetryableError(detail)
 
     monkeypatch.setattr(harness.store, "query", store_down)
-    with caplog.at_level(logging.INFO):
-        response = await harness.deliver("github")
-
-    assert (response.status, answered_json(response)) == (503, {"error": UNAVAILABLE})
-    assert await harness.queued() == []
-    (line,) = [record for record in caplog.records if record.getMessage().startswith("webhook.unavailable")]
-    assert line.levelno == logging.ERROR
-    assert detail in line.getMessage()
+    await delivers_unavailable(harness, caplog, detail)
 
 
 async def test_a_registration_whose_secret_is_missing_is_a_503_not_the_senders_fault(

@@ -1,24 +1,28 @@
 """What adapter tests share: a static-token ``ConnectionAuth``, one that refreshes on a 401 the way the credentials'
-``httpx.Auth`` flow does, a recording sleep, and an engine over an ``httpx.MockTransport`` and the real limiter."""
+``httpx.Auth`` flow does, a recording sleep, an engine over an ``httpx.MockTransport`` and the real limiter, and a
+builder of an adapter whose provider answers with scripted responses."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from typing import Any, TypeVar
 
 import httpx
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from adapters.base import BaseAdapter
 from adapters.engine import HttpEngine
 from adapters.records import Page
 from castiel.clock import ManualClock
+from castiel.errors import CastielError
 from castiel.models import Connection, Provider
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.ratelimit.policy import RateLimitPolicy
 
 Handler = Callable[[httpx.Request], httpx.Response]
+AdapterT = TypeVar("AdapterT", bound=BaseAdapter)
 
 
 class StaticAuth:
@@ -138,3 +142,46 @@ async def collect(pages: AsyncIterator[Page]) -> list[Page]:
 async def fetch_all(adapter: BaseAdapter, conn: Connection, entity_type: str, cursor: str | None = None) -> list[Page]:
     """Every page of one fetch."""
     return await collect(adapter.fetch(conn, entity_type, cursor))
+
+
+class Script:
+    """A provider that answers with ``answers`` in order and keeps every request it got."""
+
+    def __init__(self, answers: Iterable[httpx.Response]) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answers.pop(0)
+
+
+Maker = Callable[..., tuple[AdapterT, list[httpx.Request]]]
+"""``make(*answers, auth=None)``: an adapter whose provider answers with ``answers``, and the requests it sends."""
+
+
+def maker(
+    adapter: Callable[[HttpEngine], AdapterT],
+    redis: aioredis.Redis,
+    clock: ManualClock | None = None,
+    *,
+    default_auth: Callable[[], StaticAuth] = StaticAuth,
+) -> Maker[AdapterT]:
+    """Builds ``adapter`` over an engine whose provider is a ``Script`` (a fresh clock for each when none is given)."""
+
+    def build(*answers: httpx.Response, auth: StaticAuth | None = None) -> tuple[AdapterT, list[httpx.Request]]:
+        script = Script(answers)
+        built = engine(script, redis, clock or ManualClock(), auth=auth or default_auth())
+        return adapter(built), script.requests
+
+    return build
+
+
+async def fetch_fails(
+    adapter: BaseAdapter, conn: Connection, entity_type: str, error: type[CastielError], message: str
+) -> CastielError:
+    """The error a fetch raises: an ``error`` matching ``message`` that names the connection."""
+    with pytest.raises(error, match=message) as raised:
+        await fetch_all(adapter, conn, entity_type)
+    assert f"{conn.provider.value} connection {conn.id}" in str(raised.value)
+    return raised.value

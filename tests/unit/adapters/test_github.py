@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,17 +10,17 @@ import redis.asyncio as aioredis
 
 from adapters.github import API_VERSION, GitHubAdapter
 from adapters.records import Change, PushStatus
-from castiel.clock import ManualClock
 from castiel.errors import CastielError, ConfigError, PermanentError, RateLimited, RetryableError
 from castiel.models import Operation, Provider
 from tests.unit.adapters.support import (
+    Maker,
     RefreshingAuth,
     RefreshingConnectionAuth,
-    StaticAuth,
     connection,
-    engine,
     fetch_all,
+    fetch_fails,
     json_response,
+    maker,
 )
 
 ROOT = "https://api.github.com"
@@ -68,21 +67,12 @@ def page(items: list[dict[str, Any]], next_page: int | None = None) -> httpx.Res
     return json_response(200, items, headers)
 
 
-Make = Callable[..., tuple[GitHubAdapter, list[httpx.Request]]]
+Make = Maker[GitHubAdapter]
 
 
 @pytest.fixture
 def make(redis_client: aioredis.Redis) -> Make:
-    def build(*answers: httpx.Response, auth: StaticAuth | None = None) -> tuple[GitHubAdapter, list[httpx.Request]]:
-        queue, requests = list(answers), []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            requests.append(request)
-            return queue.pop(0)
-
-        return GitHubAdapter(engine(handler, redis_client, ManualClock(), auth=auth)), requests
-
-    return build
+    return maker(GitHubAdapter, redis_client)
 
 
 async def test_the_next_page_is_asked_for_since_the_last_second_listed_and_pull_requests_are_left_out(
@@ -206,12 +196,10 @@ async def test_error_table(
     make: Make, answer: httpx.Response, error: type[CastielError], retry_after: float | None, message: str
 ) -> None:
     adapter, _ = make(answer)
-    with pytest.raises(error, match=message) as raised:
-        await fetch_all(adapter, CONN, "issue")
-    assert "github connection conn-github" in str(raised.value)
+    raised = await fetch_fails(adapter, CONN, "issue", error, message)
     if retry_after is not None:
-        assert isinstance(raised.value, RateLimited)
-        assert raised.value.retry_after == retry_after
+        assert isinstance(raised, RateLimited)
+        assert raised.retry_after == retry_after
 
 
 async def test_server_errors_are_retried_then_retryable(make: Make) -> None:

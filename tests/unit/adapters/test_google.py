@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,17 +11,17 @@ import redis.asyncio as aioredis
 
 from adapters.google import GoogleCalendarAdapter
 from adapters.records import Change, PushStatus
-from castiel.clock import ManualClock
 from castiel.errors import CastielError, PermanentError, RateLimited, RetryableError
 from castiel.models import Operation, Provider
 from tests.unit.adapters.support import (
+    Maker,
     RefreshingAuth,
     RefreshingConnectionAuth,
-    StaticAuth,
     connection,
-    engine,
     fetch_all,
+    fetch_fails,
     json_response,
+    maker,
 )
 
 CONN = connection(Provider.GOOGLE, base_url=None, calendarId="team@group.calendar.google.com")
@@ -79,23 +78,12 @@ def google_error(status: int, reason: str, message: str, domain: str = "global")
     )
 
 
-Make = Callable[..., tuple[GoogleCalendarAdapter, list[httpx.Request]]]
+Make = Maker[GoogleCalendarAdapter]
 
 
 @pytest.fixture
 def make(redis_client: aioredis.Redis) -> Make:
-    def build(
-        *answers: httpx.Response, auth: StaticAuth | None = None
-    ) -> tuple[GoogleCalendarAdapter, list[httpx.Request]]:
-        queue, requests = list(answers), []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            requests.append(request)
-            return queue.pop(0)
-
-        return GoogleCalendarAdapter(engine(handler, redis_client, ManualClock(), auth=auth)), requests
-
-    return build
+    return maker(GoogleCalendarAdapter, redis_client)
 
 
 async def test_a_full_pass_pages_and_its_last_page_gives_the_sync_token(make: Make) -> None:
@@ -192,9 +180,7 @@ async def test_410_on_the_fresh_pass_too_is_permanent(make: Make) -> None:
 )
 async def test_error_table(make: Make, answers: list[httpx.Response], raised: type[CastielError], message: str) -> None:
     adapter, _ = make(*answers)
-    with pytest.raises(raised, match=message) as caught:
-        await fetch_all(adapter, CONN, "event")
-    assert "google connection conn-google" in str(caught.value)
+    await fetch_fails(adapter, CONN, "event", raised, message)
 
 
 async def test_a_401_is_refreshed_by_the_auth_flow(make: Make) -> None:

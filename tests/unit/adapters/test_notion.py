@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,17 +11,17 @@ import redis.asyncio as aioredis
 
 from adapters.notion import NOTION_VERSION, NotionAdapter
 from adapters.records import Change, PushStatus
-from castiel.clock import ManualClock
 from castiel.errors import CastielError, ConfigError, PermanentError, RateLimited, RetryableError
 from castiel.models import Operation, Provider
 from tests.unit.adapters.support import (
+    Maker,
     RefreshingAuth,
     RefreshingConnectionAuth,
-    StaticAuth,
     connection,
-    engine,
     fetch_all,
+    fetch_fails,
     json_response,
+    maker,
 )
 
 DS = "2f26ee68-df30-4251-aad4-8ddc420cba3d"
@@ -68,21 +67,12 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
     return json_response(status, {"object": "error", "status": status, "code": code, "message": message}, headers)
 
 
-Make = Callable[..., tuple[NotionAdapter, list[httpx.Request]]]
+Make = Maker[NotionAdapter]
 
 
 @pytest.fixture
 def make(redis_client: aioredis.Redis) -> Make:
-    def build(*answers: httpx.Response, auth: StaticAuth | None = None) -> tuple[NotionAdapter, list[httpx.Request]]:
-        queue, requests = list(answers), []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            requests.append(request)
-            return queue.pop(0)
-
-        return NotionAdapter(engine(handler, redis_client, ManualClock(), auth=auth)), requests
-
-    return build
+    return maker(NotionAdapter, redis_client)
 
 
 def body(request: httpx.Request) -> Any:
@@ -152,11 +142,9 @@ async def test_a_trashed_page_is_a_deletion(make: Make) -> None:
 )
 async def test_error_table(make: Make, answers: list[httpx.Response], raised: type[CastielError], message: str) -> None:
     adapter, _ = make(*answers)
-    with pytest.raises(raised, match=message) as caught:
-        await fetch_all(adapter, CONN, "page")
-    assert "notion connection conn-notion" in str(caught.value)
-    if isinstance(caught.value, RateLimited):
-        assert caught.value.retry_after == 7
+    caught = await fetch_fails(adapter, CONN, "page", raised, message)
+    if isinstance(caught, RateLimited):
+        assert caught.retry_after == 7
 
 
 async def test_a_conflict_is_retried(make: Make) -> None:

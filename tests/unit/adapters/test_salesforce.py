@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,13 +16,15 @@ from castiel.clock import ManualClock
 from castiel.errors import CastielError, ConfigError, PermanentError, RateLimited, RetryableError
 from castiel.models import Operation, Provider
 from tests.unit.adapters.support import (
+    Maker,
     RefreshingAuth,
     RefreshingConnectionAuth,
     StaticAuth,
     connection,
-    engine,
     fetch_all,
+    fetch_fails,
     json_response,
+    maker,
 )
 
 INSTANCE = "https://acme.my.salesforce.com"
@@ -67,7 +68,7 @@ DESCRIBE = {
     ],
 }
 
-Make = Callable[..., tuple[SalesforceAdapter, list[httpx.Request]]]
+Make = Maker[SalesforceAdapter]
 
 
 @pytest.fixture
@@ -77,19 +78,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def make(redis_client: aioredis.Redis, clock: ManualClock) -> Make:
-    def build(
-        *answers: httpx.Response, auth: StaticAuth | None = None
-    ) -> tuple[SalesforceAdapter, list[httpx.Request]]:
-        queue, requests = list(answers), []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            requests.append(request)
-            return queue.pop(0)
-
-        auth = auth or StaticAuth(api_root=INSTANCE)
-        return SalesforceAdapter(engine(handler, redis_client, clock, auth=auth)), requests
-
-    return build
+    return maker(SalesforceAdapter, redis_client, clock, default_auth=lambda: StaticAuth(api_root=INSTANCE))
 
 
 def soql(request: httpx.Request) -> str:
@@ -195,11 +184,9 @@ async def test_a_cursor_within_the_recycle_bin_is_incremental(make: Make) -> Non
 )
 async def test_error_table(make: Make, answers: list[httpx.Response], raised: type[CastielError], message: str) -> None:
     adapter, _ = make(*answers)
-    with pytest.raises(raised, match=message) as caught:
-        await fetch_all(adapter, CONN, "Account")
-    assert "salesforce connection conn-salesforce" in str(caught.value)
-    if isinstance(caught.value, RateLimited):
-        assert caught.value.retry_after == 3600
+    caught = await fetch_fails(adapter, CONN, "Account", raised, message)
+    if isinstance(caught, RateLimited):
+        assert caught.retry_after == 3600
 
 
 async def test_an_expired_query_locator_resumes_from_the_checkpoint(make: Make) -> None:

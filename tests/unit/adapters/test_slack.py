@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,17 +11,18 @@ import redis.asyncio as aioredis
 
 from adapters.records import Change, PushStatus
 from adapters.slack import SlackAdapter
-from castiel.clock import ManualClock
 from castiel.errors import CastielError, ConfigError, Deferred, PermanentError, RateLimited, RetryableError
 from castiel.models import Operation, Provider
 from tests.unit.adapters.support import (
+    Maker,
     RefreshingAuth,
     RefreshingConnectionAuth,
     StaticAuth,
     connection,
-    engine,
     fetch_all,
+    fetch_fails,
     json_response,
+    maker,
 )
 
 CONN = connection(Provider.SLACK, base_url=None, channel="C1234567890")
@@ -49,21 +49,12 @@ def failure(code: str, **extra: Any) -> httpx.Response:
     return json_response(200, {"ok": False, "error": code, **extra})
 
 
-Make = Callable[..., tuple[SlackAdapter, list[httpx.Request]]]
+Make = Maker[SlackAdapter]
 
 
 @pytest.fixture
 def make(redis_client: aioredis.Redis) -> Make:
-    def build(*answers: httpx.Response, auth: StaticAuth | None = None) -> tuple[SlackAdapter, list[httpx.Request]]:
-        queue, requests = list(answers), []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            requests.append(request)
-            return queue.pop(0)
-
-        return SlackAdapter(engine(handler, redis_client, ManualClock(), auth=auth)), requests
-
-    return build
+    return maker(SlackAdapter, redis_client)
 
 
 async def test_a_pass_reads_newest_first_and_moves_oldest_only_at_its_end(make: Make) -> None:
@@ -161,11 +152,9 @@ async def test_an_unknown_app_distribution_is_a_config_error(make: Make) -> None
 )
 async def test_error_table(make: Make, answers: list[httpx.Response], raised: type[CastielError], message: str) -> None:
     adapter, _ = make(*answers)
-    with pytest.raises(raised, match=message) as caught:
-        await fetch_all(adapter, CONN, "message")
-    assert "slack connection conn-slack" in str(caught.value)
-    if isinstance(caught.value, RateLimited) and answers[0].status_code == 429:
-        assert caught.value.retry_after == 30
+    caught = await fetch_fails(adapter, CONN, "message", raised, message)
+    if isinstance(caught, RateLimited) and answers[0].status_code == 429:
+        assert caught.retry_after == 30
 
 
 async def test_token_expired_in_a_200_asks_for_the_auth_again(make: Make) -> None:

@@ -55,6 +55,15 @@ async def refresh_with(
     return renewed, recorder
 
 
+USER_GRANT_REFRESH = {
+    "grant_type": "refresh_token",
+    "refresh_token": "old-rt",
+    "client_id": "cid",
+    "client_secret": "csecret",
+}
+"""The form a refresh of ``user_grant()`` posts (client id and secret in the body)."""
+
+
 def user_grant(**extra: Any) -> OAuth2AuthorizationCode:
     fields = {"access_token": "old-at", "refresh_token": "old-rt", "client_id": "cid", "client_secret": "csecret"}
     value = parse_credential("oauth2_authorization_code", {**fields, **extra})
@@ -80,12 +89,7 @@ async def test_salesforce_keeps_the_refresh_token_and_rereads_the_instance_url()
     request = recorder.requests[0]
     assert str(request.url) == "https://login.salesforce.com/services/oauth2/token"
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-    assert recorder.form == {
-        "grant_type": "refresh_token",
-        "refresh_token": "old-rt",
-        "client_id": "cid",
-        "client_secret": "csecret",
-    }
+    assert recorder.form == USER_GRANT_REFRESH
     assert isinstance(renewed, OAuth2AuthorizationCode)
     assert access_token(renewed) == "00D!new"
     assert secret(renewed.refresh_token) == "old-rt"
@@ -122,12 +126,7 @@ async def test_slack_rotates_twelve_hour_tokens_and_the_new_refresh_token_replac
     }
     renewed, recorder = await refresh_with(Provider.SLACK, user_grant(), httpx.Response(200, json=body))
     assert str(recorder.requests[0].url) == "https://slack.com/api/oauth.v2.access"
-    assert recorder.form == {
-        "grant_type": "refresh_token",
-        "refresh_token": "old-rt",
-        "client_id": "cid",
-        "client_secret": "csecret",
-    }
+    assert recorder.form == USER_GRANT_REFRESH
     assert isinstance(renewed, OAuth2AuthorizationCode)
     assert secret(renewed.refresh_token) == "xoxe-1-new"
     assert renewed.expires_at == NOW + timedelta(hours=12)

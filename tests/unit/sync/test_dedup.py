@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,8 +26,8 @@ from castiel.sync.dedup import (
     shard_ids,
 )
 from castiel.sync.mapping import MappedRecord, compile_mappings
+from tests.unit.sync.records import T0, Rec
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
 MAPPING = compile_mappings(
     {
         "Contact": {
@@ -40,15 +39,6 @@ MAPPING = compile_mappings(
     },
     {"Contact": "contact", "Account": "account"},
 )
-
-
-@dataclass(frozen=True)
-class Rec:
-    entity_type: str
-    external_id: str
-    data: dict[str, Any] = field(default_factory=dict)
-    updated_at: datetime | None = T0
-    deleted: bool = False
 
 
 def contact(external_id: str, updated_at: datetime | None = T0, deleted: bool = False, **data: Any) -> MappedRecord:

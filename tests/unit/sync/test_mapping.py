@@ -3,7 +3,6 @@ references, fingerprints, and the reverse mapping of pushes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,21 +13,10 @@ from hypothesis import strategies as st
 from castiel.errors import ConfigError, InvalidMessage
 from castiel.sync.canonical import fingerprint
 from castiel.sync.mapping import DEFAULT_KEYS, compile_mappings
+from tests.unit.sync.records import T0, Rec
 
 SALESFORCE = {"Account": "account", "Contact": "contact", "Opportunity": "opportunity"}
 NOTION = {"page": "page"}
-T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Rec:
-    """A record as an adapter hands it over."""
-
-    entity_type: str
-    external_id: str
-    data: dict[str, Any] = field(default_factory=dict)
-    updated_at: datetime | None = T0
-    deleted: bool = False
 
 
 ACCOUNTS = {

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,13 @@ from castiel.sync.conflicts import ConflictSettings
 from castiel.sync.dedup import DedupContext, decide, fold_page, link_ids, match_queries, shard_ids
 from castiel.sync.mapping import compile_mappings
 from castiel.sync.sharding import PageWrites, build_page
+from tests.unit.sync.records import T0, Rec
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
 MAPPING = compile_mappings(
     {"Contact": {"shardType": "contact", "fields": {"Email": "email", "Name": "name"}, "keys": [["email"]]}},
     {"Contact": "contact"},
 )
 SETTINGS = ConflictSettings(ConflictStrategy.FIELD_MERGE)
-
-
-@dataclass(frozen=True)
-class Rec:
-    entity_type: str
-    external_id: str
-    data: dict[str, Any] = field(default_factory=dict)
-    updated_at: datetime | None = T0
-    deleted: bool = False
 
 
 class CountingStore(SqliteDocumentStore):

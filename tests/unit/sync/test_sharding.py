@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +11,8 @@ from castiel.sync.conflicts import ConflictSettings
 from castiel.sync.dedup import Action, DedupContext, decide, link_id, shard_id
 from castiel.sync.mapping import MappedRecord, compile_mappings
 from castiel.sync.sharding import PageWrites, build_page
+from tests.unit.sync.records import T0, Rec
 
-T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 MAPPING = compile_mappings(
     {
@@ -30,15 +29,6 @@ MAPPING = compile_mappings(
 )
 CTX = DedupContext("t1", "sf", DedupStrategy.EXTERNAL_ID, MAPPING)
 LOCAL_WINS = ConflictSettings(ConflictStrategy.LOCAL_WINS)
-
-
-@dataclass(frozen=True)
-class Rec:
-    entity_type: str
-    external_id: str
-    data: dict[str, Any] = field(default_factory=dict)
-    updated_at: datetime | None = T0
-    deleted: bool = False
 
 
 def mapped(entity_type: str, external_id: str, deleted: bool = False, **data: Any) -> list[MappedRecord]:
