@@ -49,7 +49,7 @@ from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.receiver import WebhookReceiver, WebhookRequest
 from castiel.webhooks.registrations import WebhookRegistrations
-from castiel.webhooks.signatures import GITHUB
+from castiel.webhooks.schemes import GITHUB
 from castiel.webhooks.verifiers import Verifiers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """A sender of correctly signed provider webhooks, for the demo and end-to-end tests of the webhook receiver.
 
-Each provider's event is shaped as the provider sends it and signed with the scheme of ``castiel.webhooks.signatures``
+Each provider's event is shaped as the provider sends it and signed with the scheme of ``castiel.webhooks.schemes``
 the receiver verifies: GitHub ``issues`` events (``X-Hub-Signature-256``), Slack Events API ``message`` callbacks
 (``X-Slack-Signature`` over ``v0:{timestamp}:{body}``), Notion ``page.*`` events (``X-Notion-Signature``), Salesforce
 Change Data Capture events from a signed Apex callout (Standard Webhooks headers), and Google Pub/Sub push messages
@@ -25,7 +25,7 @@ from castiel.clock import Clock, system_clock
 from castiel.errors import ConfigError
 from castiel.models import Operation
 from castiel.sandbox.slack import CHANNEL_ID
-from castiel.webhooks.signatures import GITHUB, NOTION, SLACK, STANDARD
+from castiel.webhooks.schemes import GITHUB, NOTION, SLACK, STANDARD
 
 PUSH_SERVICE_ACCOUNT = "pubsub-push@castiel-sandbox.iam.gserviceaccount.com"
 PUSH_ISSUER = "https://accounts.google.com"

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from castiel.webhooks.signatures import GITHUB, SLACK
+from castiel.webhooks.schemes import GITHUB, SLACK
 from tests.e2e.conftest import REPO, DevHost, StartHost, castiel
 
 PAYLOADS = REPO / "tests/unit/webhooks/payloads"

@@ -40,7 +40,7 @@ from castiel.models import (
     WebhookRegistration,
 )
 from castiel.ports import DocumentStore, Filter, MessageQueue, Query, SecretStore
-from castiel.webhooks import signatures
+from castiel.webhooks import schemes
 from castiel.webhooks.google_oidc import GOOGLE_CERTS_URL, GoogleSigningKeys
 from castiel.webhooks.health import registration_health
 from castiel.webhooks.ledger import DeliveryLedger
@@ -74,12 +74,12 @@ PROVIDERS: Mapping[str, Provider] = {
     "google": Provider.GOOGLE,
 }
 
-SCHEMES: Mapping[str, signatures.HmacScheme] = {
-    "github": signatures.GITHUB,
-    "slack": signatures.SLACK,
-    "notion": signatures.NOTION,
-    "standard": signatures.STANDARD,
-    "salesforce": signatures.STANDARD,
+SCHEMES: Mapping[str, schemes.HmacScheme] = {
+    "github": schemes.GITHUB,
+    "slack": schemes.SLACK,
+    "notion": schemes.NOTION,
+    "standard": schemes.STANDARD,
+    "salesforce": schemes.STANDARD,
 }
 """The kinds that sign with an HMAC, and how."""
 

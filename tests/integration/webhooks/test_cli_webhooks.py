@@ -33,7 +33,7 @@ from castiel.errors import NotFound
 from castiel.models import Provider, WebhookRegistration
 from castiel.settings import load_settings
 from castiel.webhooks.registrations import REVALIDATE_SECONDS
-from castiel.webhooks.signatures import GITHUB, NOTION, STANDARD
+from castiel.webhooks.schemes import GITHUB, NOTION, STANDARD
 
 from .conftest import SAMPLES, Harness, assemble, serve_jwks
 

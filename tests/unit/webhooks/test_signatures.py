@@ -17,16 +17,8 @@ from hypothesis import strategies as st
 from castiel.errors import ConfigError, SignatureError
 from castiel.models import Provider
 from castiel.webhooks.google_oidc import GoogleSigningKeys
-from castiel.webhooks.signatures import (
-    GITHUB,
-    HMAC_SCHEMES,
-    NOTION,
-    SLACK,
-    STANDARD,
-    HmacScheme,
-    HmacVerifier,
-    build_verifier,
-)
+from castiel.webhooks.schemes import GITHUB, HMAC_SCHEMES, NOTION, SLACK, STANDARD, HmacScheme
+from castiel.webhooks.signatures import HmacVerifier, build_verifier
 
 NOW = 1_700_000_000
 SECRET = "s3cret"
