@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import orjson
 
 from castiel.backends.query_plan import (
-    PreparedDocument,
     SortKey,
     check_filter,
     check_key,
@@ -120,6 +119,8 @@ class SqliteDocumentStore:
 
         def insert_all(conn: sqlite3.Connection) -> list[CastielError | None]:
             outcomes: list[CastielError | None] = []
+            if _apply_together(conn, steps):
+                return [None] * len(steps)
             for step in steps:
                 try:
                     step.apply(conn)
@@ -149,14 +150,14 @@ class SqliteDocumentStore:
             return []
 
         def apply_all(conn: sqlite3.Connection) -> list[str | None]:
-            etags: list[str | None] = []
-            for position, step in enumerate(steps):
-                try:
-                    etags.append(step.apply(conn))
-                except (AlreadyExists, NotFound, PreconditionFailed) as exc:
-                    # Raising out of the job rolls its savepoint back: the steps before this one are undone too.
-                    raise type(exc)(f"batch operation {position} ({step.kind}): {exc}") from None
-            return etags
+            if not _apply_together(conn, steps):
+                for position, step in enumerate(steps):
+                    try:
+                        step.apply(conn)
+                    except (AlreadyExists, NotFound, PreconditionFailed) as exc:
+                        # Raising out of the job rolls its savepoint back: the steps before this one are undone too.
+                        raise type(exc)(f"batch operation {position} ({step.kind}): {exc}") from None
+            return [step.etag for step in steps]
 
         return await self._run_write(now, apply_all)
 
@@ -278,88 +279,95 @@ class SqliteDocumentStore:
             return await self._db.read(work)
 
 
-class _Row:
-    """The stored form of one write: the document with its new ``_etag`` and ``_ts``, and its expiry."""
-
-    def __init__(self, prepared: PreparedDocument, now: float) -> None:
-        self.prepared = prepared
-        self.now = now
-        self.etag = new_id()
-        self.ts = int(now)
-        self.expires_at = None if prepared.ttl is None else now + prepared.ttl
-        stored = {**prepared.body, "_etag": self.etag, "_ts": self.ts}
-        try:
-            # Passing datetimes through makes them an error: stored times are format_utc strings, never orjson's.
-            self.doc = orjson.dumps(stored, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
-        except TypeError as exc:
-            raise ValueError(f"document {prepared.doc_id!r} is not JSON: {exc}") from None
-
-    def key(self, container: str) -> tuple[str, str, str]:
-        """The primary key: ``(container, partition key, id)``."""
-        return container, self.prepared.partition_key, self.prepared.doc_id
-
-    def describe(self, container: str) -> str:
-        """``container/partition key/id``, for error messages."""
-        return "/".join(self.key(container))
-
-    def values(self, container: str) -> tuple[Any, ...]:
-        """The columns of the ``documents`` table, in order."""
-        return (*self.key(container), self.doc, self.etag, self.ts, self.expires_at)
-
-
 class _Step:
-    """One checked write: the row to store (or the key to delete), applied by the statement its kind needs."""
+    """One checked write: the statement its kind runs with its parameters, and the document text it stores (none
+    for a delete). All of it is worked out before the write job runs, so the writer thread only executes."""
 
-    __slots__ = ("container", "if_match", "key", "kind", "now", "row")
+    __slots__ = ("doc", "etag", "key", "kind", "now", "parameters", "sql")
 
     def __init__(
-        self, container: str, kind: str, key: tuple[str, str, str], now: float, if_match: str | None, row: _Row | None
+        self,
+        kind: str,
+        key: tuple[str, str, str],
+        now: float,
+        statement: tuple[str, tuple[Any, ...]],
+        doc: str | None = None,
+        etag: str | None = None,
     ) -> None:
-        self.container = container
         self.kind = kind
         self.key = key
         self.now = now
-        self.if_match = if_match
-        self.row = row
+        self.sql, self.parameters = statement
+        self.doc = doc
+        self.etag = etag
 
     @classmethod
     def prepare(cls, container: str, operation: BatchOperation, now: float, partition_key: str | None = None) -> _Step:
         """Validate ``operation`` before anything is written; ``partition_key``, when given, must be its partition."""
-        if operation.kind == "delete":
+        kind, if_match = operation.kind, operation.if_match
+        if kind == "delete":
             if partition_key is None:
                 raise ValueError("a delete needs the document's partition key")
             key = _key(container, operation.doc_id, partition_key)
-            return cls(container, "delete", key, now, operation.if_match, None)
+            return cls(kind, key, now, (_DELETE, (*key, now, if_match, if_match)))
         if operation.doc is None:
-            raise ValueError(f"a {operation.kind} needs a document")
-        row = _Row(prepare_document(container, operation.doc), now)
-        if partition_key is not None and row.prepared.partition_key != partition_key:
-            raise ValueError(f"{row.describe(container)} is not in the batch's partition {partition_key!r}")
-        return cls(container, operation.kind, row.key(container), now, operation.if_match, row)
+            raise ValueError(f"a {kind} needs a document")
+        prepared = prepare_document(container, operation.doc)
+        key = (container, prepared.partition_key, prepared.doc_id)
+        if partition_key is not None and prepared.partition_key != partition_key:
+            raise ValueError(f"{'/'.join(key)} is not in the batch's partition {partition_key!r}")
+        etag, ts = new_id(), int(now)
+        expires_at = None if prepared.ttl is None else now + prepared.ttl
+        stored = prepared.body  # prepare_document's own copy of the caller's document: it takes the store's fields
+        stored["_etag"] = etag
+        stored["_ts"] = ts
+        try:
+            # Passing datetimes through makes them an error: stored times are format_utc strings, never orjson's.
+            doc = orjson.dumps(stored, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+        except TypeError as exc:
+            raise ValueError(f"document {prepared.doc_id!r} is not JSON: {exc}") from None
+        statement: tuple[str, tuple[Any, ...]]
+        if kind == "upsert":
+            statement = _UPSERT, (*key, doc, etag, ts, expires_at)
+        elif kind == "create":
+            statement = _CREATE, (*key, doc, etag, ts, expires_at, now)
+        else:
+            statement = _REPLACE, (doc, etag, ts, expires_at, *key, now, if_match, if_match)
+        return cls(kind, key, now, statement, doc, etag)
 
     def stored(self) -> str:
         """The JSON text written (a delete writes none)."""
-        if self.row is None:
+        if self.doc is None:
             raise ValueError("a delete stores no document")
-        return self.row.doc
+        return self.doc
 
     def apply(self, conn: sqlite3.Connection) -> str | None:
         """Write; returns the new etag (None for a delete), or raises the error of the single-document method."""
-        row, key, now, if_match = self.row, self.key, self.now, self.if_match
-        if row is None:
-            if conn.execute(_DELETE, (*key, now, if_match, if_match)).rowcount == 0:
-                _raise_missing_or_stale(conn, key, now)
-            return None
-        if self.kind == "upsert":
-            conn.execute(_UPSERT, row.values(self.container))
-        elif self.kind == "create":
-            if conn.execute(_CREATE, (*row.values(self.container), now)).rowcount == 0:
-                raise AlreadyExists(f"{row.describe(self.container)} already exists")
-        else:
-            parameters = (row.doc, row.etag, row.ts, row.expires_at, *key, now, if_match, if_match)
-            if conn.execute(_REPLACE, parameters).rowcount == 0:
-                _raise_missing_or_stale(conn, key, now)
-        return row.etag
+        if conn.execute(self.sql, self.parameters).rowcount == 0:  # an upsert always changes its row
+            if self.kind == "create":
+                raise AlreadyExists(f"{'/'.join(self.key)} already exists")
+            _raise_missing_or_stale(conn, self.key, self.now)
+        return self.etag
+
+
+def _apply_together(conn: sqlite3.Connection, steps: Sequence[_Step]) -> bool:
+    """Run ``steps`` as one ``executemany`` per statement: True if each changed its row, else none stays applied.
+
+    Steps on distinct keys commute, so grouping them by statement changes nothing but the number of calls into
+    SQLite (each of which hands the GIL over and back). A step that would fail leaves the count of changed rows
+    short; the caller then applies the steps one by one, in order, to raise the first failing step's own error.
+    """
+    if len({step.key for step in steps}) < len(steps):
+        return False
+    by_statement: dict[str, list[tuple[Any, ...]]] = {}
+    for step in steps:
+        by_statement.setdefault(step.sql, []).append(step.parameters)
+    conn.execute("SAVEPOINT steps")
+    changed = sum(conn.executemany(sql, parameters).rowcount for sql, parameters in by_statement.items())
+    if changed != len(steps):
+        conn.execute("ROLLBACK TO steps")
+    conn.execute("RELEASE steps")
+    return changed == len(steps)
 
 
 def _load(text: str) -> dict[str, Any]:

@@ -315,6 +315,53 @@ async def test_write_batch_applies_every_kind_of_operation_in_order(h: Harness) 
     assert await h.store.write_batch(SHARDS, h.tenant("t1"), []) == []
 
 
+async def test_a_batch_of_every_kind_on_distinct_documents_lands_whole(h: Harness) -> None:
+    kept = await h.store.create(SHARDS, h.doc("kept", version=0))
+    await h.store.create(SHARDS, h.doc("overwritten", version=0))
+    await h.store.create(SHARDS, h.doc("gone"))
+    await h.store.create(SHARDS, h.doc("dropped"))
+    dropped = await h.store.read(SHARDS, "dropped", h.tenant("t1"))
+
+    etags = await h.store.write_batch(
+        SHARDS,
+        h.tenant("t1"),
+        [
+            BatchOperation.replace(h.doc("kept", version=1), if_match=kept["_etag"]),
+            BatchOperation.create(h.doc("new", version=1)),
+            BatchOperation.delete("gone"),
+            BatchOperation.upsert(h.doc("overwritten", version=1)),
+            BatchOperation.delete("dropped", if_match=dropped["_etag"]),
+            BatchOperation.upsert(h.doc("fresh", version=1)),
+        ],
+    )
+
+    names = ["kept", "new", "gone", "overwritten", "dropped", "fresh"]
+    stored = await h.store.read_many(SHARDS, h.tenant("t1"), names)
+    assert sorted(stored) == ["fresh", "kept", "new", "overwritten"]
+    assert {name: doc["version"] for name, doc in stored.items()} == dict.fromkeys(stored, 1)
+    assert etags == [stored[name]["_etag"] if name in stored else None for name in names]
+
+
+async def test_a_batch_with_several_failing_operations_reports_the_first_in_order(h: Harness) -> None:
+    there = await h.store.create(SHARDS, h.doc("there", version=0))
+    await h.store.create(SHARDS, h.doc("taken"))
+
+    with pytest.raises(PreconditionFailed, match="batch operation 1"):
+        await h.store.write_batch(
+            SHARDS,
+            h.tenant("t1"),
+            [
+                BatchOperation.create(h.doc("before")),
+                BatchOperation.replace(h.doc("there", version=1), if_match="stale-etag"),
+                BatchOperation.upsert(h.doc("between")),
+                BatchOperation.create(h.doc("taken")),  # would fail too, but comes later
+            ],
+        )
+
+    assert await h.store.read_many(SHARDS, h.tenant("t1"), ["before", "between"]) == {}
+    assert await h.store.read(SHARDS, "there", h.tenant("t1")) == there
+
+
 FAILING_BATCH_OPERATIONS: dict[str, tuple[Callable[[Harness, str], BatchOperation], type[Exception]]] = {
     "create-existing": (lambda h, etag: BatchOperation.create(h.doc("there")), AlreadyExists),
     "replace-stale": (
@@ -513,6 +560,34 @@ async def test_an_expired_document_is_gone_for_every_operation_but_create(h: Har
     assert await h.store.read(SHARDS, "a", h.tenant("t1")) == recreated
     clock.advance(3600)
     assert (await h.store.read(SHARDS, "a", h.tenant("t1")))["generation"] == 3
+
+
+async def test_in_batches_too_an_expired_document_can_only_be_created_again(h: Harness) -> None:
+    clock = h.manual_clock()
+    expired = await h.store.create(SHARDS, h.doc("a", ttl=5, generation=1))
+    await h.store.create(SHARDS, h.doc("b", ttl=5, generation=1))
+    clock.advance(5)
+
+    with pytest.raises(NotFound, match="batch operation 1"):
+        await h.store.write_batch(
+            SHARDS,
+            h.tenant("t1"),
+            [
+                BatchOperation.upsert(h.doc("c")),
+                BatchOperation.replace(h.doc("a", generation=2), if_match=expired["_etag"]),
+            ],
+        )
+    etags = await h.store.write_batch(
+        SHARDS, h.tenant("t1"), [BatchOperation.create(h.doc("a", generation=3)), BatchOperation.upsert(h.doc("c"))]
+    )
+    outcomes = await h.store.create_many(SHARDS, [h.doc("b", generation=3), h.doc("d")])
+
+    stored = await h.store.read_many(SHARDS, h.tenant("t1"), ["a", "b", "c", "d"])
+    assert outcomes == [None, None]
+    assert (stored["a"]["generation"], stored["b"]["generation"]) == (3, 3)
+    assert etags == [stored["a"]["_etag"], stored["c"]["_etag"]]
+    clock.advance(3600)  # the documents created again no longer carry the old expiry
+    assert sorted(await h.store.read_many(SHARDS, h.tenant("t1"), ["a", "b", "c", "d"])) == ["a", "b", "c", "d"]
 
 
 async def test_expired_rows_are_purged_from_the_file_by_a_later_write(h: Harness) -> None:
