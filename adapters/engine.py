@@ -4,7 +4,8 @@ For each attempt of a request: the rate limiter admits it first (``RateLimiter.c
 update or delete; a refusal is ``Deferred`` or ``RateLimited``), the adapter's ``before_request`` hook sees it, the
 process-wide ``httpx.AsyncClient`` sends it under the connection's ``httpx.Auth`` flow, every response's headers go to
 the limiter's adaptive part (``observe_response``), the ``after_response`` hook sees it, and the adapter's
-resolution table (``resolution.py``) decides what happens next. Errors leave only as the taxonomy of
+resolution table (``resolution.py``) decides what happens next; a request that raised is retried or not as the
+shared httpx table (``castiel.http_errors``) classes its error. Errors leave only as the taxonomy of
 ``castiel.errors``, through the adapter's ``on_error`` hook; no ``httpx`` exception escapes.
 
 Authentication and the instance URL come from a ``ConnectionAuth`` (``castiel/credentials`` implements it); the
@@ -25,18 +26,11 @@ import orjson
 
 from adapters.backoff import ExponentialBackoff, WaitRule, first_answer, retry_after_header
 from adapters.cursors import CursorExpired
-from adapters.resolution import Action, ResolutionTable, Rule
+from adapters.resolution import Action, ResolutionTable
 from adapters.wire import Reply, RequestSpec
 from castiel.clock import Clock, system_clock
-from castiel.errors import (
-    CastielError,
-    ConfigError,
-    Deferred,
-    NotFound,
-    PermanentError,
-    RateLimited,
-    RetryableError,
-)
+from castiel.errors import CastielError, ConfigError, Deferred, NotFound, PermanentError, RateLimited, RetryableError
+from castiel.http_errors import HTTPX_ERRORS, httpx_error
 from castiel.models import Connection, RateLimitCheck
 from castiel.ratelimit.limiter import raise_for_check
 from castiel.ratelimit.policy import LimitedOperation
@@ -196,15 +190,16 @@ class HttpEngine:
             attempt += 1
             await self._admit(session, operation)
             request = self._build(session, hooks, spec)
+            target = f"{session.where}: {spec.method} {urlsplit(str(request.url)).path}"
             reply: Reply | None = None
+            failure: BaseException | None = None
             try:
                 response = await self._http.send(request, auth=session.auth)
             except httpx.HTTPError as exc:
-                rule = hooks.resolution.resolve_exception(exc)
-                if rule is None:
-                    raise
-                detail = f"{rule.reason}: {exc}" if str(exc) else f"{rule.reason} ({type(exc).__name__})"
-                failure: BaseException | None = exc
+                failure = exc
+                translated = httpx_error(exc, target)
+                action = Action.RETRY if isinstance(translated, RetryableError) else Action.FAIL
+                message = str(translated)
             else:
                 reply = Reply(response)
                 await self._observe(session, response)
@@ -212,12 +207,12 @@ class HttpEngine:
                 rule = hooks.resolution.resolve(reply)
                 if rule.action is Action.SUCCESS:
                     return reply
+                action = rule.action
                 detail = f"HTTP {reply.status} {hooks.error_message(reply)}".strip()
-                failure = None
-            if len(detail) > _SHOWN_MESSAGE_CHARS:
-                detail = detail[:_SHOWN_MESSAGE_CHARS] + "…"
-            message = f"{session.where}: {spec.method} {urlsplit(str(request.url)).path}: {detail}"
-            retry = rule.action is Action.RETRY and attempt < self._max_attempts
+                if len(detail) > _SHOWN_MESSAGE_CHARS:
+                    detail = detail[:_SHOWN_MESSAGE_CHARS] + "…"
+                message = f"{target}: {detail}"
+            retry = action is Action.RETRY and attempt < self._max_attempts
             if retry and _may_resend(operation, failure, reply):
                 wait = first_answer((retry_after_header,), reply, self._clock())
                 if wait is None or wait <= MAX_INLINE_WAIT_SECONDS:
@@ -227,15 +222,14 @@ class HttpEngine:
                     )
                     await self._sleep(delay)
                     continue
-            if rule.action is Action.REFRESH_TOKEN_THEN_RETRY and not reauthenticated:
+            if action is Action.REFRESH_TOKEN_THEN_RETRY and not reauthenticated:
                 reauthenticated = True
                 session.auth = await self._credentials.auth_for_connection(session.connection)
                 continue
-            error = hooks.on_error(session, self._error(rule, message, hooks, reply, attempt), reply)
+            error = hooks.on_error(session, self._error(action, message, hooks, reply, attempt), reply)
             raise error from failure
 
-    def _error(self, rule: Rule, message: str, hooks: Hooks, reply: Reply | None, attempt: int) -> CastielError:
-        action = rule.action
+    def _error(self, action: Action, message: str, hooks: Hooks, reply: Reply | None, attempt: int) -> CastielError:
         if action is Action.RATE_LIMITED or action is Action.RETRY:
             wait = first_answer(hooks.rate_limit_rules, reply, self._clock())
             if action is Action.RATE_LIMITED:
@@ -258,10 +252,8 @@ class HttpEngine:
         if spec.json is not None:
             content = orjson.dumps(spec.json)
             headers.setdefault("Content-Type", "application/json")
-        try:
+        with HTTPX_ERRORS.translating(session.where):
             request = self._http.build_request(spec.method, url, params=spec.params, content=content, headers=headers)
-        except httpx.InvalidURL as exc:
-            raise ConfigError(f"{session.where}: invalid request URL: {exc}") from exc
         hooks.before_request(session, request)
         return request
 

@@ -1,9 +1,10 @@
 """What a provider's answer means for the request that got it: one table, overridden row by row.
 
-A ``Rule`` matches a response (by status and an optional predicate over the reply) or an ``httpx`` exception, and
-names an ``Action``. ``ResolutionTable.extended`` puts a provider's rows *before* the defaults, so a provider refines
-the defaults instead of replacing them: Slack's ``ok: false`` on HTTP 200, GitHub's 403 with
-``X-RateLimit-Remaining: 0``, Google's 403 ``rateLimitExceeded``. The first matching row decides.
+A ``Rule`` matches a response (by status and an optional predicate over the reply) and names an ``Action``.
+``ResolutionTable.extended`` puts a provider's rows *before* the defaults, so a provider refines the defaults instead
+of replacing them: Slack's ``ok: false`` on HTTP 200, GitHub's 403 with ``X-RateLimit-Remaining: 0``, Google's 403
+``rateLimitExceeded``. The first matching row decides. A request that raised instead of answering is retried or
+failed as the shared httpx table (``castiel.http_errors``) classes its error.
 
 Actions and what the engine (``adapters/engine.py``) does with each:
 
@@ -25,13 +26,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import httpx
-
 from adapters.wire import Reply
 
 
 class Action(StrEnum):
-    """What the engine does with a reply or an exception (the module docstring says how)."""
+    """What the engine does with a reply (the module docstring says how)."""
 
     SUCCESS = "success"
     RETRY = "retry"
@@ -47,19 +46,15 @@ Predicate = Callable[[Reply], bool]
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One row: when it matches, and what to do. ``status`` None matches any status; ``exception`` rows match only
-    exceptions, the others only responses."""
+    """One row: when it matches, and what to do. ``status`` None matches any status."""
 
     action: Action
     status: int | range | frozenset[int] | None = None
     when: Predicate | None = None
-    exception: type[Exception] | tuple[type[Exception], ...] | None = None
     reason: str = ""
 
     def matches(self, reply: Reply) -> bool:
         """True when this row decides ``reply``."""
-        if self.exception is not None:
-            return False
         status = self.status
         if isinstance(status, int):
             if reply.status != status:
@@ -68,17 +63,13 @@ class Rule:
             return False
         return self.when is None or self.when(reply)
 
-    def matches_exception(self, exc: Exception) -> bool:
-        """True when this row decides a request that raised ``exc``."""
-        return self.exception is not None and isinstance(exc, self.exception)
-
 
 class ResolutionTable:
     """Ordered rules; the first match decides."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rules)
-        if not any(rule.status is None and rule.when is None and rule.exception is None for rule in self.rules):
+        if not any(rule.status is None and rule.when is None for rule in self.rules):
             raise ValueError("a resolution table needs a last row matching every response")
 
     def extended(self, provider_rules: Iterable[Rule]) -> ResolutionTable:
@@ -88,10 +79,6 @@ class ResolutionTable:
     def resolve(self, reply: Reply) -> Rule:
         """The row deciding ``reply``."""
         return next(rule for rule in self.rules if rule.matches(reply))
-
-    def resolve_exception(self, exc: Exception) -> Rule | None:
-        """The row deciding a request that raised ``exc``; None when no row names it (a bug: let it raise)."""
-        return next((rule for rule in self.rules if rule.matches_exception(exc)), None)
 
 
 def header_equals(name: str, value: str) -> Predicate:
@@ -106,11 +93,6 @@ def has_header(name: str) -> Predicate:
 
 DEFAULT_TABLE = ResolutionTable(
     (
-        # UnsupportedProtocol is a TransportError, but a baseUrl that is not http(s) never starts working.
-        Rule(Action.FAIL, exception=httpx.UnsupportedProtocol, reason="the base URL is not http or https"),
-        Rule(Action.RETRY, exception=httpx.TimeoutException, reason="timed out"),
-        Rule(Action.RETRY, exception=httpx.TransportError, reason="network error"),
-        Rule(Action.FAIL, exception=httpx.TooManyRedirects, reason="too many redirects"),
         Rule(Action.SUCCESS, status=range(200, 300)),
         Rule(Action.REFRESH_TOKEN_THEN_RETRY, status=401, reason="credentials rejected"),
         Rule(Action.NOT_FOUND, status=frozenset({404, 410}), reason="not found"),

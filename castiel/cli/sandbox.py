@@ -9,7 +9,8 @@ import typer
 
 from castiel.cli.common import echo_json, run, settings
 from castiel.devhost.sandboxed import sandbox_url_of
-from castiel.errors import ConfigError, NotFound, RetryableError
+from castiel.errors import ConfigError, NotFound
+from castiel.http_errors import HTTPX_ERRORS
 from castiel.sandbox.server import SandboxServer
 from castiel.sandbox.state import DEFAULT_RECORDS, Sandbox
 
@@ -65,11 +66,9 @@ def sandbox_edit(
 
 async def _control(url: str, path: str, body: dict[str, object]) -> dict[str, Any]:
     """POST to one of the sandbox's controls; its answer, or an error naming what went wrong."""
-    try:
-        async with httpx.AsyncClient(timeout=10.0) as http:
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        with HTTPX_ERRORS.translating(f"the sandbox at {url} does not answer"):
             response = await http.post(url.rstrip("/") + path, json=body)
-    except httpx.HTTPError as exc:
-        raise RetryableError(f"the sandbox at {url} does not answer: {exc or type(exc).__name__}") from exc
     answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code == 404:
         raise NotFound(str(answer.get("error") or f"{path}: not found"))

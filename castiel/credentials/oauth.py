@@ -1,10 +1,11 @@
 """Minting access tokens: refresh, client credentials, JWT bearer assertions and the authorization-code exchange.
 
-``TokenEndpoint`` is the httpx boundary: it posts a grant in the provider's dialect and translates transport errors
-into ``RetryableError``. ``renew`` takes a stored credential and returns the same credential with a new access token,
-keeping what the answer left out: Google never sends a new refresh token and Salesforce sends it only when rotation
-is on, so the old one stays; a rotated one (Slack, GitHub, Notion) replaces it. A response without ``expires_in``
-(Salesforce) leaves the expiry unknown — the 401 path refreshes it then.
+``TokenEndpoint`` is the httpx boundary: it posts a grant in the provider's dialect; transport errors become the
+taxonomy through the shared httpx table (``castiel.http_errors``). ``renew`` takes a stored credential and returns
+the same credential with a new access token, keeping what the answer left out: Google never sends a new refresh token
+and Salesforce sends it only when rotation is on, so the old one stays; a rotated one (Slack, GitHub, Notion)
+replaces it. A response without ``expires_in`` (Salesforce) leaves the expiry unknown — the 401 path refreshes it
+then.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from castiel.credentials.types import (
     scrub,
     secret_strings,
 )
-from castiel.errors import ConfigError, InvalidGrant, RetryableError
+from castiel.errors import ConfigError, InvalidGrant
+from castiel.http_errors import HTTPX_ERRORS
 from castiel.models import Provider
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -67,15 +69,10 @@ class TokenEndpoint:
                 body["client_id"] = client_id
                 if client_secret is not None:
                     body["client_secret"] = client_secret
-        name = dialect.provider.value
-        try:
+        with HTTPX_ERRORS.translating(f"{dialect.provider.value} token endpoint"):
             response = await self._http.post(
                 url, headers={"Accept": "application/json"}, timeout=TOKEN_TIMEOUT_SECONDS, **payload
             )
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{name} token endpoint did not answer within {TOKEN_TIMEOUT_SECONDS:.0f} s") from exc
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"{name} token endpoint unreachable ({type(exc).__name__})") from exc
         sent_secrets = [body[key] for key in _SECRET_FIELDS if key in body]
         return read_grant(dialect, response, partial(scrub, secrets=(*hide, *sent_secrets)))
 

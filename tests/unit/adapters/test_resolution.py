@@ -34,26 +34,6 @@ def test_defaults(status: int, action: Action) -> None:
     assert DEFAULT_TABLE.resolve(Reply(httpx.Response(status))).action is action
 
 
-@pytest.mark.parametrize(
-    ("exc", "action"),
-    [
-        (httpx.ConnectError("refused"), Action.RETRY),
-        (httpx.ReadTimeout("slow"), Action.RETRY),
-        (httpx.RemoteProtocolError("eof"), Action.RETRY),
-        (httpx.UnsupportedProtocol("ftp"), Action.FAIL),
-        (httpx.TooManyRedirects("loop"), Action.FAIL),
-    ],
-)
-def test_default_exceptions(exc: Exception, action: Action) -> None:
-    rule = DEFAULT_TABLE.resolve_exception(exc)
-    assert rule is not None
-    assert rule.action is action
-
-
-def test_an_exception_no_row_names_is_left_to_raise() -> None:
-    assert DEFAULT_TABLE.resolve_exception(ValueError("bug")) is None
-
-
 def test_provider_rows_come_first_and_the_defaults_still_apply() -> None:
     table = DEFAULT_TABLE.extended(
         [
