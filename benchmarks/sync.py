@@ -48,9 +48,10 @@ from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.redis_client import connect
 from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_store import SqliteDocumentStore
+from castiel.clock import now_utc
 from castiel.credentials.types import parse_credential
 from castiel.credentials.vault import CredentialVault
-from castiel.models import Connection, SyncTask, utcnow
+from castiel.models import Connection, SyncTask
 from castiel.ports import BatchOperation
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.ratelimit.policy import RateLimitPolicy
@@ -169,7 +170,7 @@ async def prepare(data_dir: Path, url: str, records: int) -> dict[str, Any]:
                 TENANT, CONNECTION, parse_credential("bearer_token", {"token": "bench"}), credential_id="bench"
             )
         task = SyncTask(id="pull", tenant_id=TENANT, integration_id="salesforce", connection_id=CONNECTION,
-                        next_run_at=utcnow())  # fmt: skip
+                        next_run_at=now_utc())  # fmt: skip
         await store.create(SyncTask.container, task.to_doc())
         await preload(store, conn, await fetch_pages(url), records)
     finally:

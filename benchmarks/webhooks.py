@@ -50,7 +50,7 @@ from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.receiver import WebhookReceiver, WebhookRequest
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.schemes import GITHUB
-from castiel.webhooks.verifiers import Verifiers
+from castiel.webhooks.verifier_cache import VerifierCache
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-secret"
@@ -93,7 +93,7 @@ class Components:
         self.redis = aioredis.Redis.from_url(redis_url)
         self.http = httpx.AsyncClient()
         self.registrations = WebhookRegistrations(self.store)
-        verifiers = Verifiers(WebhookSecrets(self.store, self.secrets), GoogleSigningKeys(self.http))
+        verifiers = VerifierCache(WebhookSecrets(self.store, self.secrets), GoogleSigningKeys(self.http))
         self.receiver = WebhookReceiver(
             self.registrations,
             verifiers,

@@ -47,7 +47,7 @@ from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.receiver import WebhookReceiver
 from castiel.webhooks.registrations import WebhookRegistrations
-from castiel.webhooks.verifiers import Verifiers
+from castiel.webhooks.verifier_cache import VerifierCache
 
 
 def azure_credential(settings: Settings) -> AsyncTokenCredential | None:
@@ -198,7 +198,7 @@ class Runtime:
     refresher: TokenRefresher
     credentials: CredentialVault
     registrations: WebhookRegistrations
-    verifiers: Verifiers
+    verifiers: VerifierCache
     ledger: DeliveryLedger
     webhooks: WebhookReceiver
     redis_lease: data_dir_redis.RedisLease | None = field(default=None, repr=False)
@@ -226,7 +226,7 @@ class Runtime:
         policy = DeliveryPolicy(queue, max_retries=settings.sync_max_retries, clock=clock)
         registrations = WebhookRegistrations(store, clock=clock)
         google_keys = GoogleSigningKeys(http, clock=clock, url=settings.google_certs_url)
-        verifiers = Verifiers(WebhookSecrets(store, secrets), google_keys, clock=clock)
+        verifiers = VerifierCache(WebhookSecrets(store, secrets), google_keys, clock=clock)
         retention = timedelta(days=settings.sync_tombstone_retention_days)
         fanout = PullFanout(queue, settings.service_bus_queue_outbound, TargetFinder(store, adapters), clock=clock)
         ledger = DeliveryLedger(redis, store, clock=clock)

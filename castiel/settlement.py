@@ -22,7 +22,7 @@ MAX_REASON_CHARS = 500
 MAX_DESCRIPTION_CHARS = 2000
 
 
-class Action(StrEnum):
+class SettlementAction(StrEnum):
     """What happens to the message."""
 
     COMPLETE = "complete"
@@ -34,12 +34,12 @@ class Action(StrEnum):
 class Settlement:
     """An action, and for a dead letter its reason and description (what an operator reads in the queue)."""
 
-    action: Action
+    action: SettlementAction
     reason: str | None = None
     description: str | None = None
 
 
-def describe(error: BaseException) -> str:
+def typed_message(error: BaseException) -> str:
     """``<ExceptionType>: <message>``, the form used in log lines and dead-letter reasons."""
     return f"{type(error).__name__}: {error}"
 
@@ -53,16 +53,16 @@ def settlement_for(
     counted where the worker decided it (``castiel/sync/delivery.py``).
     """
     if error is None:
-        return Settlement(Action.COMPLETE)
+        return Settlement(SettlementAction.COMPLETE)
     if isinstance(error, PermanentError):
         description = f"{function} raised a permanent error on delivery {delivery_count}"
     elif delivery_count >= max_delivery_count:
         description = f"{function} failed on delivery {delivery_count}, the max delivery count ({max_delivery_count})"
         dead_lettered(queue=queue, reason="max_delivery_count")
     else:
-        return Settlement(Action.ABANDON)
+        return Settlement(SettlementAction.ABANDON)
     return Settlement(
-        Action.DEAD_LETTER,
-        reason=describe(error)[:MAX_REASON_CHARS],
-        description=f"{description}: {describe(error)}"[:MAX_DESCRIPTION_CHARS],
+        SettlementAction.DEAD_LETTER,
+        reason=typed_message(error)[:MAX_REASON_CHARS],
+        description=f"{description}: {typed_message(error)}"[:MAX_DESCRIPTION_CHARS],
     )

@@ -15,7 +15,7 @@ from azurefunctions.extensions.bindings.servicebus import ServiceBusMessageActio
 from opentelemetry.trace import Span, SpanKind
 
 from castiel.ports import PropertyValue
-from castiel.settlement import Action, Settlement, settlement_for
+from castiel.settlement import Settlement, SettlementAction, settlement_for
 from castiel.sync.delivery import Delivery
 from castiel.telemetry import spans
 from castiel.webhooks.receiver import WebhookRequest, WebhookResponse
@@ -71,7 +71,7 @@ async def settle(
 
 
 def _apply(actions: ServiceBusMessageActions, message: ServiceBusReceivedMessage, settlement: Settlement) -> None:
-    if settlement.action is Action.ABANDON:
+    if settlement.action is SettlementAction.ABANDON:
         actions.abandon(message)
     else:
         actions.deadletter(

@@ -28,7 +28,7 @@ from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.health import outcomes_named, recent_deliveries, registration_health
 from castiel.webhooks.notion_verification import FINGERPRINT_DIGITS
 from castiel.webhooks.registrations import WebhookRegistrations
-from castiel.webhooks.signatures import (
+from castiel.webhooks.verifiers import (
     AUDIENCE_SETTING,
     ORGANIZATION_ID_SETTING,
     SERVICE_ACCOUNT_SETTING,

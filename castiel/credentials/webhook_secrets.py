@@ -27,7 +27,7 @@ from castiel.errors import ConfigError, NotFound, PreconditionFailed
 from castiel.models import CredentialMetadata, WebhookRegistration
 from castiel.ports import DocumentStore, Filter, Query, SecretStore
 from castiel.telemetry import log_event
-from castiel.webhooks.signatures import check_verifiable
+from castiel.webhooks.verifiers import check_verifiable
 
 ROTATION_GRACE = timedelta(days=7)
 """How long a webhook secret's previous value keeps verifying after a rotation (the only definition of it)."""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from castiel.devhost.convert import InvocationContext
 from castiel.devhost.loader import CONTEXT, HostedFunction
 from castiel.errors import CastielError
-from castiel.settlement import describe
+from castiel.settlement import typed_message
 from castiel.telemetry import correlation, log_event, new_correlation_id, new_id
 
 Outcome = Literal["succeeded", "failed", "dead_lettered", "abandoned", "cancelled"]
@@ -76,7 +76,7 @@ class Invocation:
         """Log the invocation line, and the traceback when ``error`` is a bug (not a ``CastielError``)."""
         fields: dict[str, object] = {}
         if error is not None:
-            fields["error"] = describe(error)[:300]
+            fields["error"] = typed_message(error)[:300]
         log_event(
             "invocation",
             level=logging.INFO if outcome == "succeeded" else logging.WARNING,

@@ -19,7 +19,7 @@ from castiel.devhost.lifecycle import sleep_unless_stopped
 from castiel.devhost.loader import SETTLEMENT, HostedFunction, QueueBinding
 from castiel.errors import CastielError, LockLost
 from castiel.ports import MessageQueue, ReceivedMessage
-from castiel.settlement import Action, describe, settlement_for
+from castiel.settlement import SettlementAction, settlement_for, typed_message
 from castiel.telemetry import log_event
 from castiel.telemetry.spans import TRACEPARENT
 
@@ -80,7 +80,9 @@ class QueuePump:
                     self._queue_name, max_messages=free, max_wait_seconds=self._receive_wait
                 )
             except CastielError as exc:
-                log_event("devhost.receive_failed", level=logging.WARNING, queue=self._queue_name, error=describe(exc))
+                log_event(
+                    "devhost.receive_failed", level=logging.WARNING, queue=self._queue_name, error=typed_message(exc)
+                )
                 await sleep_unless_stopped(stop, self._receive_wait)
                 continue
             # Messages received while stopping are locked already: they run too, rather than wait out their lock.
@@ -126,7 +128,7 @@ class QueuePump:
                 level=logging.WARNING,
                 queue=self._queue_name,
                 message_id=message.message_id,
-                error=describe(exc),
+                error=typed_message(exc),
             )
             invocation.finish("failed", error or exc)
             return
@@ -140,10 +142,10 @@ class QueuePump:
             delivery_count=message.delivery_count,
             max_delivery_count=self._max_delivery_count,
         )
-        if settlement.action is Action.COMPLETE:
+        if settlement.action is SettlementAction.COMPLETE:
             await self._queue.complete(self._queue_name, message)
             return "succeeded"
-        if settlement.action is Action.ABANDON:
+        if settlement.action is SettlementAction.ABANDON:
             await self._queue.abandon(self._queue_name, message)
             return "abandoned"
         reason = settlement.reason or ""

@@ -19,7 +19,6 @@ from castiel.models.base import (
     WireModel,
     format_utc,
     stable_id,
-    utcnow,
 )
 from castiel.models.credentials import (
     CredentialMetadata,
@@ -104,5 +103,4 @@ __all__ = [
     "WireModel",
     "format_utc",
     "stable_id",
-    "utcnow",
 ]

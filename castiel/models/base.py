@@ -16,11 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 from pydantic.alias_generators import to_camel
 
 
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
 def format_utc(value: datetime) -> str:
     """The one stored form of a time: fixed-width ISO-8601 UTC (``2026-11-23T02:36:00.000000Z``).
 

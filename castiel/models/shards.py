@@ -7,7 +7,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from castiel.models.base import TenantDocument, UtcDateTime, WireModel, stable_id, utcnow
+from castiel.clock import now_utc
+from castiel.models.base import TenantDocument, UtcDateTime, WireModel, stable_id
 from castiel.models.enums import ConflictStatus, ConflictStrategy
 
 
@@ -53,7 +54,7 @@ class Shard(TenantDocument):
     content_hash: str | None = None
     relationships: list[dict[str, str]] = Field(default_factory=list)
     derived_from: str | None = None
-    updated_at: UtcDateTime = Field(default_factory=utcnow)
+    updated_at: UtcDateTime = Field(default_factory=now_utc)
     deleted: bool = False
     deleted_at: UtcDateTime | None = None
 

@@ -11,6 +11,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from castiel.clock import now_utc
 from castiel.credentials.types import Credential, WebhookSecret, parse_credential
 from castiel.credentials.webhook_secrets import WebhookSecrets
 from castiel.errors import AlreadyExists, NotFound
@@ -21,7 +22,6 @@ from castiel.models import (
     SyncTask,
     VerificationState,
     WebhookRegistration,
-    utcnow,
 )
 from castiel.sandbox.github import REPOSITORY
 from castiel.sandbox.notion import DATABASE_ID
@@ -120,7 +120,7 @@ async def seed_tenant(
             await runtime.credentials.add(DEMO_TENANT, connection.id, credential, credential_id=f"{connection.id}-key")
         with suppress(AlreadyExists):
             task = SyncTask(id=f"{spec.id}-sync", tenant_id=DEMO_TENANT, integration_id=spec.provider.value,
-                            connection_id=spec.id, sync_mode=spec.direction, next_run_at=utcnow())  # fmt: skip
+                            connection_id=spec.id, sync_mode=spec.direction, next_run_at=now_utc())  # fmt: skip
             await runtime.store.create(SyncTask.container, task.to_doc())
         subscriptions.append(await _registration(runtime, connection, host_url))
     log_event("sandbox.demo_seeded", tenant=DEMO_TENANT, connections=len(connections), host=host_url)
@@ -194,7 +194,7 @@ async def _registration(runtime: Runtime, connection: Connection, host_url: str)
         await runtime.registrations.add(registration)
     elif registration.credential_id is not None:
         accepted = await WebhookSecrets(runtime.store, runtime.secrets).of_credential(
-            DEMO_TENANT, registration.credential_id, utcnow()
+            DEMO_TENANT, registration.credential_id, now_utc()
         )
         secret = accepted.values[0] if accepted.values else None
     url = f"{host_url.rstrip('/')}/webhooks/{registration_id}/events"

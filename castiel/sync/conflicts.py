@@ -71,7 +71,7 @@ class LocalState:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class RemoteChange:
     """One source's side: its fields, the time of the change (``format_utc``), and its snapshot from the last sync
     (None before the first). ``field_times`` overrides ``time`` for fields the source timestamps one by one."""
 
@@ -107,7 +107,7 @@ class Merge:
     conflicts: tuple[FieldConflict, ...]
 
 
-def merge(local: LocalState, change: Change, settings: ConflictSettings) -> Merge:
+def merge(local: LocalState, change: RemoteChange, settings: ConflictSettings) -> Merge:
     """Merge ``change`` into ``local`` under ``settings`` (see the module docstring)."""
     forward, stale, contested = _classify(local.data, change)
     if not forward and not contested:
@@ -136,7 +136,7 @@ def merge(local: LocalState, change: Change, settings: ConflictSettings) -> Merg
     return _result(local, change, take, conflicts)
 
 
-def _classify(data: Mapping[str, Any], change: Change) -> tuple[list[str], list[str], list[str]]:
+def _classify(data: Mapping[str, Any], change: RemoteChange) -> tuple[list[str], list[str], list[str]]:
     """The differing fields of ``change``: (forward, stale, contested), each in the change's field order."""
     forward: list[str] = []
     stale: list[str] = []
@@ -164,7 +164,9 @@ def _differs(left: Any, right: Any) -> bool:
     return not same(left, right)
 
 
-def _settle(name: str, local: LocalState, change: Change, rule: ConflictStrategy, priority: Sequence[str]) -> Side:
+def _settle(
+    name: str, local: LocalState, change: RemoteChange, rule: ConflictStrategy, priority: Sequence[str]
+) -> Side:
     """The side a contested field goes to under a per-field ``rule``."""
     if rule is ConflictStrategy.REMOTE_WINS:
         return "remote"
@@ -176,7 +178,7 @@ def _settle(name: str, local: LocalState, change: Change, rule: ConflictStrategy
     return "local"  # local_wins and manual keep the shard's value
 
 
-def _newest(name: str, local: LocalState, change: Change) -> Side:
+def _newest(name: str, local: LocalState, change: RemoteChange) -> Side:
     ours, theirs = local.versions.get(name, ""), change.field_times.get(name, change.time)
     if theirs != ours:
         return "remote" if theirs > ours else "local"
@@ -190,7 +192,7 @@ def _rank(priority: Sequence[str], source: str | None) -> int:
 
 def _by_priority(
     local: LocalState,
-    change: Change,
+    change: RemoteChange,
     forward: list[str],
     contested: list[str],
     priority: Sequence[str],
@@ -211,12 +213,12 @@ def _by_priority(
 
 
 def _conflict(
-    name: str, local: LocalState, change: Change, rule: ConflictStrategy, kept: Side, opened: bool = False
+    name: str, local: LocalState, change: RemoteChange, rule: ConflictStrategy, kept: Side, opened: bool = False
 ) -> FieldConflict:
     return FieldConflict(name, local.data.get(name), change.fields.get(name), rule, kept, opened)
 
 
-def _result(local: LocalState, change: Change, take: Mapping[str, Any], conflicts: list[FieldConflict]) -> Merge:
+def _result(local: LocalState, change: RemoteChange, take: Mapping[str, Any], conflicts: list[FieldConflict]) -> Merge:
     data = dict(local.data)
     data.update(take)
     versions = {name: change.field_times.get(name, change.time) for name in take}

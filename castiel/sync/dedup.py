@@ -48,7 +48,9 @@ _ID_CACHE = 8192  # a page asks for each id several times (reads, decisions, wri
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
-class Action(StrEnum):
+class RecordAction(StrEnum):
+    """What a pulled record does to the hub: dedup's decision, then what sharding made of it."""
+
     CREATE = "create"
     UPDATE = "update"
     UNCHANGED = "unchanged"
@@ -80,7 +82,7 @@ class Decision:
     """
 
     record: MappedRecord
-    action: Action
+    action: RecordAction
     shard_id: str
     shard: dict[str, Any] | None = None
     link: dict[str, Any] | None = None
@@ -199,21 +201,25 @@ def _decide(
         target = link["shardId"]
         if item.deleted:
             gone = link.get("deleted", False) or target not in by_id
-            return Decision(item, Action.IGNORE if gone else Action.DELETE, target, by_id.get(target), link, "link")
+            return Decision(
+                item, RecordAction.IGNORE if gone else RecordAction.DELETE, target, by_id.get(target), link, "link"
+            )
         if _unchanged(item, link):
             echo = item.fingerprint != link.get("fingerprint")
-            return Decision(item, Action.UNCHANGED, target, None, link, "link", echo)
+            return Decision(item, RecordAction.UNCHANGED, target, None, link, "link", echo)
         shard = by_id.get(target)
-        return Decision(item, Action.CREATE if shard is None else Action.UPDATE, target, shard, link, "link")
+        return Decision(
+            item, RecordAction.CREATE if shard is None else RecordAction.UPDATE, target, shard, link, "link"
+        )
     own = shard_id(ctx.tenant_id, ctx.connection_id, item.entity_type, item.external_id)
     if item.deleted:
-        return Decision(item, Action.IGNORE, own)
+        return Decision(item, RecordAction.IGNORE, own)
     if own in by_id:
-        return Decision(item, Action.UPDATE, own, by_id[own], None, "recovered")
+        return Decision(item, RecordAction.UPDATE, own, by_id[own], None, "recovered")
     matched = matcher.match(item)
     if matched is not None:
-        return Decision(item, Action.UPDATE, matched["id"], matched, None, _MATCHED_BY[ctx.strategy])
-    return Decision(item, Action.CREATE, own)
+        return Decision(item, RecordAction.UPDATE, matched["id"], matched, None, _MATCHED_BY[ctx.strategy])
+    return Decision(item, RecordAction.CREATE, own)
 
 
 _MATCHED_BY: Mapping[DedupStrategy, MatchedBy] = {
@@ -328,7 +334,7 @@ def duplicate_candidates(
     ]
     best: dict[tuple[str, str], DuplicateCandidate] = {}
     for decision in decisions:
-        if decision.action is not Action.CREATE:
+        if decision.action is not RecordAction.CREATE:
             continue
         item = decision.record
         keys = match_keys(item.fields, ctx.mapping.entity(item.entity_type).keys)

@@ -26,13 +26,17 @@ from datetime import datetime
 from castiel.clock import Clock, now_utc, system_clock
 from castiel.models import ChangeOrigin, Connection, Operation, OutboundChange, format_utc, stable_id
 from castiel.ports import MessageQueue, OutgoingMessage
-from castiel.sync.dedup import Action
+from castiel.sync.dedup import RecordAction
 from castiel.sync.pull import PageSaved
 from castiel.sync.sharding import RecordOutcome
 from castiel.sync.targets import TargetFinder
 from castiel.telemetry import current_correlation_id, log_event, new_correlation_id
 
-_OPERATIONS = {Action.CREATE: Operation.CREATE, Action.UPDATE: Operation.UPDATE, Action.DELETE: Operation.DELETE}
+_OPERATIONS = {
+    RecordAction.CREATE: Operation.CREATE,
+    RecordAction.UPDATE: Operation.UPDATE,
+    RecordAction.DELETE: Operation.DELETE,
+}
 
 
 def outgoing(change: OutboundChange, message_id: str) -> OutgoingMessage:
@@ -104,7 +108,7 @@ class PullFanout:
 
 def _goes_out(outcome: RecordOutcome, resumed: bool) -> bool:
     """A change, or (on a page a dead run may have saved unsent) any record that is in a shard."""
-    return outcome.action in _OPERATIONS or (resumed and outcome.action is Action.UNCHANGED)
+    return outcome.action in _OPERATIONS or (resumed and outcome.action is RecordAction.UNCHANGED)
 
 
 def _operation(outcome: RecordOutcome) -> Operation:

@@ -22,8 +22,17 @@ from typing import Any
 from castiel.models import SyncCounts, format_utc
 from castiel.ports import BatchOperation
 from castiel.sync.canonical import fingerprint
-from castiel.sync.conflicts import Change, ConflictSettings, FieldConflict, LocalState, conflict_documents, merge
-from castiel.sync.dedup import Action, Decision, DedupContext, key_name, link_id, match_blocks, match_keys, shard_id
+from castiel.sync.conflicts import ConflictSettings, FieldConflict, LocalState, RemoteChange, conflict_documents, merge
+from castiel.sync.dedup import (
+    Decision,
+    DedupContext,
+    RecordAction,
+    key_name,
+    link_id,
+    match_blocks,
+    match_keys,
+    shard_id,
+)
 from castiel.sync.mapping import MappedRecord
 
 
@@ -34,7 +43,7 @@ class RecordOutcome:
     are to be told), and the conflicts."""
 
     record: MappedRecord
-    action: Action
+    action: RecordAction
     shard_id: str
     changed: dict[str, Any] = field(default_factory=dict)
     conflicts: tuple[FieldConflict, ...] = ()
@@ -86,23 +95,25 @@ class _Page:
         self.targets.update({(d.record.entity_type, d.record.external_id): d.shard_id for d in decisions})
 
     def apply(self, decision: Decision) -> None:
-        if decision.action is Action.CREATE:
+        if decision.action is RecordAction.CREATE:
             outcome = self._create(decision)
-        elif decision.action is Action.UPDATE and decision.shard is not None:
+        elif decision.action is RecordAction.UPDATE and decision.shard is not None:
             outcome = self._update(decision, decision.shard)
-        elif decision.action is Action.DELETE and decision.shard is not None:
+        elif decision.action is RecordAction.DELETE and decision.shard is not None:
             outcome = self._delete(decision, decision.shard)
         else:
             # Counted unchanged either way; a deletion no shard holds is told apart, as there is nothing to tell.
-            ignored = decision.action is Action.IGNORE and decision.shard is None
-            outcome = RecordOutcome(decision.record, Action.IGNORE if ignored else Action.UNCHANGED, decision.shard_id)
+            ignored = decision.action is RecordAction.IGNORE and decision.shard is None
+            outcome = RecordOutcome(
+                decision.record, RecordAction.IGNORE if ignored else RecordAction.UNCHANGED, decision.shard_id
+            )
         self.writes.outcomes.append(outcome)
         counts = self.writes.counts
-        if outcome.action is Action.CREATE:
+        if outcome.action is RecordAction.CREATE:
             counts.created += 1
-        elif outcome.action is Action.UPDATE:
+        elif outcome.action is RecordAction.UPDATE:
             counts.updated += 1
-        elif outcome.action is Action.DELETE:
+        elif outcome.action is RecordAction.DELETE:
             counts.deleted += 1
         else:
             counts.unchanged += 1
@@ -129,7 +140,7 @@ class _Page:
         self._index(doc, item)
         self.writes.shards.append(BatchOperation.create(doc))
         self._link(decision, decision.shard_id)
-        return RecordOutcome(item, Action.CREATE, decision.shard_id, dict(item.fields))
+        return RecordOutcome(item, RecordAction.CREATE, decision.shard_id, dict(item.fields))
 
     def _update(self, decision: Decision, stored: Mapping[str, Any]) -> RecordOutcome:
         item, connection = decision.record, self.ctx.connection_id
@@ -138,7 +149,7 @@ class _Page:
         local = LocalState(
             stored.get("data") or {}, stored.get("fieldVersions") or {}, stored.get("fieldSources") or {}
         )
-        result = merge(local, Change(connection, item.fields, self._time(item), base), self.settings)
+        result = merge(local, RemoteChange(connection, item.fields, self._time(item), base), self.settings)
         doc = _without_store_fields(stored)
         doc["data"] = result.data
         doc["fieldVersions"] = {**local.versions, **result.versions}
@@ -157,7 +168,7 @@ class _Page:
         self.writes.shards.append(BatchOperation.replace(doc, if_match=stored.get("_etag")))
         self._record_conflicts(item, decision.shard_id, result.conflicts)
         self._link(decision, decision.shard_id)
-        action = Action.UPDATE if result.changed or revived else Action.UNCHANGED
+        action = RecordAction.UPDATE if result.changed or revived else RecordAction.UNCHANGED
         return RecordOutcome(item, action, decision.shard_id, dict(result.changed), result.conflicts)
 
     def _delete(self, decision: Decision, stored: Mapping[str, Any]) -> RecordOutcome:
@@ -173,7 +184,7 @@ class _Page:
             doc["updatedAt"] = self.stamp
         self.writes.shards.append(BatchOperation.replace(doc, if_match=stored.get("_etag")))
         self._link(decision, decision.shard_id, deleted=True)
-        return RecordOutcome(item, Action.DELETE, decision.shard_id)
+        return RecordOutcome(item, RecordAction.DELETE, decision.shard_id)
 
     # ---------------------------------------------------------------- parts
 

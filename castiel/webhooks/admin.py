@@ -40,7 +40,7 @@ from castiel.ports import SecretStore
 from castiel.telemetry import log_event
 from castiel.webhooks.notion_verification import Candidate, VerificationCandidates
 from castiel.webhooks.registrations import WebhookRegistrations
-from castiel.webhooks.signatures import check_verifiable
+from castiel.webhooks.verifiers import check_verifiable
 
 
 class WebhookAdmin:

@@ -21,11 +21,11 @@ from types import MappingProxyType
 
 from castiel.models import Provider, WebhookRegistration
 from castiel.webhooks.parsers import github, google, notion, salesforce, slack, standard
-from castiel.webhooks.parsers.base import Delivery, Handshake, HandshakeKind, ParsedDelivery, lower_headers
+from castiel.webhooks.parsers.base import Handshake, HandshakeKind, ParsedDelivery, WebhookDelivery, lower_headers
 
 __all__ = ["Handshake", "HandshakeKind", "ParsedDelivery", "parse_delivery"]
 
-_PARSERS: Mapping[Provider, Callable[[Delivery], ParsedDelivery]] = MappingProxyType(
+_PARSERS: Mapping[Provider, Callable[[WebhookDelivery], ParsedDelivery]] = MappingProxyType(
     {
         Provider.GITHUB: github.parse,
         Provider.SLACK: slack.parse,
@@ -46,5 +46,5 @@ def parse_delivery(
     received_at: datetime,
 ) -> ParsedDelivery:
     """Parse a verified delivery for ``registration``; raises only ``InvalidMessage``, with a reason."""
-    delivery = Delivery(registration, lower_headers(headers), body, correlation_id, received_at)
+    delivery = WebhookDelivery(registration, lower_headers(headers), body, correlation_id, received_at)
     return _PARSERS[registration.provider](delivery)

@@ -46,7 +46,7 @@ from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.notion_verification import MAX_CANDIDATES, VerificationCandidates, fingerprint, implausible
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
-from castiel.webhooks.verifiers import Verifiers
+from castiel.webhooks.verifier_cache import VerifierCache
 
 MAX_BODY_BYTES = 1024 * 1024
 UNAVAILABLE_REASON = "temporarily unable to process the delivery; retry"
@@ -98,7 +98,7 @@ class WebhookReceiver:
     def __init__(
         self,
         registrations: WebhookRegistrations,
-        verifiers: Verifiers,
+        verifiers: VerifierCache,
         ledger: DeliveryLedger,
         store: DocumentStore,
         queue: MessageQueue,

@@ -20,9 +20,10 @@ from castiel.backends.local_secrets import LocalSecretStore
 from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_queue import SqliteMessageQueue
 from castiel.backends.sqlite_store import SqliteDocumentStore
+from castiel.clock import now_utc
 from castiel.credentials.types import parse_credential
 from castiel.credentials.vault import CredentialVault
-from castiel.models import Connection, SyncResult, SyncTask, SyncTaskMessage, TaskStatus, utcnow
+from castiel.models import Connection, SyncResult, SyncTask, SyncTaskMessage, TaskStatus
 from castiel.ports import OutgoingMessage, Query
 from castiel.runtime import Runtime
 from castiel.sandbox.app import build_app
@@ -73,7 +74,7 @@ async def add_github(store: SqliteDocumentStore, vault: CredentialVault, tenant:
                             settings={"repository": "acme/widgets"})  # fmt: skip
     await store.create(Connection.container, connection.to_doc())
     await vault.add(tenant, "gh", parse_credential("bearer_token", {"token": "sandbox-token"}))
-    task = SyncTask(id="pull-gh", tenant_id=tenant, integration_id="github", connection_id="gh", next_run_at=utcnow())
+    task = SyncTask(id="pull-gh", tenant_id=tenant, integration_id="github", connection_id="gh", next_run_at=now_utc())
     return SyncTask.model_validate(await store.create(SyncTask.container, task.to_doc()))
 
 
@@ -86,7 +87,7 @@ async def queue_it(data_dir: Path, store: SqliteDocumentStore, task: SyncTask) -
         connection_id="gh",
         sync_mode="pull",
         correlation_id="corr-kill",
-        enqueued_at=utcnow(),
+        enqueued_at=now_utc(),
         task_id=task.id,
     )
     queue = SqliteMessageQueue(data_dir / DATABASE_FILE)

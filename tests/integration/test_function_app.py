@@ -15,6 +15,7 @@ from azure.functions.timer import TimerRequest
 from azurefunctions.extensions.bindings.servicebus import ServiceBusConverter
 
 from castiel.backends.embedded_redis import EmbeddedRedis
+from castiel.clock import now_utc
 from castiel.credentials.types import parse_credential
 from castiel.errors import InvalidMessage, PermanentError
 from castiel.models import (
@@ -25,7 +26,6 @@ from castiel.models import (
     SyncTaskMessage,
     TaskStatus,
     format_utc,
-    utcnow,
 )
 from castiel.ports import Query
 from castiel.runtime import Runtime, close_runtime, get_runtime
@@ -163,7 +163,7 @@ async def test_the_token_refresher_handles_credentials_due_within_the_threshold(
     connection = Connection(id="conn-1", tenant_id="t1", integration_id="github", provider=Provider.GITHUB)
     await runtime.store.create(Connection.container, connection.to_doc())
     for credential_id, days in (("soon", 3), ("later", 30)):
-        expires_at = format_utc(utcnow() + timedelta(days=days))
+        expires_at = format_utc(now_utc() + timedelta(days=days))
         key = parse_credential("api_key", {"api_key": f"key-{credential_id}", "expires_at": expires_at})
         await runtime.credentials.add("t1", "conn-1", key, credential_id=credential_id)
     await call("token_refresher", TimerRequest(past_due=False))
@@ -185,7 +185,7 @@ async def test_a_provider_pause_checkpoints_the_task_as_paused_not_failed(runtim
     task = SyncTask.model_validate(await runtime.store.read(SyncTask.container, "task-1", "t1"))
     assert task.status is TaskStatus.PAUSED
     assert task.paused_until is not None
-    assert 110 <= (task.paused_until - utcnow()).total_seconds() <= 121
+    assert 110 <= (task.paused_until - now_utc()).total_seconds() <= 121
     result = SyncResult.model_validate(await runtime.store.read(SyncResult.container, str(task.last_result_id), "t1"))
     assert result.status == "paused"
 

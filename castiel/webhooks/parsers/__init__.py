@@ -1,1 +1,1 @@
-"""One parser per provider's payloads, each a pure ``Delivery -> ParsedDelivery`` function (see ``events``)."""
+"""One parser per provider's payloads, each a pure ``WebhookDelivery -> ParsedDelivery`` function (see ``events``)."""

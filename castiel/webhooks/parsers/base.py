@@ -48,7 +48,7 @@ class ParsedDelivery:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class WebhookDelivery:
     """One request being parsed; builds the ``OutboundChange``s that carry the registration's identity."""
 
     registration: WebhookRegistration

@@ -14,10 +14,10 @@ from urllib.parse import parse_qs
 from castiel.errors import InvalidMessage
 from castiel.models import Operation, OutboundChange
 from castiel.webhooks.parsers.base import (
-    Delivery,
     Handshake,
     JsonObject,
     ParsedDelivery,
+    WebhookDelivery,
     as_object,
     decode_json,
     identifier,
@@ -35,7 +35,7 @@ _PING_RESPONSE = b'{"ok":true}'
 _FORM = "application/x-www-form-urlencoded"
 
 
-def parse(delivery: Delivery) -> ParsedDelivery:
+def parse(delivery: WebhookDelivery) -> ParsedDelivery:
     """Parse one GitHub delivery."""
     event = delivery.header("x-github-event")
     if not event:
@@ -54,7 +54,7 @@ def parse(delivery: Delivery) -> ParsedDelivery:
     return ParsedDelivery(changes=[handler(delivery, payload, action)], delivery_id=delivery_id)
 
 
-def _payload(delivery: Delivery) -> JsonObject:
+def _payload(delivery: WebhookDelivery) -> JsonObject:
     content_type = (delivery.header("content-type") or "").partition(";")[0].strip().lower()
     if content_type != _FORM:
         return as_object(decode_json(delivery.body), "body")
@@ -77,7 +77,7 @@ def _login(obj: JsonObject, key: str, where: str) -> JsonObject:
     return {} if user is None else {"author": optional_str(user, "login", f"{where}.{key}")}
 
 
-def _issue(delivery: Delivery, payload: JsonObject, action: str) -> OutboundChange:
+def _issue(delivery: WebhookDelivery, payload: JsonObject, action: str) -> OutboundChange:
     issue = required_object(payload, "issue")
     milestone = optional_object(issue, "milestone", "issue")
     changes = {
@@ -92,7 +92,7 @@ def _issue(delivery: Delivery, payload: JsonObject, action: str) -> OutboundChan
     return _change(delivery, "issue", issue, "issue", operation, changes, f"issues.{action}")
 
 
-def _comment(delivery: Delivery, payload: JsonObject, action: str) -> OutboundChange:
+def _comment(delivery: WebhookDelivery, payload: JsonObject, action: str) -> OutboundChange:
     comment = required_object(payload, "comment")
     issue = optional_object(payload, "issue") or {}
     changes = {
@@ -110,7 +110,7 @@ def _comment(delivery: Delivery, payload: JsonObject, action: str) -> OutboundCh
 _COMMENT_OPERATIONS = {"created": Operation.CREATE, "edited": Operation.UPDATE, "deleted": Operation.DELETE}
 
 
-def _pull_request(delivery: Delivery, payload: JsonObject, action: str) -> OutboundChange:
+def _pull_request(delivery: WebhookDelivery, payload: JsonObject, action: str) -> OutboundChange:
     pull = required_object(payload, "pull_request")
     head = optional_object(pull, "head", "pull_request") or {}
     base = optional_object(pull, "base", "pull_request") or {}
@@ -129,7 +129,7 @@ def _pull_request(delivery: Delivery, payload: JsonObject, action: str) -> Outbo
 
 
 def _change(
-    delivery: Delivery,
+    delivery: WebhookDelivery,
     entity_type: str,
     obj: JsonObject,
     where: str,
@@ -149,7 +149,7 @@ def _change(
     )
 
 
-_HANDLERS: dict[str, Callable[[Delivery, JsonObject, str], OutboundChange]] = {
+_HANDLERS: dict[str, Callable[[WebhookDelivery, JsonObject, str], OutboundChange]] = {
     "issues": _issue,
     "issue_comment": _comment,
     "pull_request": _pull_request,

@@ -16,9 +16,9 @@ import orjson
 
 from castiel.errors import InvalidMessage
 from castiel.webhooks.parsers.base import (
-    Delivery,
     JsonObject,
     ParsedDelivery,
+    WebhookDelivery,
     as_object,
     decode_json,
     optional_iso_time,
@@ -28,7 +28,7 @@ from castiel.webhooks.parsers.base import (
 from castiel.webhooks.parsers.google_notifications import describe
 
 
-def parse(delivery: Delivery) -> ParsedDelivery:
+def parse(delivery: WebhookDelivery) -> ParsedDelivery:
     """Parse one Pub/Sub push request."""
     envelope = as_object(decode_json(delivery.body), "body")
     message = required_object(envelope, "message")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from castiel.models import Operation
 from castiel.webhooks.parsers.base import (
-    Delivery,
     Handshake,
     ParsedDelivery,
+    WebhookDelivery,
     as_object,
     decode_json,
     optional_iso_time,
@@ -31,7 +31,7 @@ _ENTITY_TYPES = {"page": "page", "database": "database", "data_source": "data_so
 _OPERATIONS = {"created": Operation.CREATE, "undeleted": Operation.CREATE, "deleted": Operation.DELETE}
 
 
-def parse(delivery: Delivery) -> ParsedDelivery:
+def parse(delivery: WebhookDelivery) -> ParsedDelivery:
     """Parse one Notion webhook request."""
     payload = as_object(decode_json(delivery.body), "body")
     if "verification_token" in payload:

@@ -19,9 +19,9 @@ from castiel.errors import InvalidMessage
 from castiel.models import Operation, OutboundChange
 from castiel.webhooks.parsers import salesforce_outbound
 from castiel.webhooks.parsers.base import (
-    Delivery,
     JsonObject,
     ParsedDelivery,
+    WebhookDelivery,
     decode_json,
     identifier,
     optional_epoch_time,
@@ -41,7 +41,7 @@ _OPERATIONS = {
 }
 
 
-def parse(delivery: Delivery) -> ParsedDelivery:
+def parse(delivery: WebhookDelivery) -> ParsedDelivery:
     """Parse one Salesforce delivery, JSON change events or a SOAP Outbound Message."""
     if _is_xml(delivery):
         return salesforce_outbound.parse(delivery)
@@ -66,7 +66,7 @@ def parse(delivery: Delivery) -> ParsedDelivery:
     return ParsedDelivery(changes=changes, delivery_id=delivery_id)
 
 
-def _is_xml(delivery: Delivery) -> bool:
+def _is_xml(delivery: WebhookDelivery) -> bool:
     content_type = (delivery.header("content-type") or "").lower()
     return "xml" in content_type or delivery.body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
@@ -81,7 +81,9 @@ def _unwrap(item: object, where: str) -> tuple[JsonObject, str]:
     raise InvalidMessage(f"{where}: no {_HEADER} (expected a Salesforce Change Data Capture event)")
 
 
-def _event_changes(delivery: Delivery, payload: JsonObject, header: JsonObject, where: str) -> list[OutboundChange]:
+def _event_changes(
+    delivery: WebhookDelivery, payload: JsonObject, header: JsonObject, where: str
+) -> list[OutboundChange]:
     entity_name = required_str(header, "entityName", where)
     change_type = required_str(header, "changeType", where)
     if change_type == "GAP_OVERFLOW":

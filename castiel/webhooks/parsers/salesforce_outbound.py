@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from castiel.errors import InvalidMessage
 from castiel.models import Operation, OutboundChange
-from castiel.webhooks.parsers.base import Delivery, ParsedDelivery, parse_iso_time
+from castiel.webhooks.parsers.base import ParsedDelivery, WebhookDelivery, parse_iso_time
 from castiel.webhooks.salesforce_soap import Notification, parse_outbound_message
 
 
-def parse(delivery: Delivery) -> ParsedDelivery:
+def parse(delivery: WebhookDelivery) -> ParsedDelivery:
     """Parse one Outbound Message SOAP request."""
     message = parse_outbound_message(delivery.body)
     if not message.notifications:
@@ -26,7 +26,7 @@ def parse(delivery: Delivery) -> ParsedDelivery:
     return ParsedDelivery(changes=changes, delivery_id=",".join(sorted(item.id for item in message.notifications)))
 
 
-def _change(delivery: Delivery, item: Notification, where: str) -> OutboundChange:
+def _change(delivery: WebhookDelivery, item: Notification, where: str) -> OutboundChange:
     if not item.object_type:
         raise InvalidMessage(f"{where}: no sObject with an xsi:type naming its entity")
     fields: dict[str, object] = {name: value for name, value in item.fields.items() if name != "Id"}

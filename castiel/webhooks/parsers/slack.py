@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from castiel.models import Operation, OutboundChange
 from castiel.webhooks.parsers.base import (
-    Delivery,
     Handshake,
     JsonObject,
     ParsedDelivery,
+    WebhookDelivery,
     as_object,
     decode_json,
     epoch_time,
@@ -27,7 +27,7 @@ from castiel.webhooks.parsers.base import (
 _POSTING_SUBTYPES = frozenset({None, "bot_message", "me_message", "thread_broadcast", "file_share"})
 
 
-def parse(delivery: Delivery) -> ParsedDelivery:
+def parse(delivery: WebhookDelivery) -> ParsedDelivery:
     """Parse one Slack Events API request."""
     envelope = as_object(decode_json(delivery.body), "body")
     kind = required_str(envelope, "type")
@@ -45,7 +45,7 @@ def parse(delivery: Delivery) -> ParsedDelivery:
     return ParsedDelivery(changes=[] if change is None else [change], delivery_id=delivery_id)
 
 
-def _message_change(delivery: Delivery, event: JsonObject) -> OutboundChange | None:
+def _message_change(delivery: WebhookDelivery, event: JsonObject) -> OutboundChange | None:
     subtype = optional_str(event, "subtype", "event")
     channel = required_str(event, "channel", "event")
     # The event's own ts is when it happened: the post, the edit or the deletion.

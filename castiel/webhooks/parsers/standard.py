@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from castiel.models import Operation
 from castiel.webhooks.parsers.base import (
-    Delivery,
     ParsedDelivery,
+    WebhookDelivery,
     as_object,
     decode_json,
     identifier,
@@ -23,7 +23,7 @@ from castiel.webhooks.parsers.base import (
 _OPERATIONS = {"created": Operation.CREATE, "updated": Operation.UPDATE, "deleted": Operation.DELETE}
 
 
-def parse(delivery: Delivery) -> ParsedDelivery:
+def parse(delivery: WebhookDelivery) -> ParsedDelivery:
     """Parse one Standard Webhooks delivery."""
     delivery_id = delivery.header("webhook-id")
     payload = as_object(decode_json(delivery.body), "body")

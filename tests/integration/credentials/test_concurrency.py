@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from castiel.backends.embedded_redis import EmbeddedRedis
-from castiel.models import Provider, RefreshOutcome, TokenRefreshAudit, utcnow
+from castiel.clock import now_utc
+from castiel.models import Provider, RefreshOutcome, TokenRefreshAudit
 from castiel.ports import Query
 from tests.integration.credentials.conftest import Backends, StandIn, add_user_grant
 from tests.integration.credentials.refresh_proc import held_tokens
@@ -22,7 +23,7 @@ async def test_twenty_concurrent_refreshes_from_two_processes_make_one_token_cal
 ) -> None:
     connection = await backends.connection(Provider.GITHUB)
     metadata, grant = await add_user_grant(
-        backends.vault(), oauth, Provider.GITHUB, expires_at=utcnow() - timedelta(minutes=1)
+        backends.vault(), oauth, Provider.GITHUB, expires_at=now_utc() - timedelta(minutes=1)
     )
     expired_token = grant.access_token
     # A slow answer keeps the lock held while the other process's callers arrive (GitHub rotates: a second call with

@@ -13,6 +13,7 @@ import pytest
 
 from castiel.backends.embedded_redis import free_port
 from castiel.backends.redis_client import connect
+from castiel.clock import now_utc
 from castiel.credentials.alerts import CredentialAlertKind
 from castiel.credentials.lock import RefreshLocks
 from castiel.credentials.oauth import TokenEndpoint
@@ -26,12 +27,11 @@ from castiel.models import (
     RefreshOutcome,
     TaskStatus,
     TokenRefreshAudit,
-    utcnow,
 )
 from castiel.ports import Query
 from tests.integration.credentials.conftest import CLIENT_ID, CLIENT_SECRET, Backends, StandIn, add_user_grant
 
-EXPIRED = utcnow() - timedelta(minutes=5)
+EXPIRED = now_utc() - timedelta(minutes=5)
 
 
 def stored_refresh_token(value: object) -> str | None:
@@ -137,7 +137,7 @@ async def test_an_expired_token_is_refreshed_before_the_request_is_sent(backends
 async def test_a_401_refreshes_once_under_the_lock_and_retries_once(backends: Backends, oauth: StandIn) -> None:
     await backends.connection(Provider.GITHUB)
     vault = backends.vault()
-    _, grant = await add_user_grant(vault, oauth, Provider.GITHUB, expires_at=utcnow() + timedelta(hours=1))
+    _, grant = await add_user_grant(vault, oauth, Provider.GITHUB, expires_at=now_utc() + timedelta(hours=1))
     rejected = grant.access_token
     grant.access_token = "revoked-by-the-provider"  # the API stops accepting the stored token
     seen: list[str] = []
@@ -219,7 +219,7 @@ async def test_a_dead_grant_pauses_its_connections_tasks_alerts_once_and_recover
     for task_id in ("t-pending", "t-queued", "t-paused"):
         task = await backends.read_task(task_id)
         assert task.status is TaskStatus.PENDING
-        assert task.next_run_at <= utcnow()
+        assert task.next_run_at <= now_utc()
     assert len(backends.alerts) == 1
     auth = await backends.vault().auth_for_connection(await backends.read_connection())
     assert auth is not None

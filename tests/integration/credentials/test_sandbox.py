@@ -6,9 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from castiel.clock import now_utc
 from castiel.credentials.types import access_token, parse_credential
 from castiel.errors import InvalidGrant
-from castiel.models import CredentialStatus, Provider, utcnow
+from castiel.models import CredentialStatus, Provider
 from tests.integration.credentials.conftest import CLIENT_ID, CLIENT_SECRET, Backends, StandIn, add_user_grant
 from tests.unit.credentials.keys import private_key_pem, public_key_pem
 
@@ -47,7 +48,7 @@ async def test_a_google_service_account_against_the_stand_in(backends: Backends,
     (grant,) = oauth.sandbox.grants.values()
     assert grant.scope == "https://www.googleapis.com/auth/calendar"
     assert result.current.metadata.expires_at is not None
-    assert result.current.metadata.expires_at > utcnow()
+    assert result.current.metadata.expires_at > now_utc()
 
 
 async def test_an_assertion_from_an_unknown_issuer_is_a_dead_grant(backends: Backends, oauth: StandIn) -> None:

@@ -16,7 +16,7 @@ from castiel.sandbox.state import Sandbox
 from castiel.sandbox.webhooks import PUSH_SERVICE_ACCOUNT, WebhookSender
 from castiel.webhooks.events import parse_delivery
 from castiel.webhooks.google_oidc import GoogleSigningKeys
-from castiel.webhooks.signatures import build_verifier
+from castiel.webhooks.verifiers import build_verifier
 
 RECEIVER = "https://receiver.test/webhooks/reg-1/events"
 SECRETS = {

@@ -20,7 +20,7 @@ from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.clock import ManualClock
 from castiel.models import ChangeOrigin, Connection, Operation, OutboundChange, Provider, SyncCounts, SyncMode
 from castiel.sandbox.demo import GITHUB_TASKS, NOTION_TASKS
-from castiel.sync.dedup import Action
+from castiel.sync.dedup import RecordAction
 from castiel.sync.fanout import PullFanout
 from castiel.sync.mapping import compile_mappings
 from castiel.sync.pipeline import PageReport
@@ -44,7 +44,7 @@ class Issue:
         self.data = {"number": number, "title": f"Issue {number}", "state": "open"}
 
 
-def outcome(number: int, action: Action, *, deleted: bool = False) -> RecordOutcome:
+def outcome(number: int, action: RecordAction, *, deleted: bool = False) -> RecordOutcome:
     [record] = GITHUB.map_record(Issue(number, deleted=deleted))
     return RecordOutcome(record, action, f"shard-{number}", {"title": f"Issue {number}"})
 
@@ -86,10 +86,10 @@ async def queued(queue: SqliteMessageQueue) -> list[OutboundChange]:
 async def test_created_updated_and_deleted_records_go_out_once(world: Fanned) -> None:
     queue, fanout = world.queue, world.fanout
     page = saved(
-        outcome(1, Action.CREATE),
-        outcome(2, Action.UPDATE),
-        outcome(3, Action.UNCHANGED),
-        outcome(4, Action.DELETE, deleted=True),
+        outcome(1, RecordAction.CREATE),
+        outcome(2, RecordAction.UPDATE),
+        outcome(3, RecordAction.UNCHANGED),
+        outcome(4, RecordAction.DELETE, deleted=True),
     )
 
     await fanout(page)
@@ -108,16 +108,16 @@ async def test_created_updated_and_deleted_records_go_out_once(world: Fanned) ->
 
 
 async def test_a_resumed_page_sends_every_record_in_a_shard_under_the_ids_a_first_attempt_used(world: Fanned) -> None:
-    await world.fanout(saved(outcome(1, Action.CREATE), outcome(2, Action.UPDATE)))
+    await world.fanout(saved(outcome(1, RecordAction.CREATE), outcome(2, RecordAction.UPDATE)))
 
     # The same page after a crash before its checkpoint: saved already, so nothing is found to have changed.
     await world.fanout(
         saved(
-            outcome(1, Action.UNCHANGED),
-            outcome(2, Action.UNCHANGED),
-            outcome(3, Action.UNCHANGED),
-            outcome(4, Action.UNCHANGED, deleted=True),
-            outcome(5, Action.IGNORE, deleted=True),  # a deletion of a record no shard holds
+            outcome(1, RecordAction.UNCHANGED),
+            outcome(2, RecordAction.UNCHANGED),
+            outcome(3, RecordAction.UNCHANGED),
+            outcome(4, RecordAction.UNCHANGED, deleted=True),
+            outcome(5, RecordAction.IGNORE, deleted=True),  # a deletion of a record no shard holds
             resumed=True,
         )
     )
@@ -136,6 +136,6 @@ async def test_a_shard_type_without_another_push_target_sends_nothing(world: Fan
     doc = await store.read(Connection.container, "nt", "t1")
     await store.replace(Connection.container, {**doc, "syncDirection": "pull"}, if_match=doc["_etag"])
 
-    await fanout(saved(outcome(1, Action.CREATE)))
+    await fanout(saved(outcome(1, RecordAction.CREATE)))
 
     assert await queued(queue) == []

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from castiel.clock import now_utc
 from castiel.devhost.convert import sdk_message_from
-from castiel.models import Connection, SyncResult, SyncTaskMessage, TaskStatus, utcnow
+from castiel.models import Connection, SyncResult, SyncTaskMessage, TaskStatus
 from castiel.ports import OutgoingMessage, Query
 from castiel.sync.pull import PageSaved
 from castiel.triggers import delivery_from
@@ -36,7 +37,7 @@ async def deliver(world: World, connection: Connection) -> SyncResult:
         connection_id=connection.id,
         sync_mode="pull",
         correlation_id=f"corr-{connection.id}",
-        enqueued_at=utcnow(),
+        enqueued_at=now_utc(),
         task_id=f"task-{connection.id}",
     )
     await world.queue.send(QUEUE, [OutgoingMessage(body=message.to_json_bytes(), message_id=f"m-{connection.id}")])

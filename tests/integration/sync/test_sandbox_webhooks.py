@@ -14,7 +14,7 @@ from castiel.sandbox.app import build_app
 from castiel.sandbox.state import Sandbox
 from castiel.sandbox.subscriptions import Subscription, WebhookSubscriptions
 from castiel.webhooks.events import parse_delivery
-from castiel.webhooks.signatures import build_verifier
+from castiel.webhooks.verifiers import build_verifier
 
 SECRET = "sandbox-subscription-secret"
 URL = "http://castiel.test/webhooks/wh/events"

@@ -46,7 +46,7 @@ from castiel.webhooks.health import registration_health
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.receiver import WebhookReceiver, WebhookRequest, WebhookResponse
 from castiel.webhooks.registrations import WebhookRegistrations
-from castiel.webhooks.verifiers import Verifiers
+from castiel.webhooks.verifier_cache import VerifierCache
 
 QUEUE = "sync-outbound"
 PAYLOADS = Path(__file__).parents[2] / "unit" / "webhooks" / "payloads"
@@ -198,7 +198,7 @@ class Harness:
     queue: MessageQueue
     secrets: SecretStore
     registrations: WebhookRegistrations
-    verifiers: Verifiers
+    verifiers: VerifierCache
     ledger: DeliveryLedger
     receiver: WebhookReceiver
 
@@ -276,7 +276,7 @@ def assemble(
 ) -> Harness:
     """Wire the receiver exactly as ``castiel.runtime`` does, on the given backends."""
     registrations = WebhookRegistrations(store, clock=clock)
-    verifiers = Verifiers(WebhookSecrets(store, secrets), GoogleSigningKeys(http, clock=clock), clock=clock)
+    verifiers = VerifierCache(WebhookSecrets(store, secrets), GoogleSigningKeys(http, clock=clock), clock=clock)
     ledger = DeliveryLedger(redis, store, clock=clock)
     receiver = WebhookReceiver(registrations, verifiers, ledger, store, queue, secrets, queue_name=QUEUE, clock=clock)
     return Harness(clock, store, queue, secrets, registrations, verifiers, ledger, receiver)

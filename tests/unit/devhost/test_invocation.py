@@ -8,7 +8,7 @@ import pytest
 
 from castiel.devhost.invocation import FunctionTimeout, Invocation
 from castiel.devhost.loader import HostedFunction, TimerBinding, caller
-from castiel.settlement import describe
+from castiel.settlement import typed_message
 from castiel.telemetry import current_correlation_id
 
 BINDING = TimerBinding("0 0 * * * *", run_on_startup=False)
@@ -45,4 +45,4 @@ async def test_the_function_runs_under_the_invocation_correlation_id(given: str 
 
 
 def test_describe_names_the_exception_type() -> None:
-    assert describe(ValueError("bad value")) == "ValueError: bad value"
+    assert typed_message(ValueError("bad value")) == "ValueError: bad value"

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from castiel.models import Conflict, ConflictStrategy, Connection
 from castiel.sync.canonical import same
 from castiel.sync.conflicts import (
-    Change,
     ConflictSettings,
     FieldConflict,
     LocalState,
+    RemoteChange,
     conflict_documents,
     merge,
 )
@@ -50,7 +50,7 @@ DISJOINT_LOCAL = LocalState(
     {"title": T1, "status": T2, "owner": T1},
     {"title": "sf", "status": "local", "owner": "sf"},
 )
-DISJOINT_CHANGE = Change("sf", {"title": "Final", "status": "open", "owner": "ann"}, T3, BASE)
+DISJOINT_CHANGE = RemoteChange("sf", {"title": "Final", "status": "open", "owner": "ann"}, T3, BASE)
 
 DISJOINT_CASES = [
     pytest.param(settings(LW), {"status": "done", "title": "Draft"}, [("title", LW, "local", False)], id="local_wins"),
@@ -80,9 +80,9 @@ def test_both_sides_changed_different_fields(
 # ---------------------------------------------------------------- both sides changed the same field
 
 
-def contested(local_time: str, local_source: str = "sf", source: str = "sf") -> tuple[LocalState, Change]:
+def contested(local_time: str, local_source: str = "sf", source: str = "sf") -> tuple[LocalState, RemoteChange]:
     local = LocalState({**BASE, "title": "Ours"}, {"title": local_time}, {"title": local_source})
-    return local, Change(source, {**BASE, "title": "Theirs"}, T2, BASE)
+    return local, RemoteChange(source, {**BASE, "title": "Theirs"}, T2, BASE)
 
 
 CONTESTED_CASES = [
@@ -127,7 +127,7 @@ def test_both_sides_changed_the_same_field(
 
 def test_newest_wins_uses_the_source_s_per_field_time_when_it_has_one() -> None:
     local, change = contested(T2)
-    timed = Change(change.source, change.fields, T1, BASE, {"title": T3})
+    timed = RemoteChange(change.source, change.fields, T1, BASE, {"title": T3})
 
     assert merge(local, timed, settings(NW)).data["title"] == "Theirs"
     assert merge(local, change, settings(NW)).versions == {"title": T2}
@@ -140,7 +140,8 @@ def test_newest_wins_uses_the_source_s_per_field_time_when_it_has_one() -> None:
 def test_a_change_only_the_source_made_is_taken_under_every_strategy(strategy: ConflictStrategy) -> None:
     local = LocalState(dict(BASE))
 
-    result = merge(local, Change("sf", {**BASE, "owner": "bob", "due": "2026-04-01"}, T2, BASE), settings(strategy))
+    change = RemoteChange("sf", {**BASE, "owner": "bob", "due": "2026-04-01"}, T2, BASE)
+    result = merge(local, change, settings(strategy))
 
     assert result.changed == {"owner": "bob", "due": "2026-04-01"}
     assert result.conflicts == ()
@@ -148,7 +149,7 @@ def test_a_change_only_the_source_made_is_taken_under_every_strategy(strategy: C
 
 def test_a_source_ranked_below_a_field_s_owner_cannot_change_it() -> None:
     local = LocalState(dict(BASE), {}, {"owner": "sf", "title": "notion"})
-    change = Change("notion", {**BASE, "owner": "bob", "title": "Final"}, T2, BASE)
+    change = RemoteChange("notion", {**BASE, "owner": "bob", "title": "Final"}, T2, BASE)
 
     result = merge(local, change, settings(SP, LW, "sf", "notion"))
 
@@ -168,7 +169,7 @@ NO_BASE_CASES = [
 def test_without_a_base_every_differing_local_value_is_contested(
     data: dict[str, Any], fields: dict[str, Any], changed: dict[str, Any], conflicts: list[Any]
 ) -> None:
-    result = merge(LocalState(data), Change("sf", fields, T1), settings(FM))
+    result = merge(LocalState(data), RemoteChange("sf", fields, T1), settings(FM))
 
     assert (result.changed, conflicts_of(result)) == (changed, conflicts)
 
@@ -222,7 +223,9 @@ locals_ = st.builds(
     st.dictionaries(st.sampled_from(FIELDS), times),
     st.dictionaries(st.sampled_from(FIELDS), st.sampled_from(["sf", "notion", "local", "hub"])),
 )
-changes = st.builds(Change, st.sampled_from(["sf", "notion", "local", "hub"]), records, times, st.none() | records)
+changes = st.builds(
+    RemoteChange, st.sampled_from(["sf", "notion", "local", "hub"]), records, times, st.none() | records
+)
 
 
 def shuffled(mapping: dict[str, Any], rnd: random.Random) -> dict[str, Any]:
@@ -233,9 +236,9 @@ def shuffled(mapping: dict[str, Any], rnd: random.Random) -> dict[str, Any]:
 
 @given(locals_, changes, rules, st.randoms())
 def test_merging_is_deterministic_whatever_the_field_order(
-    local: LocalState, change: Change, rule: ConflictSettings, rnd: random.Random
+    local: LocalState, change: RemoteChange, rule: ConflictSettings, rnd: random.Random
 ) -> None:
-    reordered = Change(
+    reordered = RemoteChange(
         change.source,
         shuffled(dict(change.fields), rnd),
         change.time,
@@ -259,7 +262,7 @@ def test_a_no_op_change_never_creates_a_conflict(
         name: data.draw(st.sampled_from(options)) for name, options in candidates.items() if data.draw(st.booleans())
     }
 
-    result = merge(local, Change("sf", fields, T2, base), rule)
+    result = merge(local, RemoteChange("sf", fields, T2, base), rule)
 
     assert result.conflicts == ()
     assert (result.changed, result.data) == ({}, local.data)
@@ -274,7 +277,7 @@ def test_field_merge_with_disjoint_changes_loses_nothing(
     theirs = {name: value for name, (local_side, value) in edits.items() if not local_side}
     local = LocalState({**base, **ours})
 
-    result = merge(local, Change("sf", {**base, **theirs}, T2, base), settings(FM, fallback))
+    result = merge(local, RemoteChange("sf", {**base, **theirs}, T2, base), settings(FM, fallback))
 
     assert same(result.data, {**base, **ours, **theirs})
     assert result.conflicts == ()

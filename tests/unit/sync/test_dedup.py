@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from castiel.models import DedupStrategy, DuplicateCandidate
 from castiel.ports import Filter, Query
 from castiel.sync.dedup import (
-    Action,
     DedupContext,
+    RecordAction,
     block,
     decide,
     duplicate_candidates,
@@ -123,28 +123,35 @@ ADA = contact("c1", Email="ada@example.com", Name="Ada")
 OWN = shard_id("t1", "sf", "Contact", "c1")
 
 EXTERNAL_ID_CASES = [
-    pytest.param(ADA, [], [], Action.CREATE, OWN, None, False, id="new-record-creates-its-own-id"),
-    pytest.param(ADA, [link(ADA, "s1")], [shard("s1")], Action.UPDATE, "s1", "link", False, id="changed-record"),
+    pytest.param(ADA, [], [], RecordAction.CREATE, OWN, None, False, id="new-record-creates-its-own-id"),
+    pytest.param(ADA, [link(ADA, "s1")], [shard("s1")], RecordAction.UPDATE, "s1", "link", False, id="changed-record"),
     pytest.param(
-        ADA, [link(ADA, "s1", fingerprint=ADA.fingerprint)], [], Action.UNCHANGED, "s1", "link", False, id="unchanged"
+        ADA,
+        [link(ADA, "s1", fingerprint=ADA.fingerprint)],
+        [],
+        RecordAction.UNCHANGED,
+        "s1",
+        "link",
+        False,
+        id="unchanged",
     ),
     pytest.param(
         ADA,
         [link(ADA, "s1", pushedFingerprint=ADA.push_fingerprint)],
         [],
-        Action.UNCHANGED,
+        RecordAction.UNCHANGED,
         "s1",
         "link",
         True,
         id="our-own-push-coming-back",
     ),
-    pytest.param(ADA, [link(ADA, "s1")], [], Action.CREATE, "s1", "link", False, id="link-to-a-vanished-shard"),
-    pytest.param(ADA, [], [shard(OWN)], Action.UPDATE, OWN, "recovered", False, id="shard-written-link-not-yet"),
+    pytest.param(ADA, [link(ADA, "s1")], [], RecordAction.CREATE, "s1", "link", False, id="link-to-a-vanished-shard"),
+    pytest.param(ADA, [], [shard(OWN)], RecordAction.UPDATE, OWN, "recovered", False, id="shard-written-link-not-yet"),
     pytest.param(
         ADA,
         [link(ADA, "s1", fingerprint=ADA.fingerprint, deleted=True)],
         [shard("s1", deleted=True)],
-        Action.UPDATE,
+        RecordAction.UPDATE,
         "s1",
         "link",
         False,
@@ -154,7 +161,7 @@ EXTERNAL_ID_CASES = [
         ADA,
         [link(ADA, "s1", deleted=True, deletedHash=ADA.content_hash)],
         [shard("s1", deleted=True)],
-        Action.UNCHANGED,
+        RecordAction.UNCHANGED,
         "s1",
         "link",
         True,
@@ -164,19 +171,21 @@ EXTERNAL_ID_CASES = [
         ADA,
         [link(ADA, "s1", deleted=True, deletedHash="what our delete left")],
         [shard("s1", deleted=True)],
-        Action.UPDATE,
+        RecordAction.UPDATE,
         "s1",
         "link",
         False,
         id="changed-after-our-delete",
     ),
-    pytest.param(contact("c1", deleted=True), [link(ADA, "s1")], [shard("s1")], Action.DELETE, "s1", "link", False),
-    pytest.param(contact("c1", deleted=True), [], [], Action.IGNORE, OWN, None, False, id="delete-of-unknown"),
+    pytest.param(
+        contact("c1", deleted=True), [link(ADA, "s1")], [shard("s1")], RecordAction.DELETE, "s1", "link", False
+    ),
+    pytest.param(contact("c1", deleted=True), [], [], RecordAction.IGNORE, OWN, None, False, id="delete-of-unknown"),
     pytest.param(
         contact("c1", deleted=True),
         [link(ADA, "s1", deleted=True)],
         [shard("s1")],
-        Action.IGNORE,
+        RecordAction.IGNORE,
         "s1",
         "link",
         False,
@@ -190,7 +199,7 @@ def test_external_id(
     record: MappedRecord,
     links: list[dict[str, Any]],
     shards: list[dict[str, Any]],
-    action: Action,
+    action: RecordAction,
     target: str,
     matched_by: str | None,
     echo: bool,
@@ -203,7 +212,7 @@ def test_external_id(
         matched_by,
         echo,
     )
-    if action in (Action.UPDATE, Action.DELETE):
+    if action in (RecordAction.UPDATE, RecordAction.DELETE):
         assert decision.shard == next(doc for doc in shards if doc["id"] == target)
 
 
@@ -280,14 +289,14 @@ def test_composite_key(page: list[MappedRecord], found: list[dict[str, Any]], ta
     for decision in decisions:
         matched = decision.shard_id != shard_id("t1", "sf", "Contact", decision.record.external_id)
         assert (decision.action, decision.matched_by) == (
-            (Action.UPDATE, "composite_key") if matched else (Action.CREATE, None)
+            (RecordAction.UPDATE, "composite_key") if matched else (RecordAction.CREATE, None)
         )
 
 
 def test_external_id_never_matches_by_key() -> None:
     [decision] = decide([contact("c1", Email="ada@example.com")], {}, [HUBSPOTS], ctx())
 
-    assert (decision.action, decision.shard_id) == (Action.CREATE, OWN)
+    assert (decision.action, decision.shard_id) == (RecordAction.CREATE, OWN)
 
 
 # ---------------------------------------------------------------- content_hash
@@ -304,8 +313,8 @@ def test_content_hash_matches_a_shard_whose_data_is_exactly_the_record() -> None
     [missed] = decide([record], {}, [differs], strategy)
 
     assert query.filters[-1] == Filter("contentHash", "in", (record.content_hash,))
-    assert (matched.action, matched.shard_id, matched.matched_by) == (Action.UPDATE, "hub-1", "content_hash")
-    assert (missed.action, missed.shard_id) == (Action.CREATE, OWN)
+    assert (matched.action, matched.shard_id, matched.matched_by) == (RecordAction.UPDATE, "hub-1", "content_hash")
+    assert (missed.action, missed.shard_id) == (RecordAction.CREATE, OWN)
 
 
 # ---------------------------------------------------------------- fuzzy
@@ -339,7 +348,7 @@ def test_fuzzy_reports_candidates_and_never_merges(page: list[MappedRecord], exp
         DuplicateCandidate.model_validate(doc) for doc in duplicate_candidates(decisions, FUZZY_FOUND, strategy, T0)
     ]
 
-    assert all(decision.action is Action.CREATE for decision in decisions)
+    assert all(decision.action is RecordAction.CREATE for decision in decisions)
     own = {shard_id("t1", "sf", "Contact", item.external_id): item.external_id for item in page}
     assert [(own.get(c.candidate_shard_id, c.candidate_shard_id), c.score) for c in candidates] == expected
     for candidate in candidates:

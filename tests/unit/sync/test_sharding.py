@@ -8,7 +8,7 @@ from typing import Any
 from castiel.models import ConflictStrategy, DedupStrategy, ExternalIdLink, Shard, format_utc
 from castiel.ports import BatchOperation
 from castiel.sync.conflicts import ConflictSettings
-from castiel.sync.dedup import Action, DedupContext, decide, link_id, shard_id
+from castiel.sync.dedup import DedupContext, RecordAction, decide, link_id, shard_id
 from castiel.sync.mapping import MappedRecord, compile_mappings
 from castiel.sync.sharding import PageWrites, build_page
 from tests.unit.sync.records import T0, Rec
@@ -159,7 +159,7 @@ def test_a_concurrent_edit_records_its_conflicts_and_keeps_local_under_local_win
     )
     assert (conflict["rule"], conflict["kept"], conflict["status"]) == ("local_wins", "local", "resolved")
     assert docs(write.shards)[0]["data"] == {"name": "Acme (local edit)"}
-    assert (write.counts.conflicts, write.counts.unchanged, write.outcomes[0].action) == (1, 1, Action.UNCHANGED)
+    assert (write.counts.conflicts, write.counts.unchanged, write.outcomes[0].action) == (1, 1, RecordAction.UNCHANGED)
 
 
 def test_a_deletion_tombstones_link_and_shard_when_no_other_connection_holds_it() -> None:
@@ -202,7 +202,7 @@ def test_a_record_that_comes_back_revives_its_tombstone() -> None:
     assert (shard["deleted"], "deletedAt" in shard, "ttl" in shard) == (False, False, False)
     assert (shard["sync"]["sf"]["deleted"], "deletedAt" in shard["sync"]["sf"]) == (False, False)
     assert (link["deleted"], "ttl" in link, "deletedAt" in link) == (False, False, False)
-    assert write.outcomes[0].action is Action.UPDATE
+    assert write.outcomes[0].action is RecordAction.UPDATE
 
 
 def test_a_shard_matched_by_its_natural_key_gains_this_connection_and_counts_as_a_duplicate() -> None:
@@ -238,5 +238,5 @@ def test_unchanged_and_ignored_records_write_nothing() -> None:
     write = page(mapped("Account", "001", Name="Acme") + mapped("Account", "404", deleted=True), stored_link(first))
 
     assert (write.shards, write.links, write.conflicts) == ([], [], [])
-    assert [outcome.action for outcome in write.outcomes] == [Action.UNCHANGED, Action.IGNORE]
+    assert [outcome.action for outcome in write.outcomes] == [RecordAction.UNCHANGED, RecordAction.IGNORE]
     assert write.counts.unchanged == 2

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from castiel.clock import ManualClock
 from castiel.errors import RetryableError, SignatureError
 from castiel.webhooks.google_oidc import GOOGLE_CERTS_URL, LEEWAY_SECONDS, GoogleSigningKeys
-from castiel.webhooks.signatures import GooglePushVerifier
+from castiel.webhooks.verifiers import GooglePushVerifier
 
 NOW = 1_700_000_000
 AUDIENCE = "https://castiel.example/webhooks/reg-1/events"

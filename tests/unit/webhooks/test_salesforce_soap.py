@@ -18,7 +18,7 @@ from castiel.webhooks.salesforce_soap import (
     parse_outbound_message,
     verify_organization,
 )
-from castiel.webhooks.signatures import build_verifier
+from castiel.webhooks.verifiers import build_verifier
 
 ORG_18 = "00D5g000004CzIuEAK"
 ORG_15 = ORG_18[:15]
