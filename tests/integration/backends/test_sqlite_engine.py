@@ -1,4 +1,4 @@
-"""The SQLite engine's checkpoints: off the commit path, into the database file, stopped with the database."""
+"""The SQLite engine: checkpoints off the commit path, into the database file, stopped with the database; page size."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from castiel.backends.sqlite_engine import SqliteDatabase
@@ -74,3 +75,20 @@ async def test_close_stops_the_checkpointer_and_leaves_everything_in_the_file(tm
         assert conn.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 16
     finally:
         conn.close()
+
+
+async def test_a_new_file_gets_16_kib_pages_and_an_existing_file_keeps_its_own(tmp_path: Path) -> None:
+    existing = tmp_path / "existing.db"
+    with closing(sqlite3.connect(existing)) as conn:
+        conn.execute(SCHEMA)
+        conn.execute("INSERT INTO blobs (body) VALUES (?)", (BLOB,))
+        conn.commit()
+    for path, page_size, rows in ((tmp_path / "new.db", 16384, 0), (existing, 4096, 1)):
+        database = SqliteDatabase(path, SCHEMA)
+        try:
+            await database.write(insert(2))
+            assert await database.read(lambda conn: conn.execute("PRAGMA page_size").fetchone()[0]) == page_size
+            count = await database.read(lambda conn: conn.execute("SELECT COUNT(*) FROM blobs").fetchone()[0])
+            assert count == rows + 2
+        finally:
+            await database.close()
