@@ -58,7 +58,7 @@ def check_key(doc_id: object, partition_key: object) -> tuple[str, str]:
     """``(doc_id, partition_key)`` once both are valid: non-empty strings, the id as Cosmos DB accepts it."""
     if not isinstance(doc_id, str) or not doc_id:
         raise ValueError(f"document id must be a non-empty string, not {doc_id!r}")
-    if len(doc_id) > _MAX_ID_LENGTH or _FORBIDDEN_ID_CHARACTERS.intersection(doc_id):
+    if len(doc_id) > _MAX_ID_LENGTH or not _FORBIDDEN_ID_CHARACTERS.isdisjoint(doc_id):
         raise ValueError(f"document id {doc_id!r} must be at most {_MAX_ID_LENGTH} characters without / \\ ? #")
     if not isinstance(partition_key, str) or not partition_key:
         raise ValueError(f"partition key of document {doc_id!r} must be a non-empty string, not {partition_key!r}")
@@ -89,7 +89,10 @@ def prepare_document(container: str, doc: Mapping[str, Any]) -> PreparedDocument
     ttl = doc.get("ttl", -1)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or (ttl <= 0 and ttl != -1):
         raise ValueError(f"ttl of {doc_id!r} must be a positive whole number of seconds or -1, not {ttl!r}")
-    body = {name: value for name, value in doc.items() if name not in SYSTEM_FIELDS}
+    if SYSTEM_FIELDS.isdisjoint(doc):  # a new document usually: one C-level copy instead of a filtering loop
+        body = dict(doc)
+    else:
+        body = {name: value for name, value in doc.items() if name not in SYSTEM_FIELDS}
     return PreparedDocument(body, doc_id, partition_key, None if ttl == -1 else ttl)
 
 

@@ -80,11 +80,12 @@ _DELETE = (
     " AND (expires_at IS NULL OR expires_at > ?) AND (? IS NULL OR etag = ?)"
 )
 _PURGE = "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?"
+# The ids arrive as one JSON array, so any number of them is one statement whose text never changes; CROSS JOIN
+# keeps the array the outer loop: one primary-key seek per id.
 _READ_MANY = (
-    "SELECT id, doc FROM documents WHERE container = ? AND pk = ? AND id IN ({placeholders})"
-    " AND (expires_at IS NULL OR expires_at > ?)"
+    "SELECT d.id, d.doc FROM json_each(?) AS wanted CROSS JOIN documents AS d"
+    " ON d.container = ? AND d.pk = ? AND d.id = wanted.value WHERE (d.expires_at IS NULL OR d.expires_at > ?)"
 )
-_READ_MANY_CHUNK = 500  # ids bound per statement, well under SQLite's variable limit
 _SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -187,14 +188,10 @@ class SqliteDocumentStore:
         if not wanted:
             return {}
         now = self._clock()
+        ids = orjson.dumps(wanted).decode()
 
         def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            found: list[tuple[str, str]] = []
-            for start in range(0, len(wanted), _READ_MANY_CHUNK):
-                chunk = wanted[start : start + _READ_MANY_CHUNK]
-                sql = _READ_MANY.format(placeholders=", ".join("?" * len(chunk)))
-                found += conn.execute(sql, (container, partition_key, *chunk, now)).fetchall()
-            return found
+            return conn.execute(_READ_MANY, (ids, container, partition_key, now)).fetchall()
 
         return {doc_id: _load(text) for doc_id, text in await self._read(read)}
 

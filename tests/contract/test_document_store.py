@@ -463,6 +463,16 @@ async def test_read_many_reads_thousands_of_ids(h: Harness) -> None:
     assert found["doc-1199"]["n"] == 1_199
 
 
+async def test_read_many_finds_any_number_of_ids_whatever_their_characters(h: Harness) -> None:
+    names = [f'd{n}-"quoted" ünï {n}' for n in range(1200)]
+    await h.store.write_batch(SHARDS, h.tenant("t1"), [BatchOperation.upsert(h.doc(name)) for name in names[::2]])
+
+    found = await h.store.read_many(SHARDS, h.tenant("t1"), [*names, *names[:10]])
+
+    assert sorted(found) == sorted(names[::2])
+    assert all(found[name]["id"] == name for name in found)
+
+
 async def test_read_many_skips_expired_documents(h: Harness) -> None:
     clock = h.manual_clock()
     await h.store.write_batch(
