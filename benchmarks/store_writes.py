@@ -9,8 +9,9 @@ pipeline's (a 1.6 kB shard, a 0.3 kB link) and built outside the timed calls.
 
 The floor, in the same process on its own file with the store's schema: the same pages through bare ``sqlite3`` on
 the calling thread — one ``SELECT … IN`` per read, one ``executemany`` per kind of write and one transaction per
-batch, in WAL mode with ``synchronous=FULL`` — the statements the store runs without its checks, its etags, its
-writer thread and its group commit. Both start from the same preloaded half, written the same way.
+batch, in WAL mode with ``synchronous=FULL`` and SQLite's defaults otherwise (4 KiB pages, a 2 MiB cache, checkpoints
+on commit) — the statements the store runs without its checks, its etags, its writer thread and its group commit.
+Both start from the same preloaded half, written the same way.
 
 Ends with ``RESULT store_records_per_s`` (records over the store calls' seconds), ``RESULT vs_floor_ratio`` (the
 store's rate over the floor's) and ``RESULT write_ms_per_page`` / ``RESULT read_ms_per_page`` (medians).

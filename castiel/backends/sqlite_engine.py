@@ -14,10 +14,10 @@ bytes either way, but in a quarter of the pages, so fewer B-tree steps, page rea
 thousand documents. Measured at the inbound pull's shape: ``benchmarks/store_writes.py``.
 
 Checkpoints (copying committed WAL pages into the database file, and its fsync) are kept off the commit path: a
-checkpointer thread with its own connection runs a ``PASSIVE`` checkpoint after commits, while the caller goes on
-with its work; SQLite lets a checkpoint and a writer run at once. Only a WAL that outgrows ``_WAL_BACKSTOP_BYTES``
-(commits arriving faster than checkpoints finish) is checkpointed by the writer itself as it commits. A checkpoint
-touches only pages that are already durable in the WAL, so neither path changes what a commit promises.
+checkpointer thread with its own connection runs a ``PASSIVE`` checkpoint after commits, at most every 200 ms, while
+the caller goes on with its work; SQLite lets a checkpoint and a writer run at once. Only a WAL that outgrows
+``_WAL_BACKSTOP_BYTES`` (commits arriving faster than checkpoints finish) is checkpointed by the writer itself as it
+commits. A checkpoint touches only pages already durable in the WAL, so neither path changes what a commit promises.
 
 A file that is not a SQLite database, or a damaged one, is a ``PermanentError`` naming the file and how to recover,
 whether it shows at open or on a later page read; so is a directory this process may not write to.
@@ -26,6 +26,7 @@ whether it shows at open or on a later page read; so is a directory this process
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -49,6 +50,7 @@ _MAX_GROUP = 512
 _PAGE_SIZE = 16384
 _WRITER_CACHE_KIB = 16384
 _WAL_BACKSTOP_BYTES = 64 * 1024 * 1024
+_CHECKPOINT_SPACING_SECONDS = 0.2
 # Primary result codes (the low byte of an extended code).
 _DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _UNWRITABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM})
@@ -103,6 +105,7 @@ class SqliteDatabase:
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix=f"sqlite-read-{path.stem}")
         self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-write-{path.stem}", daemon=True)
         self._committed = threading.Event()
+        self._stopping = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name=f"sqlite-checkpoint-{path.stem}", daemon=True
         )
@@ -133,6 +136,7 @@ class SqliteDatabase:
         self._closed = True
         self._jobs.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._stopping.set()
         self._committed.set()  # with the writer stopped, the checkpointer's next wake-up is its last
         await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
         self._checkpoint_conn.close()
@@ -178,19 +182,19 @@ class SqliteDatabase:
             self._committed.set()
 
     def _checkpoint_loop(self) -> None:
-        """After commits (many coalesce into one wake-up), copy the WAL into the database file; the last
-        connection to close checkpoints what is left."""
+        """After commits, copy the WAL into the database file, at most once per ``_CHECKPOINT_SPACING_SECONDS``:
+        the commits in between share one checkpoint (and its fsync of the file, which would otherwise contend
+        with every small commit's own). The last connection to close checkpoints what is left."""
         while True:
             self._committed.wait()
-            self._committed.clear()
             if not self._writer.is_alive():
                 return
-            try:
+            self._committed.clear()
+            # Another connection checkpointing, or a failing file, is no concern here: the next commit tries again,
+            # and a damaged file is reported to the writes and reads that meet it.
+            with contextlib.suppress(sqlite3.Error):
                 self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                # Another connection is checkpointing, or the file failed: the next commit tries again, and a
-                # damaged file is reported to the writes and reads that meet it.
-                continue
+            self._stopping.wait(_CHECKPOINT_SPACING_SECONDS)
 
     def _commit_group(self, group: list[_Job]) -> None:
         conn = self._writer_conn
