@@ -9,7 +9,9 @@ Two strategies are shared; providers with opaque tokens define their own beside 
 
 * ``KeysetCursor`` — the provider filters and orders on (time, id) exactly (Salesforce: ``SystemModstamp``, ``Id``):
   the cursor is the last record's pair, and the next query asks for what comes strictly after it. Records sharing
-  the boundary time are ordered by id, so none is skipped or repeated, across pages or runs.
+  the boundary time are ordered by id, so none is skipped or repeated, across pages or runs. It also keeps when the
+  provider last answered it (``checked``): how stale a cursor is, for a provider that forgets deletions after a while,
+  is the time since it was last asked, not the age of the last record (a quiet object keeps an old one).
 * ``OverlapCursor`` — the provider's filter is inclusive or coarse (GitHub's ``since`` is ``>=`` to the second,
   Notion's ``last_edited_time`` is rounded down to the minute): the next query starts *at* the boundary time, so
   everything at it comes again, and the cursor remembers a fingerprint of each record already emitted at that time.
@@ -30,6 +32,7 @@ import orjson
 from adapters.pagination import Paginator
 from adapters.records import Record
 from adapters.wire import Reply
+from castiel.clock import Clock, now_utc, system_clock
 from castiel.errors import PermanentError
 from castiel.models import format_utc
 
@@ -101,37 +104,44 @@ def fingerprint(record: Record) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keyset:
-    """The last (time, id) emitted; None before the first record."""
+    """The last (time, id) emitted, None before the first record; and when a query through it last answered."""
 
     since: datetime | None = None
     last_id: str | None = None
+    checked: datetime | None = None
 
 
 class KeysetCursor:
     """Strictly after the last (time, id): for providers that filter and order on both exactly."""
 
+    def __init__(self, clock: Clock = system_clock) -> None:
+        self._clock = clock
+
     def load(self, cursor: str | None) -> Keyset:
-        """``{"since": time, "id": last id}``; a bare value is a time."""
+        """``{"since": time, "id": last id, "checked": time}``; a bare value is a time."""
         fields = decode_cursor(cursor, "since")
         last_id = fields.get("id")
         if last_id is not None and not isinstance(last_id, str):
             raise PermanentError(f"cursor id {last_id!r} is not a string")
-        return Keyset(optional_time(fields.get("since"), "cursor since"), last_id)
+        since = optional_time(fields.get("since"), "cursor since")
+        return Keyset(since, last_id, optional_time(fields.get("checked"), "cursor checked"))
 
     def advance(
         self, state: Keyset, records: list[Record], paginator: Paginator, reply: Reply
     ) -> tuple[list[Record], Keyset]:
-        """Every record; the state moves to the page's last timed record."""
+        """Every record; the state moves to the page's last timed record, and is checked now."""
         last = next((record for record in reversed(records) if record.updated_at is not None), None)
+        checked = now_utc(self._clock)
         if last is None:
-            return records, state
-        return records, Keyset(last.updated_at, last.external_id)
+            return records, Keyset(state.since, state.last_id, checked)
+        return records, Keyset(last.updated_at, last.external_id, checked)
 
     def dump(self, state: Keyset) -> str | None:
         """The JSON cursor, None before the first record."""
         if state.since is None:
             return None
-        return encode_cursor({"since": format_utc(state.since), "id": state.last_id})
+        checked = format_utc(state.checked) if state.checked is not None else None
+        return encode_cursor({"since": format_utc(state.since), "id": state.last_id, "checked": checked})
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ Pull: ``queryAll`` of ``SELECT <fields> FROM <sObject> WHERE SystemModstamp > t 
 ORDER BY SystemModstamp, Id``, following ``nextRecordsUrl`` until ``done``. ``SystemModstamp`` is Salesforce's own
 replication timestamp and the tie-breaker ``Id`` makes the order total, so the cursor is a ``KeysetCursor``: records
 sharing a timestamp across pages or runs are neither skipped nor repeated. ``queryAll`` returns deleted rows
-(``IsDeleted = true``) while they are in the Recycle Bin, 15 days at most; a cursor older than that can no longer
-see every deletion, so the fetch starts a full pass marked ``resync`` instead. Fields are the ``fields`` setting's
-list for the sObject, else every field ``describe`` reports except ``base64`` ones (queryable one record at a time).
+(``IsDeleted = true``) while they are in the Recycle Bin, 15 days at most; a cursor last asked longer ago than that
+can no longer see every deletion, so the fetch starts a full pass marked ``resync`` instead. Fields are the
+``fields`` setting's list for the sObject, else every field ``describe`` reports except ``base64`` ones (queryable one
+record at a time).
 ``attributes`` is transport noise and is left out of ``data``. A record's entity type is its sObject's API name as
 Salesforce spells it (``Account``, the connection's entity type), the name its webhooks carry too
 (``castiel/webhooks/parsers/salesforce.py``), so a record reaches the same external-id link whichever way it arrives;
@@ -182,9 +183,15 @@ class SalesforceAdapter(BaseAdapter):
         return (str(label) if label else None), described
 
     def needs_full_pass(self, session: Session, state: Any) -> bool:
-        """A cursor older than the Recycle Bin keeps can no longer see every deletion."""
-        since = state.since if isinstance(state, Keyset) else None
-        return since is not None and since < now_utc(self.engine.clock) - timedelta(days=RECYCLE_BIN_DAYS)
+        """A cursor last asked longer ago than the Recycle Bin keeps can no longer see every deletion.
+
+        How long ago it was last asked, not its last record's time: a quiet sObject (no change in weeks) keeps an old
+        ``since`` while the hourly pulls still see every deletion. A cursor from before ``checked`` goes by ``since``.
+        """
+        if not isinstance(state, Keyset):
+            return False
+        asked = state.checked or state.since
+        return asked is not None and asked < now_utc(self.engine.clock) - timedelta(days=RECYCLE_BIN_DAYS)
 
     async def stream(self, session: Session, entity_type: str) -> Stream[Keyset]:
         """``queryAll`` after the cursor's (SystemModstamp, Id), in that order."""
@@ -213,7 +220,9 @@ class SalesforceAdapter(BaseAdapter):
                 sobject, str(item["Id"]), parse_time(item["SystemModstamp"]), item.get("IsDeleted") is True, data
             )
 
-        return Stream(entity_type, KeysetCursor(), request, NextUrlPaginator, items_at("records"), record)
+        return Stream(
+            entity_type, KeysetCursor(self.engine.clock), request, NextUrlPaginator, items_at("records"), record
+        )
 
     # ---------------------------------------------------------------- push
 

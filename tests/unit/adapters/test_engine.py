@@ -77,7 +77,7 @@ class ToyAdapter(BaseAdapter):
 
         return Stream(
             entity_type,
-            KeysetCursor(),
+            KeysetCursor(self.engine.clock),
             request,
             lambda: CursorPaginator(("next",), "cursor"),
             items_at("things"),
@@ -150,8 +150,8 @@ async def test_pages_stream_with_the_cursor_to_checkpoint_after_each(make: MakeA
     pages = await fetch_all(adapter, CONN, "thing")
     assert [[r.external_id for r in page.records] for page in pages] == [["a", "b"], ["c"]]
     assert [page.cursor for page in pages] == [
-        '{"id":"b","since":"2026-01-05T12:01:00.000000Z"}',
-        '{"id":"c","since":"2026-01-05T12:01:00.000000Z"}',
+        '{"checked":"2023-11-14T22:13:20.000000Z","id":"b","since":"2026-01-05T12:01:00.000000Z"}',
+        '{"checked":"2023-11-14T22:13:20.000000Z","id":"c","since":"2026-01-05T12:01:00.000000Z"}',
     ]
     assert [request.url.params.get("cursor") for request in api.requests] == [None, "p2"]
     assert all(request.headers["Toy-Version"] == "v9" for request in api.requests)
@@ -162,7 +162,7 @@ async def test_a_stored_cursor_is_where_the_next_fetch_starts(make: MakeAdapter)
     api = Api(things=[json_response(200, {"things": []})])
     pages = await fetch_all(make(api), CONN, "thing", '{"id":"b","since":"2026-01-05T12:01:00.000000Z"}')
     assert api.requests[0].url.params["after"] == "2026-01-05T12:01:00+00:00|b"
-    assert pages[0].cursor == '{"id":"b","since":"2026-01-05T12:01:00.000000Z"}'
+    assert pages[0].cursor == '{"checked":"2023-11-14T22:13:20.000000Z","id":"b","since":"2026-01-05T12:01:00.000000Z"}'
 
 
 async def test_on_connect_runs_once_per_connection_version(make: MakeAdapter) -> None:

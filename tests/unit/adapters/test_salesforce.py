@@ -121,7 +121,11 @@ async def test_pages_follow_next_records_url_and_strip_attributes(make: Make) ->
     assert "attributes" not in first.data
     assert first.data["Name"] == "Acme"
     assert second.deleted
-    assert orjson.loads(pages[1].cursor or "") == {"id": "001D000000Iqh02AAA", "since": "2026-01-05T11:30:00.000000Z"}
+    assert orjson.loads(pages[1].cursor or "") == {
+        "id": "001D000000Iqh02AAA",
+        "since": "2026-01-05T11:30:00.000000Z",
+        "checked": "2026-01-05T12:00:00.000000Z",
+    }
 
 
 async def test_the_next_run_continues_strictly_after_the_last_time_and_id(make: Make) -> None:
@@ -150,6 +154,33 @@ async def test_a_cursor_older_than_the_recycle_bin_starts_a_full_pass(make: Make
     [page] = await fetch_all(adapter, CONN, "Account", '{"id":"001D000000Iqh01AAA","since":"2025-12-20T00:00:00Z"}')
     assert "WHERE" not in soql(requests[0])
     assert page.resync
+
+
+async def test_a_quiet_sobject_asked_within_the_recycle_bin_stays_incremental(make: Make) -> None:
+    adapter, requests = make(query([]))
+    cursor = '{"checked":"2026-01-04T12:00:00Z","id":"001D000000Iqh01AAA","since":"2025-06-01T00:00:00Z"}'
+    [page] = await fetch_all(adapter, CONN, "Account", cursor)
+    assert "WHERE SystemModstamp > 2025-06-01T00:00:00.000Z" in soql(requests[0])
+    assert not page.resync
+
+
+async def test_a_cursor_not_asked_for_longer_than_the_recycle_bin_starts_a_full_pass(make: Make) -> None:
+    adapter, requests = make(query([]))
+    cursor = '{"checked":"2025-12-20T00:00:00Z","id":"001D000000Iqh01AAA","since":"2025-12-19T00:00:00Z"}'
+    [page] = await fetch_all(adapter, CONN, "Account", cursor)
+    assert "WHERE" not in soql(requests[0])
+    assert page.resync
+
+
+async def test_an_empty_pull_still_marks_the_cursor_checked(make: Make) -> None:
+    adapter, _ = make(query([]))
+    cursor = '{"checked":"2026-01-01T00:00:00Z","id":"001D000000Iqh01AAA","since":"2025-06-01T00:00:00Z"}'
+    [page] = await fetch_all(adapter, CONN, "Account", cursor)
+    assert orjson.loads(page.cursor or "") == {
+        "id": "001D000000Iqh01AAA",
+        "since": "2025-06-01T00:00:00.000000Z",
+        "checked": "2026-01-05T12:00:00.000000Z",
+    }
 
 
 async def test_a_cursor_within_the_recycle_bin_is_incremental(make: Make) -> None:
