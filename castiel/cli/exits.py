@@ -7,6 +7,8 @@ exit code  meaning
            configuration is (``ConfigError``): the same command fails again until the input is fixed
 1          runtime: the thing named does not exist (``NotFound``), its state refuses the command
            (``PreconditionFailed``), a backend failed, or Castiel has a bug
+141        whoever read stdout stopped reading (``castiel tasks list | head -3``): the command ends quietly,
+           with the status a program killed by SIGPIPE has (128 + 13), as ``seq 1000 | head -1``'s ``seq`` does
 =========  ==============================================================================================
 
 A bug prints ``error: unexpected …`` and the name of a file (in the system's temporary directory, readable by the
@@ -16,6 +18,7 @@ user only) holding the traceback: the operator sees one line, and the report a m
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from castiel.errors import CastielError, ConfigError
 
 USAGE = 2
 RUNTIME = 1
+READER_GONE = 141
 
 
 @contextmanager
@@ -43,8 +47,23 @@ def one_line_errors() -> Iterator[None]:
         raise _fail(_usage_message(exc), exc.exit_code) from None
     except CastielError as exc:
         raise _fail(str(exc), USAGE if isinstance(exc, ConfigError) else RUNTIME) from None
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(READER_GONE) from None
     except Exception as exc:
         raise _fail(_unexpected(exc), RUNTIME) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's final flush of what is still buffered does not fail
+    on the closed pipe again (the recipe in Python's ``signal`` documentation, "Note on SIGPIPE")."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test runner's capture): nothing will flush to a pipe
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
