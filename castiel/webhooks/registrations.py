@@ -2,10 +2,13 @@
 
 The receiver looks a registration up on every delivery, by id alone (the URL carries no tenant), so lookups are a
 cross-partition query; the cache (5-minute TTL) keeps that off the hot path. A removal or change made through this
-object drops its entry at once. One made elsewhere (the CLI, another instance of the app) is noticed within
-``REVALIDATE_SECONDS``: that often, a lookup starts a background check of every cached registration against the
-store, one query for all of them, and entries removed or changed since are dropped. The store is the only thing
-every process shares in every deployment (the embedded Redis is private to ``castiel serve``), so it is what is asked.
+object drops its entry at once. One made elsewhere (the CLI, another instance of the app) is seen within
+``REVALIDATE_SECONDS``: an entry is served only while it was confirmed against the store less than that long ago,
+else it is read again. Every half of that, a lookup starts a background check of every cached registration, one
+query for all of them, that confirms the unchanged entries and drops the ones removed or changed since — so under
+steady traffic lookups never wait, and after a quiet spell the first one reads its registration afresh. The store is
+the only thing every process shares in every deployment (the embedded Redis is private to ``castiel serve``), so it is
+what is asked.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from castiel.clock import Clock, system_clock
-from castiel.errors import CastielError, NotFound
+from castiel.errors import CastielError, NotFound, RetryableError
 from castiel.models import WebhookRegistration
 from castiel.ports import DocumentStore, Filter, Query
 from castiel.telemetry import log_event
@@ -25,6 +28,7 @@ CACHE_TTL_SECONDS = 300.0
 # added by the CLI (another process) is served within seconds.
 ABSENT_TTL_SECONDS = 5.0
 REVALIDATE_SECONDS = 10.0
+_CHECK_EVERY_SECONDS = REVALIDATE_SECONDS / 2  # a background check confirms entries before they need a read
 _REVALIDATE_CHUNK = 100  # ids per query
 
 
@@ -32,6 +36,8 @@ _REVALIDATE_CHUNK = 100  # ids per query
 class _Cached:
     registration: WebhookRegistration | None
     expires_at: float
+    confirmed_at: float
+    """When the store last showed this entry as it is."""
 
 
 class WebhookRegistrations:
@@ -41,7 +47,7 @@ class WebhookRegistrations:
         self._store = store
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
-        self._revalidate_at = clock() + REVALIDATE_SECONDS
+        self._revalidate_at = clock() + _CHECK_EVERY_SECONDS
         self._revalidation: asyncio.Task[None] | None = None
 
     async def find(self, registration_id: str) -> WebhookRegistration | None:
@@ -50,14 +56,20 @@ class WebhookRegistrations:
         if now >= self._revalidate_at:
             self._start_revalidation(now)
         cached = self._cache.get(registration_id)
-        if cached is not None and cached.expires_at > now:
+        live = cached is not None and cached.expires_at > now
+        if cached is not None and live and now - cached.confirmed_at < REVALIDATE_SECONDS:
             return cached.registration
-        page = await self._store.query(
-            WebhookRegistration.container, Query(filters=(Filter("id", "==", registration_id),), limit=1)
-        )
+        try:
+            page = await self._store.query(
+                WebhookRegistration.container, Query(filters=(Filter("id", "==", registration_id),), limit=1)
+            )
+        except RetryableError:
+            if cached is not None and live:
+                return cached.registration  # the store is out of reach: the last state it showed, until the TTL
+            raise
         found = WebhookRegistration.model_validate(page.items[0]) if page.items else None
         ttl = CACHE_TTL_SECONDS if found is not None else ABSENT_TTL_SECONDS
-        self._cache[registration_id] = _Cached(found, now + ttl)
+        self._cache[registration_id] = _Cached(found, now + ttl, now)
         return found
 
     async def get(self, registration_id: str) -> WebhookRegistration:
@@ -118,7 +130,7 @@ class WebhookRegistrations:
             await self._revalidation
 
     def _start_revalidation(self, now: float) -> None:
-        self._revalidate_at = now + REVALIDATE_SECONDS
+        self._revalidate_at = now + _CHECK_EVERY_SECONDS
         if self._revalidation is not None and not self._revalidation.done():
             return
         checked = {
@@ -127,10 +139,11 @@ class WebhookRegistrations:
             if entry.registration is not None
         }
         if checked:
-            self._revalidation = asyncio.get_running_loop().create_task(self._revalidate(checked))
+            self._revalidation = asyncio.get_running_loop().create_task(self._revalidate(checked, now))
 
-    async def _revalidate(self, checked: dict[str, tuple[_Cached, str | None]]) -> None:
-        """Drop the entries whose registration was removed or changed (another etag) in the store since cached."""
+    async def _revalidate(self, checked: dict[str, tuple[_Cached, str | None]], started: float) -> None:
+        """Drop the entries whose registration was removed or changed (another etag) in the store since cached;
+        the others are confirmed as of ``started``."""
         ids = list(checked)
         current: dict[str, object] = {}
         try:
@@ -146,5 +159,9 @@ class WebhookRegistrations:
             return
         for key, (entry, etag) in checked.items():
             # Only the entry that was checked: one cached since then is newer than this answer.
-            if current.get(key) != etag and self._cache.get(key) is entry:
+            if self._cache.get(key) is not entry:
+                continue
+            if current.get(key) != etag:
                 del self._cache[key]
+            else:
+                entry.confirmed_at = max(entry.confirmed_at, started)
