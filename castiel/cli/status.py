@@ -10,7 +10,7 @@ import typer
 from castiel.backends import data_dir_redis
 from castiel.backends.data_dir import shown
 from castiel.backends.redis_client import redacted
-from castiel.cli.common import JsonFlag, echo_json, run, settings, with_queue, with_store
+from castiel.cli.common import JsonFlag, echo_json, public, run, settings, with_queue, with_store
 from castiel.cli.queue import queue_names
 from castiel.clock import Clock, now_utc, system_clock
 from castiel.devhost.instance import running_serve
@@ -26,7 +26,8 @@ DEFAULT_APP = "function_app:app"
 
 
 async def collect_status(store: DocumentStore, queue: MessageQueue, settings: Settings) -> dict[str, Any]:
-    """Tasks per status, shards per type, queue depths and the last results."""
+    """Tasks per status, shards per type, queue depths and the last results (``public``, as every command prints a
+    stored thing)."""
     tasks = {
         status.value: await store.count(SyncTask.container, Query(filters=(Filter("status", "==", status.value),)))
         for status in TaskStatus
@@ -50,7 +51,8 @@ async def collect_status(store: DocumentStore, queue: MessageQueue, settings: Se
         counts = await queue.stats(name)
         queues[name] = {"active": counts.active, "scheduled": counts.scheduled, "dead_lettered": counts.dead_lettered}
     results = await store.query(SyncResult.container, Query(order_by=(("startedAt", "desc"),), limit=10))
-    return {"tasks": tasks, "shards": shards, "conflicts": conflicts, "queues": queues, "lastResults": results.items}
+    last = [public(result) for result in results.items]
+    return {"tasks": tasks, "shards": shards, "conflicts": conflicts, "queues": queues, "lastResults": last}
 
 
 def _shard_types(connection: Connection) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import tomllib
@@ -13,7 +14,11 @@ import pytest
 import typer
 from typer.core import TyperGroup
 
+from castiel.backends.sqlite_engine import DATABASE_FILE
+from castiel.backends.sqlite_store import SqliteDocumentStore
 from castiel.cli import app
+from castiel.clock import now_utc
+from castiel.models import SyncResult
 from tests.integration.cli.helpers import castiel, castiel_json, dead_letter_one
 
 REPO = Path(__file__).resolve().parents[3]
@@ -46,6 +51,25 @@ def test_every_list_command_prints_a_json_array_of_camel_case_objects_or_one_lin
     assert len(lines) == 1
     with pytest.raises(json.JSONDecodeError):
         json.loads(lines[0])
+
+
+def test_status_json_prints_last_results_without_the_stores_bookkeeping(seeded: Path) -> None:
+    result = SyncResult(
+        id="r1", tenant_id="acme", task_id="t1", connection_id="gh", status="succeeded", started_at=now_utc(),
+        correlation_id="c1",
+    )  # fmt: skip
+
+    async def store_result() -> None:
+        store = SqliteDocumentStore(seeded / DATABASE_FILE)
+        try:
+            await store.create(SyncResult.container, result.to_doc())
+        finally:
+            await store.close()
+
+    asyncio.run(store_result())
+    (shown,) = castiel_json("status", "--json")["lastResults"]
+    assert shown == json.loads(json.dumps(result.to_doc(), default=str))
+    assert not any(key.startswith("_") for key in shown), sorted(shown)
 
 
 @pytest.mark.parametrize(
