@@ -9,6 +9,7 @@ The OAuth types use the RFC 6749 names: ``access_token``, ``refresh_token``, ``e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -41,8 +43,59 @@ def _serialize_secret(value: SecretStr, info: SerializationInfo) -> str:
     return str(value)
 
 
-Secret = Annotated[SecretStr, PlainSerializer(_serialize_secret, return_type=str)]
-"""A secret field: masked everywhere except in ``to_secret_json``."""
+def _filled(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty or blank")
+    return text
+
+
+def _not_blank(value: SecretStr) -> SecretStr:
+    _filled(value.get_secret_value())
+    return value
+
+
+Secret = Annotated[SecretStr, AfterValidator(_not_blank), PlainSerializer(_serialize_secret, return_type=str)]
+"""A secret field: never blank; masked everywhere except in ``to_secret_json``."""
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _sendable(text: str) -> str:
+    # httpx sends a str header as ASCII and h11 refuses control characters: either would fail every request later,
+    # with the value in the error, so it is refused here, before anything is stored.
+    if not _HEADER_VALUE.fullmatch(text):
+        raise ValueError("must be printable ASCII (no control characters such as a trailing CR or newline)")
+    return text
+
+
+def _sendable_secret(value: SecretStr) -> SecretStr:
+    _sendable(value.get_secret_value())
+    return value
+
+
+def _no_control(text: str) -> str:
+    if _CONTROL.search(text):
+        raise ValueError("must not contain control characters (such as a trailing CR or newline)")
+    return text
+
+
+def _no_control_secret(value: SecretStr) -> SecretStr:
+    _no_control(value.get_secret_value())
+    return value
+
+
+def _header_name(name: str) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError("is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+    return name
+
+
+HeaderSecret = Annotated[Secret, AfterValidator(_sendable_secret)]
+"""A secret sent as (part of) a header value as it is: printable ASCII."""
+EncodedSecret = Annotated[Secret, AfterValidator(_no_control_secret)]
+"""A secret sent encoded (HTTP Basic): any text but control characters, which no one means to send."""
 
 
 class CredentialValue(BaseModel):
@@ -111,24 +164,24 @@ class ApiKey(CredentialValue):
     """A static key sent in the provider's header (``header`` and ``prefix`` override the provider's default)."""
 
     credential_type: Literal["api_key"] = "api_key"
-    api_key: Secret
-    header: str | None = None
-    prefix: str | None = None
+    api_key: HeaderSecret
+    header: Annotated[str, AfterValidator(_header_name)] | None = None
+    prefix: Annotated[str, AfterValidator(_sendable)] | None = None
 
 
 class BearerToken(CredentialValue):
     """A static token sent as ``Authorization: Bearer``."""
 
     credential_type: Literal["bearer_token"] = "bearer_token"
-    token: Secret
+    token: HeaderSecret
 
 
 class BasicAuth(CredentialValue):
     """HTTP Basic: a user name and password."""
 
     credential_type: Literal["basic_auth"] = "basic_auth"
-    username: str
-    password: Secret
+    username: Annotated[str, AfterValidator(_filled), AfterValidator(_no_control)]
+    password: EncodedSecret
 
 
 class ClientCertificate(CredentialValue):
@@ -208,6 +261,12 @@ def parse_credential(credential_type: str, fields: Mapping[str, Any]) -> Credent
         raise ConfigError(f"invalid {credential_type}: {describe_errors(exc)}") from None
     if isinstance(value, JwtBearer | ServiceAccountKey):
         _check_private_key(value)
+    if isinstance(value, ServiceAccountKey) and not (value.scope or "").strip():
+        # Google's key file has no scope, and its token endpoint mints nothing without one: asked for here, once.
+        raise ConfigError(
+            "invalid service_account_key: scope: required (the scopes to ask for, space-separated,"
+            " e.g. https://www.googleapis.com/auth/drive.readonly): add it to the key file's JSON"
+        )
     return value
 
 
@@ -215,8 +274,10 @@ def describe_errors(exc: ValidationError) -> str:
     """Each validation problem as ``field: message``, without the input (it may be a secret)."""
     problems = []
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        # A discriminated union puts the type's tag first in the location; the field is what helps.
-        path = [str(part) for part in error["loc"] if part not in CREDENTIAL_TYPES]
+        # A discriminated union puts the type's tag first in the location; the field is what helps (and may share
+        # the tag's name: ``api_key``).
+        loc = error["loc"][1:] if error["loc"] and error["loc"][0] in CREDENTIAL_TYPES else error["loc"]
+        path = [str(part) for part in loc]
         problems.append(f"{'.'.join(path) or 'value'}: {error['msg']}")
     return "; ".join(problems)
 

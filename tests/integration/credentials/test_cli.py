@@ -4,6 +4,9 @@ never; usage errors exit 2, runtime errors exit 1, never a traceback."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,10 @@ from typer.testing import CliRunner
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.cli import app
 from castiel.models import Provider
+from castiel.settings import BACKEND_SELECTORS
 from tests.integration.cli.helpers import castiel, castiel_json, invoke
 from tests.integration.credentials.conftest import CLIENT_ID, CLIENT_SECRET, StandIn
+from tests.unit.credentials.keys import private_key_pem
 
 SECRET = "zqCLIVALUEzq"
 
@@ -165,3 +170,71 @@ def test_adding_a_taken_id_is_refused_and_the_stored_value_stays(cli: Path) -> N
     assert "already exists" in result.output
     assert "other-value" not in (cli / "secrets.json").read_text()
     assert castiel_json("credentials", "show", "k1", "--json")["version"] == 1
+
+
+def stdin(args: list[str], text: str) -> tuple[int, str]:
+    """Run ``castiel`` with ``text`` on stdin: its exit code and output."""
+    result = CliRunner().invoke(app, args, input=text)
+    return result.exit_code, result.output
+
+
+def piped(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
+    """Run ``castiel`` in a real process with ``data`` on its stdin (click's test runner turns CRLF into LF)."""
+    env = {name: value for name, value in os.environ.items() if name.upper() not in BACKEND_SELECTORS}
+    return subprocess.run(
+        [sys.executable, "-m", "castiel.cli", *args], input=data, capture_output=True, env=env, timeout=60, check=False
+    )
+
+
+def test_a_crlf_pasted_value_is_refused_exit_2_and_nothing_is_stored(cli: Path) -> None:
+    done = piped(add("--type", "bearer_token", "--value", "-", "--id", "b1"), SECRET.encode() + b"\r\n")
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 2, output
+    assert "token: Value error, must be printable ASCII" in output
+    assert SECRET not in output
+    assert castiel_json("credentials", "list", "--json") == []
+    assert SECRET not in ((cli / "secrets.json").read_text() if (cli / "secrets.json").exists() else "")
+    assert "credentialId" not in castiel_json("connections", "list", "--json")[0]
+
+
+@pytest.mark.parametrize(
+    ("credential_type", "fields", "message"),
+    [
+        ("api_key", {"api_key": SECRET, "header": "X Key"}, "header: Value error, is not a valid HTTP header name"),
+        ("basic_auth", {"username": "u", "password": SECRET + "\r"}, "password: Value error, must not contain"),
+        ("api_key", {"api_key": ""}, "api_key: Value error, must not be empty or blank"),
+        ("basic_auth", {"username": "", "password": ""}, "username: Value error, must not be empty or blank"),
+        ("service_account_key", {"client_email": "sa@x", "private_key": "-"}, "private_key is not"),
+    ],
+)
+def test_a_value_file_that_cannot_be_sent_is_refused_exit_2(
+    cli: Path, tmp_path: Path, credential_type: str, fields: dict[str, str], message: str
+) -> None:
+    value_file = tmp_path / "value.json"
+    value_file.write_text(json.dumps(fields))
+    result = invoke(*add("--type", credential_type, "--from-file", str(value_file)))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert SECRET not in result.output
+    assert castiel_json("credentials", "list", "--json") == []
+
+
+def test_a_service_account_key_file_without_a_scope_is_refused_at_add(cli: Path, tmp_path: Path) -> None:
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps({"client_email": "sa@p.iam.gserviceaccount.com", "private_key": private_key_pem()}))
+    result = invoke(*add("--type", "service_account_key", "--from-file", str(key_file)))
+    assert result.exit_code == 2, result.output
+    assert "scope: required" in result.output
+    assert castiel_json("credentials", "list", "--json") == []
+
+
+@pytest.mark.parametrize(("given", "text"), [("-", ""), ("-", "\n"), (" ", ""), ("-", SECRET + "\x00\n")])
+def test_rotate_refuses_an_empty_blank_or_unsendable_value_and_keeps_the_old_one(
+    cli: Path, given: str, text: str
+) -> None:
+    castiel(*add("--type", "api_key", "--value", SECRET, "--id", "k1"))
+    code, output = stdin(["credentials", "rotate", "k1", "--value", given], text)
+    assert code == 2, output
+    assert "api_key: Value error" in output
+    assert castiel_json("credentials", "show", "k1", "--json")["version"] == 1
+    assert SECRET in (cli / "secrets.json").read_text()

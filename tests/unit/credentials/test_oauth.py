@@ -373,7 +373,8 @@ async def test_a_google_service_account_grant_follows_the_key_file() -> None:
 
 
 async def test_a_service_account_without_a_scope_is_a_config_error() -> None:
-    value = parse_credential("service_account_key", {"client_email": "sa@x", "private_key": private_key_pem()})
+    # Stored before `credentials add` asked for the scope: parse_credential refuses such a value now.
+    value = ServiceAccountKey.model_validate({"client_email": "sa@x", "private_key": private_key_pem()})
     with pytest.raises(ConfigError, match="needs a scope"):
         await refresh_with(Provider.GOOGLE, value, httpx.Response(200, json={}))
 

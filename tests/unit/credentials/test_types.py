@@ -39,7 +39,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "oauth2_client_credentials": {"client_id": "client-1", "client_secret": SECRET},
     "jwt_bearer": {"client_id": "consumer-key", "username": "ops@example.com", "private_key": private_key_pem()},
-    "service_account_key": {"client_email": "sa@p.iam.gserviceaccount.com", "private_key": private_key_pem()},
+    "service_account_key": {
+        "client_email": "sa@p.iam.gserviceaccount.com",
+        "private_key": private_key_pem(),
+        "scope": "drive",
+    },
     "api_key": {"api_key": SECRET},
     "bearer_token": {"token": SECRET},
     "basic_auth": {"username": "ops", "password": SECRET},
@@ -111,6 +115,7 @@ def test_a_google_key_file_is_taken_as_downloaded() -> None:
         "client_id": "1234",
         "token_uri": "https://oauth2.googleapis.com/token",
         "universe_domain": "googleapis.com",
+        "scope": "https://www.googleapis.com/auth/drive.readonly",
     }
     value = parse_credential("service_account_key", key_file)
     assert isinstance(value, ServiceAccountKey)
@@ -170,3 +175,57 @@ def test_two_credentials_never_share_a_secret_name_even_when_their_readable_part
     assert len(names) == 4
     lowered = {name.lower() for name in names}
     assert len(lowered) == 4  # Key Vault compares names case-insensitively
+
+
+@pytest.mark.parametrize(
+    ("credential_type", "fields", "field"),
+    [
+        ("bearer_token", {"token": SECRET + "\r"}, "token"),
+        ("bearer_token", {"token": SECRET + "\n"}, "token"),
+        ("bearer_token", {"token": SECRET + "é"}, "token"),
+        ("api_key", {"api_key": SECRET + "\r"}, "api_key"),
+        ("api_key", {"api_key": SECRET, "prefix": "Key\t\x00"}, "prefix"),
+        ("api_key", {"api_key": SECRET, "header": "X Api Key"}, "header"),
+        ("api_key", {"api_key": SECRET, "header": "X-Key\r"}, "header"),
+        ("basic_auth", {"username": "u\r", "password": SECRET}, "username"),
+        ("basic_auth", {"username": "u", "password": SECRET + "\r"}, "password"),
+    ],
+)
+def test_a_value_that_cannot_go_into_a_header_is_refused_naming_the_field_not_the_value(
+    credential_type: str, fields: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"invalid {credential_type}: {field}: ") as caught:
+        parse_credential(credential_type, fields)
+    assert SECRET not in str(caught.value)
+    assert "\r" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("credential_type", "fields", "blank"),
+    [
+        ("api_key", {"api_key": ""}, ["api_key"]),
+        ("api_key", {"api_key": " \t"}, ["api_key"]),
+        ("bearer_token", {"token": " "}, ["token"]),
+        ("basic_auth", {"username": "", "password": ""}, ["username", "password"]),
+        ("basic_auth", {"username": "u", "password": "  "}, ["password"]),
+        ("oauth2_client_credentials", {"client_id": "c", "client_secret": ""}, ["client_secret"]),
+    ],
+)
+def test_an_empty_or_blank_value_is_refused(credential_type: str, fields: dict[str, Any], blank: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_credential(credential_type, fields)
+    for name in blank:
+        assert f"{name}: Value error, must not be empty or blank" in str(caught.value)
+
+
+def test_printable_header_values_basic_auth_text_and_a_custom_header_are_accepted() -> None:
+    assert parse_credential("api_key", {"api_key": "k-1", "header": "X-Api-Key", "prefix": "Key "})
+    assert parse_credential("basic_auth", {"username": "ünïcode", "password": "pä ss:word"})
+
+
+def test_a_service_account_key_without_a_scope_is_refused() -> None:
+    key_file = {"client_email": "sa@p.iam.gserviceaccount.com", "private_key": private_key_pem()}
+    with pytest.raises(ConfigError, match="invalid service_account_key: scope: required"):
+        parse_credential("service_account_key", key_file)
+    with pytest.raises(ConfigError, match="scope: required"):
+        parse_credential("service_account_key", {**key_file, "scope": " "})
