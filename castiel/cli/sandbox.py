@@ -33,7 +33,7 @@ def sandbox_serve(
 
 
 async def _serve(port: int, records: int) -> None:
-    async with SandboxServer(Sandbox(records=records), port=port) as server:
+    async with SandboxServer(Sandbox(records=records), port=port, own_signals=True) as server:
         for provider, url in server.base_urls().items():
             typer.echo(f"{provider:<11} {url}")
         typer.echo(f"{'controls':<11} {server.url}/_sandbox")

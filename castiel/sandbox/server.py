@@ -3,12 +3,19 @@
 ``SandboxServer`` is an async context manager: on entry the app listens (port 0 picks a free one) and ``url`` is
 known; the stand-in OAuth provider then names ``<url>/salesforce`` as Salesforce's instance URL, so a credential
 obtained from it leads the adapter to the Salesforce stand-in. On exit the server stops.
+
+Signals belong to whoever runs the loop. uvicorn's own handling replaces the process's SIGINT/SIGTERM handlers while
+it serves and raises the signal again once it has stopped: inside ``castiel serve --sandbox`` that turned one Ctrl-C
+into the host's graceful stop and, 0.1 s later, its forced stop. So the server leaves signals alone unless told it
+owns the process (``own_signals``: ``castiel sandbox serve``, where Ctrl-C stops it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Iterator
 from types import TracebackType
 
 import uvicorn
@@ -20,13 +27,21 @@ from castiel.sandbox.state import Sandbox
 _START_TIMEOUT = 10.0
 
 
-class SandboxServer:
-    """``sandbox`` served at ``http://<host>:<port>``."""
+class _SignalsLeftAlone(uvicorn.Server):
+    """uvicorn without its own signal handling: the process's owner (the dev host) stops the server itself."""
 
-    def __init__(self, sandbox: Sandbox, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class SandboxServer:
+    """``sandbox`` served at ``http://<host>:<port>``; with ``own_signals``, SIGINT or SIGTERM stops it."""
+
+    def __init__(self, sandbox: Sandbox, *, host: str = "127.0.0.1", port: int = 0, own_signals: bool = False) -> None:
         self.sandbox = sandbox
         config = uvicorn.Config(build_app(sandbox), host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(config) if own_signals else _SignalsLeftAlone(config)
         self._address = (host, port)
         self._task: asyncio.Task[None] | None = None
         self.url = ""
