@@ -5,6 +5,11 @@ an unknown path 404, both with a JSON reason. An exception escaping a function i
 answered 500. ``GET /admin/host/status`` answers ``{"state": "Running"}`` for readiness checks, as the Functions
 host does.
 
+A request body is read only up to ``max_body_bytes`` (the webhook receiver's 1 MiB, the one HTTP trigger's limit):
+a declared ``Content-Length`` over it is answered 413 before any of the body is read, and a chunked body is answered
+413 as soon as it passes it, the rest left unread (the connection is then closed). The peer address is the socket's:
+uvicorn's proxy headers are off, so an ``X-Forwarded-For`` a client sends is never taken for its address.
+
 The app is plain ASGI: a route table matched with one compiled pattern per trigger. Every webhook delivery passes
 through it, so it does only what the host's contract needs; a web framework's request, middleware and response
 objects would cost each delivery more than the signature check.
@@ -28,6 +33,7 @@ from castiel.devhost.convert import HttpAnswer, answer_from, http_request_from
 from castiel.devhost.invocation import Invocation
 from castiel.devhost.loader import HostedFunction, HttpBinding
 from castiel.errors import ConfigError, PermanentError
+from castiel.webhooks.receiver import MAX_BODY_BYTES
 
 STATUS_PATH = "/admin/host/status"
 # What an HTTP trigger without ``methods`` accepts (the Functions ``HttpMethod`` values).
@@ -77,8 +83,11 @@ def _allowed(methods: frozenset[str] | None) -> frozenset[str]:
 class HttpApp:
     """The ASGI app serving every HTTP-triggered function in ``functions`` plus the status endpoint."""
 
-    def __init__(self, functions: Sequence[HostedFunction], timeout: float | None) -> None:
+    def __init__(
+        self, functions: Sequence[HostedFunction], timeout: float | None, *, max_body_bytes: int = MAX_BODY_BYTES
+    ) -> None:
         self._timeout = timeout
+        self._max_body_bytes = max_body_bytes
         self.routes: tuple[_Route, ...] = (
             _Route(re.compile(re.escape(STATUS_PATH)), _allowed(frozenset({"GET"})), None),
             *(
@@ -104,10 +113,13 @@ class HttpApp:
             if route.function is None:
                 answer = _json(200, {"state": "Running"})
             else:
-                body = await _read_body(receive)
+                body = await _read_body(scope, receive, self._max_body_bytes)
                 if body is None:  # the client went away before it finished sending: nobody to answer, nothing to run
                     return
-                answer = await self._invoke(route.function, match.groupdict(), scope, body)
+                if isinstance(body, _TooLarge):
+                    answer = _too_large(self._max_body_bytes)
+                else:
+                    answer = await self._invoke(route.function, match.groupdict(), scope, body)
             await _send(send, answer)
             return
         if allowed:
@@ -132,16 +144,41 @@ class HttpApp:
         return answer
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when the client disconnected first."""
+class _TooLarge:
+    """A request body over the limit: declared so, or read past it."""
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | _TooLarge | None:
+    """The whole request body; ``_TooLarge`` as soon as it is known to exceed ``limit`` (the rest unread); None when
+    the client disconnected first."""
+    if _declared_length(scope) > limit:
+        return _TooLarge()
     chunks: list[bytes] = []
+    size = 0
     while True:
         message: Any = await receive()
         if message["type"] != "http.request":
             return None
-        chunks.append(message.get("body", b""))
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return _TooLarge()
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _declared_length(scope: Scope) -> int:
+    """The request's ``Content-Length``, 0 when it has none (uvicorn refuses one that is not a number)."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _too_large(limit: int) -> HttpAnswer:
+    # The unread rest of the body would be taken for the next request: the connection cannot be kept.
+    return _json(413, {"error": f"the request body exceeds {limit} bytes"}, {"connection": "close"})
 
 
 def _json(status: int, payload: Mapping[str, object], headers: Mapping[str, str] | None = None) -> HttpAnswer:
@@ -195,6 +232,9 @@ class HttpServer:
             log_config=None,
             ws="none",
             server_header=False,
+            # The peer is the socket's: trusting X-Forwarded-For from loopback would let any local client choose the
+            # source address recorded with a Notion verification token.
+            proxy_headers=False,
             # The host bounds shutdown itself (``cut``), so uvicorn waits for requests in flight until told.
             timeout_graceful_shutdown=None,
         )

@@ -19,6 +19,10 @@ Outcome = Literal["succeeded", "failed", "dead_lettered", "abandoned", "cancelle
 
 logger = logging.getLogger("castiel.devhost")
 
+# A caller's correlation id (an HTTP header, a message property) rides on every log line of the invocation, so one
+# that could break or flood a line is replaced by a fresh id.
+_MAX_CORRELATION_ID = 128
+
 
 class FunctionTimeout(Exception):
     """An invocation ran past ``functionTimeout`` (the Functions host fails it the same way)."""
@@ -38,7 +42,7 @@ class Invocation:
     ) -> None:
         self.function = function
         self.invocation_id = new_id()
-        self.correlation_id = correlation_id or new_correlation_id()
+        self.correlation_id = correlation_id if _fit_for_logs(correlation_id) else new_correlation_id()
         self._timeout = timeout
         self._traceparent = traceparent
         self._started = time.perf_counter()
@@ -89,3 +93,9 @@ class Invocation:
         )
         if error is not None and not isinstance(error, CastielError):
             logger.error("unhandled exception in %s (%s)", self.function.name, self.invocation_id, exc_info=error)
+
+
+def _fit_for_logs(correlation_id: str | None) -> bool:
+    if not correlation_id:
+        return False
+    return len(correlation_id) <= _MAX_CORRELATION_ID and correlation_id.isprintable() and " " not in correlation_id

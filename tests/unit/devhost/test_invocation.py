@@ -44,5 +44,12 @@ async def test_the_function_runs_under_the_invocation_correlation_id(given: str 
         assert invocation.correlation_id == given
 
 
+@pytest.mark.parametrize("given", ["a\x85b", "line\u2028break", "with space", "x" * 129])
+def test_a_caller_correlation_id_unfit_for_a_log_line_is_replaced(given: str) -> None:
+    invocation = Invocation(HostedFunction("sync", BINDING, caller(lambda timer: None, "timer")), given, timeout=None)
+    assert invocation.correlation_id != given
+    assert invocation.correlation_id.isprintable()
+
+
 def test_describe_names_the_exception_type() -> None:
     assert typed_message(ValueError("bad value")) == "ValueError: bad value"
