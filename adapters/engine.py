@@ -29,6 +29,7 @@ from adapters.cursors import CursorExpired
 from adapters.resolution import Action, ResolutionTable
 from adapters.wire import Reply, RequestSpec
 from castiel.clock import Clock, system_clock
+from castiel.credentials.auth import RefreshingAuth
 from castiel.errors import CastielError, ConfigError, Deferred, NotFound, PermanentError, RateLimited, RetryableError
 from castiel.http_errors import HTTPX_ERRORS, httpx_error
 from castiel.models import Connection, RateLimitCheck
@@ -226,10 +227,12 @@ class HttpEngine:
                 reauthenticated = True
                 session.auth = await self._credentials.auth_for_connection(session.connection)
                 continue
-            error = hooks.on_error(session, self._error(action, message, hooks, reply, attempt), reply)
+            error = hooks.on_error(session, self._error(action, message, hooks, reply, attempt, session), reply)
             raise error from failure
 
-    def _error(self, action: Action, message: str, hooks: Hooks, reply: Reply | None, attempt: int) -> CastielError:
+    def _error(
+        self, action: Action, message: str, hooks: Hooks, reply: Reply | None, attempt: int, session: Session
+    ) -> CastielError:
         if action is Action.RATE_LIMITED or action is Action.RETRY:
             wait = first_answer(hooks.rate_limit_rules, reply, self._clock())
             if action is Action.RATE_LIMITED:
@@ -238,7 +241,13 @@ class HttpEngine:
                 return RateLimited(message, wait, "provider")
             return RetryableError(f"{message} (after {attempt} attempts)")
         if action is Action.REFRESH_TOKEN_THEN_RETRY:
-            return PermanentError(f"{message} (still rejected after the token was refreshed)")
+            if isinstance(session.auth, RefreshingAuth):
+                return PermanentError(f"{message} (still rejected after the token was refreshed)")
+            # An API key, basic auth or certificate has nothing to refresh: the retry only read the credential again.
+            return PermanentError(
+                f"{message} (still rejected with the credential read again; it cannot be refreshed: give it a new"
+                " value with `castiel credentials rotate`)"
+            )
         if action is Action.NOT_FOUND:
             return NotFound(message)
         if action is Action.RESYNC:

@@ -20,6 +20,8 @@ from adapters.records import Change, Discovery, EntityInfo, PushStatus, Record
 from adapters.resolution import DEFAULT_TABLE, Action, Rule
 from adapters.wire import Reply, RequestSpec
 from castiel.clock import ManualClock
+from castiel.credentials.auth import RefreshingAuth as CredentialsAuth
+from castiel.credentials.auth import Token
 from castiel.errors import (
     CastielError,
     ConfigError,
@@ -29,7 +31,7 @@ from castiel.errors import (
     RateLimited,
     RetryableError,
 )
-from castiel.models import Operation, Provider
+from castiel.models import Connection, Operation, Provider
 from tests.unit.adapters.support import (
     RefreshingAuth,
     RefreshingConnectionAuth,
@@ -52,6 +54,7 @@ class ToyAdapter(BaseAdapter):
         [
             Rule(Action.RESYNC, status=410, when=lambda reply: reply.field("reason") == "expired"),
             Rule(Action.RATE_LIMITED, status=403, when=lambda reply: reply.field("reason") == "quota"),
+            Rule(Action.REFRESH_TOKEN_THEN_RETRY, status=403, when=lambda reply: reply.field("reason") == "revoked"),
         ]
     )
 
@@ -259,11 +262,59 @@ async def test_a_401_asks_for_the_auth_again_and_retries_once(make: MakeAdapter)
     assert auth.asked == 2
 
 
-async def test_a_401_after_the_refresh_is_permanent(make: MakeAdapter) -> None:
+async def test_a_401_on_a_credential_that_cannot_refresh_says_nothing_was_refreshed(make: MakeAdapter) -> None:
     api = Api(things=[json_response(401, {"message": "bad credentials"})] * 2)
-    with pytest.raises(PermanentError, match="bad credentials \\(still rejected after the token was refreshed\\)"):
+    with pytest.raises(PermanentError, match="bad credentials \\(still rejected with the credential read again;") as e:
         await fetch_all(make(api), CONN, "thing")
+    assert "castiel credentials rotate" in str(e.value)
+    assert "after the token was refreshed" not in str(e.value)
     assert len(api.requests) == 2
+
+
+class Tokens:
+    """A ``TokenSource`` handing out ``t1``, then ``t2`` once asked to renew."""
+
+    label = "connection toy-1 (standard)"
+
+    def __init__(self) -> None:
+        self.version = 1
+
+    async def current(self) -> Token:
+        return Token(f"t{self.version}", self.version)
+
+    async def renew(self, rejected: Token) -> Token:
+        self.version = rejected.version + 1
+        return await self.current()
+
+
+class CredentialsConnectionAuth(StaticAuth):
+    """Hands out the credentials' own refreshing flow, as the vault does for an OAuth credential."""
+
+    async def auth_for_connection(self, connection: Connection) -> httpx.Auth:
+        self.asked += 1
+        return CredentialsAuth(Tokens())
+
+
+async def test_a_rejection_after_a_refreshing_credential_was_asked_again_says_it_was_refreshed(
+    make: MakeAdapter,
+) -> None:
+    api = Api(things=[json_response(403, {"reason": "revoked", "message": "token revoked"})] * 2)
+    auth = CredentialsConnectionAuth()
+    with pytest.raises(PermanentError, match="token revoked \\(still rejected after the token was refreshed\\)"):
+        await fetch_all(make(api, auth=auth), CONN, "thing")
+
+
+async def test_a_header_httpx_cannot_send_fails_once_permanently_without_its_value(
+    make: MakeAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "zq-ENGINE-SECRET-5"
+    api = Api(things=[httpx.LocalProtocolError(f"Illegal header value b'Bearer {secret}\\r'")] * 3)
+    with caplog.at_level(logging.DEBUG), pytest.raises(PermanentError, match="HTTP request not sent") as raised:
+        await fetch_all(make(api), CONN, "thing")
+    assert len(api.requests) == 1
+    assert secret not in str(raised.value)
+    assert secret not in caplog.text
+    assert "adapter.retry" not in caplog.text
 
 
 async def test_the_auth_flow_refreshes_inside_httpx_on_a_401(make: MakeAdapter) -> None:
