@@ -24,11 +24,15 @@ or a retryable error sent a retry copy), or ``failed``, or the queue counts more
 Not covered: a task the scheduler's stuck sweep re-pended (no delivery came back for the stuck timeout: the message
 was lost) starts afresh, and a page its dead run saved unsent reaches the other tools with the records' next change.
 
-``run_now`` is ``castiel sync run``: the same execution in the foreground, on the connection's task.
+``run_now`` is ``castiel sync run``: the same execution in the foreground, on the connection's task. What it is asked
+for is checked before the task is touched (an entity type the connection does not have is a ``ConfigError``, the
+task as it was); and whatever stops it once the task is ``running`` — Ctrl-C or a bug as well as an error above —
+puts the task back to ``pending``, never leaving it ``running`` for the stuck sweep.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -60,7 +64,7 @@ from castiel.ratelimit.limiter import RateLimiter
 from castiel.ratelimit.policy import PROVIDER_LEVEL
 from castiel.sync.checkpoints import RunningTask
 from castiel.sync.delivery import Delivery, DeliveryPolicy, GiveUpHook, decode_body
-from castiel.sync.pull import PageHook, Puller, PullOptions
+from castiel.sync.pull import PageHook, Puller, PullOptions, entity_types_to_pull
 from castiel.sync.results import Phase, ResultRecorder
 from castiel.telemetry import correlation, log_event, new_correlation_id
 from castiel.telemetry.spans import annotate
@@ -88,6 +92,7 @@ class InboundSync:
         clock: Clock = system_clock,
     ) -> None:
         self._store = store
+        self._adapters = adapters
         self._policy = policy
         self._puller = Puller(store, adapters, limiter, retention=retention, clock=clock)
         self._interval = progress_interval
@@ -111,9 +116,11 @@ class InboundSync:
         on_page: PageHook | None = None,
     ) -> SyncResult:
         """Pull ``connection_id`` now, on its sync task (its checkpoints, unless ``full``); the result document,
-        whatever the outcome. ``NotFound`` without the connection or a pulling task; ``PreconditionFailed`` when the
-        task is queued or running already."""
-        task = await self._task_of(tenant_id, connection_id)
+        whatever the outcome. ``NotFound`` without the connection or a pulling task; ``ConfigError`` for an
+        ``entity_type`` it does not have; ``PreconditionFailed`` when the task is queued or running already."""
+        connection, task = await self._task_of(tenant_id, connection_id)
+        if entity_type is not None:
+            entity_types_to_pull(connection, self._adapters.get(connection.provider), entity_type)
         if task.status in _ACTIVE:
             since = format_utc(task.status_changed_at) if task.status_changed_at else "unknown"
             raise PreconditionFailed(
@@ -194,6 +201,10 @@ class InboundSync:
             return await settle.ended("failed", TaskStatus.FAILED, exc), exc
         except RetryableError as exc:
             return await settle.retry(exc)
+        except BaseException as exc:
+            if manual:  # a worker's run stays running: its message is delivered again and resumes it
+                await settle.stopped(exc)
+            raise
         if paused_until is not None:
             return await settle.paused(paused_until), None
         result = await recorder.finish("succeeded")
@@ -208,9 +219,11 @@ class InboundSync:
             raise PermanentError(f"connection {task.connection_id} of task {task.id} does not exist") from None
         return Connection.model_validate(doc)
 
-    async def _task_of(self, tenant_id: str, connection_id: str) -> SyncTask:
+    async def _task_of(self, tenant_id: str, connection_id: str) -> tuple[Connection, SyncTask]:
         try:
-            await self._store.read(Connection.container, connection_id, tenant_id)
+            connection = Connection.model_validate(
+                await self._store.read(Connection.container, connection_id, tenant_id)
+            )
         except NotFound:
             raise NotFound(f"connection {connection_id!r} of tenant {tenant_id!r} not found") from None
         query = Query(filters=(Filter("connectionId", "==", connection_id),), partition_key=tenant_id)
@@ -222,7 +235,7 @@ class InboundSync:
                 f"(its checkpoints live on one): add one with `castiel tasks add --tenant {tenant_id} "
                 f"--connection {connection_id}`"
             )
-        return pulling[0]
+        return connection, pulling[0]
 
     async def _load(self, message: SyncTaskMessage) -> SyncTask | None:
         if message.task_id is None:
@@ -260,6 +273,18 @@ class _Settle:
         result = await self._recorder.finish("paused", f"provider paused the connection until {until.isoformat()}")
         await self._running.move(TaskStatus.PAUSED, result_id=result.id, paused_until=until)
         return result
+
+    async def stopped(self, error: BaseException) -> None:
+        """A manual run stopped by what no outcome above covers (Ctrl-C, a bug): its task back to ``pending``, its
+        checkpoints kept. The original error is what the caller sees, so one here is logged, not raised."""
+        if self._running.task.status is not TaskStatus.RUNNING:
+            return  # stopped before it was moved to running: nothing to put back
+        reason = f"stopped by {type(error).__name__}" + (f": {error}" if str(error) else "")
+        try:
+            result = await self._recorder.finish("failed", reason)
+            await self._running.move(TaskStatus.PENDING, error=reason, result_id=result.id, reschedule=False)
+        except Exception as exc:
+            log_event("inbound.not_settled", level=logging.WARNING, task_id=self._running.task.id, error=str(exc))
 
     async def retry(self, error: RetryableError) -> Outcome:
         """The worker's message is retried (the task stays running, its checkpoints kept); a manual run fails, its

@@ -136,7 +136,7 @@ class Puller:
             retention=self._retention,
             clock=self._clock,
         )
-        for entity_type in _entity_types(connection, adapter, options):
+        for entity_type in entity_types_to_pull(connection, adapter, options.entity_type):
             cursor = None if options.full else running.cursor(entity_type)
             pages = read_ahead(adapter.fetch(connection, entity_type, cursor))
             first = True
@@ -166,17 +166,19 @@ class Puller:
         return None
 
 
-def _entity_types(connection: Connection, adapter: BaseAdapter, options: PullOptions) -> list[str]:
+def entity_types_to_pull(connection: Connection, adapter: BaseAdapter, entity_type: str | None) -> list[str]:
+    """The entity types a pull of ``connection`` reads: ``entity_type`` alone, else the connection's (all its
+    provider's when it names none); ``ConfigError`` listing the known ones for an ``entity_type`` it does not have."""
     known = adapter.entity_types_of(connection)
-    if options.entity_type is None:
+    if entity_type is None:
         return connection.entity_types or list(known)
-    if options.entity_type not in known:
+    if entity_type not in known:
         listed = ", ".join(sorted(known)) or "none"
         raise ConfigError(
-            f"{connection.provider.value} connection {connection.id} has no entity type {options.entity_type!r}"
+            f"{connection.provider.value} connection {connection.id} has no entity type {entity_type!r}"
             f" (it has: {listed})"
         )
-    return [options.entity_type]
+    return [entity_type]
 
 
 _END = object()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_store import SqliteDocumentStore
+from castiel.ratelimit.limiter import RateLimiter
 from castiel.sandbox.app import build_app
 from castiel.sandbox.state import Sandbox
 from tests.integration.cli.helpers import castiel, castiel_json, invoke
@@ -156,6 +158,33 @@ def test_sync_run_says_why_it_cannot_run_and_exits_1(github: Sandbox) -> None:
     assert result.exit_code == 1
     assert "has no pull or bidirectional sync task" in result.stderr
     assert "castiel tasks add --tenant acme --connection gh" in result.stderr
+
+
+def test_an_unknown_entity_type_is_a_usage_error_and_the_task_stays_as_it_was(github: Sandbox) -> None:
+    before = castiel_json("tasks", "list", "--json")
+    result = invoke("sync", "run", "--tenant", "acme", "--connection", "gh", "--entity-type", "widget")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "error: github connection gh has no entity type 'widget' (it has: issue)\n"
+    assert castiel_json("tasks", "list", "--json") == before
+    assert castiel_json("status", "--json")["lastResults"] == []
+
+
+def test_a_run_stopped_by_a_bug_before_the_pull_leaves_its_task_pending_not_running(
+    github: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the bug's traceback file goes
+
+    async def broken(*_: object, **__: object) -> Any:
+        raise RuntimeError("boom at the rate check")
+
+    monkeypatch.setattr(RateLimiter, "peek", broken)
+    result = invoke("sync", "run", "--tenant", "acme", "--connection", "gh")
+    assert result.exit_code == 1
+    assert "unexpected RuntimeError: boom at the rate check" in result.stderr
+    (task,) = castiel_json("tasks", "list", "--json")
+    assert (task["status"], task["lastError"]) == ("pending", "stopped by RuntimeError: boom at the rate check")
+    (last,) = castiel_json("status", "--json")["lastResults"]
+    assert (last["status"], last["id"]) == ("failed", task["lastResultId"])
 
 
 def test_a_failed_pull_prints_its_result_and_exits_1_with_the_reason(github: Sandbox) -> None:
