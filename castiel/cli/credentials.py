@@ -129,7 +129,9 @@ def credentials_add(
     )
 
     async def add(vault: CredentialVault, store: DocumentStore) -> CredentialMetadata:
-        return await vault.add(tenant, connection, parsed, credential_id=credential_id or None, rotation=rotation)
+        return await vault.add(
+            tenant, connection, parsed, credential_id=credential_id or None, rotation=rotation, sole=True
+        )
 
     echo_json(_shown(run(_with_vault(add))))
 

@@ -37,6 +37,7 @@ from castiel.errors import (
     InvalidGrant,
     LockLost,
     NotFound,
+    PermanentError,
     PreconditionFailed,
 )
 from castiel.models import (
@@ -106,21 +107,53 @@ class CredentialVault:
         *,
         credential_id: str | None = None,
         rotation: RotationPolicy | None = None,
+        sole: bool = False,
     ) -> CredentialMetadata:
-        """Store a new credential and make it the connection's (re-authorising the connection if it needed it)."""
+        """Store a new credential and make it the connection's (re-authorising the connection if it needed it).
+
+        ``sole`` (what ``castiel credentials add`` asks for): ``PreconditionFailed`` while the connection has a
+        credential, since a second one would leave the first claiming a connection that no longer uses it
+        (``rotate`` replaces a value; ``remove`` first to change the type)."""
         if isinstance(value, WebhookSecret):
             raise ConfigError(
                 "a webhook_secret signs one webhook registration's deliveries: `castiel webhooks add --secret`"
                 " creates it with its registration"
             )
         connection = await self._connection(tenant_id, connection_id)
+        if credential_id is not None:
+            await self._refuse_taken(tenant_id, credential_id)
+        existing = await self._credential_of(connection) if sole else None
+        if existing is not None:
+            raise PreconditionFailed(
+                f"connection {connection.id} of tenant {tenant_id} already has credential {existing.id}"
+                f" ({existing.credential_type}): `castiel credentials rotate {existing.id}` replaces its value;"
+                f" `castiel credentials remove {existing.id}` first to give it another type"
+            )
+        return await self._add(connection, value, credential_id, rotation)
+
+    async def _add(
+        self, connection: Connection, value: Credential, credential_id: str | None, rotation: RotationPolicy | None
+    ) -> CredentialMetadata:
         metadata = self._new_metadata(
-            tenant_id, connection.id, connection.provider, value, credential_id or uuid.uuid4().hex, rotation
+            connection.tenant_id,
+            connection.id,
+            connection.provider,
+            value,
+            credential_id or uuid.uuid4().hex,
+            rotation,
         )
         stored = await self._create(metadata, value)
         await self._link(connection, stored.id)
         await self._reauth.restore(stored)
         return stored
+
+    async def _credential_of(self, connection: Connection) -> CredentialMetadata | None:
+        """The credential the connection names, None when it names none or one that is gone."""
+        if connection.credential_id is None:
+            return None
+        with suppress(NotFound):
+            return await self.records.read(connection.tenant_id, connection.credential_id)
+        return None
 
     async def add_webhook_secret(
         self, registration: WebhookRegistration, value: WebhookSecret, *, rotation: RotationPolicy | None = None
@@ -158,12 +191,13 @@ class CredentialVault:
             **described_by(value),
         )
 
-    async def _create(self, metadata: CredentialMetadata, value: Credential) -> CredentialMetadata:
+    async def _refuse_taken(self, tenant_id: str, credential_id: str) -> None:
         with suppress(NotFound):
-            await self.records.read(metadata.tenant_id, metadata.id)
-            raise AlreadyExists(
-                f"credential {metadata.id} of tenant {metadata.tenant_id} already exists: rotate it instead"
-            )
+            await self.records.read(tenant_id, credential_id)
+            raise AlreadyExists(f"credential {credential_id} of tenant {tenant_id} already exists: rotate it instead")
+
+    async def _create(self, metadata: CredentialMetadata, value: Credential) -> CredentialMetadata:
+        await self._refuse_taken(metadata.tenant_id, metadata.id)
         stored = await self.records.create(metadata, value)
         log_event(
             "credentials.added",
@@ -200,16 +234,17 @@ class CredentialVault:
         return rotated
 
     async def reauthorize(self, tenant_id: str, connection_id: str, value: Credential) -> CredentialMetadata:
-        """The connect flow's result: rotate the connection's credential when it has one of this type, else add."""
+        """The connect flow's result: rotate the connection's credential when it has one of this type, else add it
+        and remove the one it replaces (a person who authorised in the browser means the grant to be what is used)."""
         connection = await self._connection(tenant_id, connection_id)
-        if connection.credential_id is not None:
-            try:
-                existing = await self.records.read(tenant_id, connection.credential_id)
-            except NotFound:
-                existing = None
-            if existing is not None and existing.credential_type == value.credential_type:
-                return await self.rotate(existing, value)
-        return await self.add(tenant_id, connection_id, value)
+        existing = await self._credential_of(connection)
+        if existing is not None and existing.credential_type == value.credential_type:
+            return await self.rotate(existing, value)
+        stored = await self._add(connection, value, None, None)
+        if existing is not None:
+            await self.records.delete(existing)
+            log_event("credentials.removed", credential_id=existing.id, replaced_by=stored.id)
+        return stored
 
     async def remove(self, metadata: CredentialMetadata) -> None:
         """Delete the value and metadata, and unlink the connections that named it; ``PreconditionFailed`` while a
@@ -251,10 +286,18 @@ class CredentialVault:
             raise ConfigError(
                 f"connection {connection.id} has no credential: add one with `castiel credentials add` or `connect`"
             )
-        metadata = await self.records.read(connection.tenant_id, connection.credential_id)
-        if metadata.status is CredentialStatus.NEEDS_REAUTH:
-            raise InvalidGrant(_needs_reauth(metadata))
-        return Current(metadata, await self.records.value(metadata))
+        # A missing credential stays missing until a person acts: permanent, so the task fails and the message is
+        # dead-lettered with this reason instead of being redelivered (NotFound is not in the retry taxonomy).
+        try:
+            metadata = await self.records.read(connection.tenant_id, connection.credential_id)
+            if metadata.status is CredentialStatus.NEEDS_REAUTH:
+                raise InvalidGrant(_needs_reauth(metadata))
+            return Current(metadata, await self.records.value(metadata))
+        except NotFound as exc:
+            raise PermanentError(
+                f"connection {connection.id} of tenant {connection.tenant_id} names credential"
+                f" {connection.credential_id}, but {exc}: add one with `castiel credentials add` or `connect`"
+            ) from None
 
     async def refresh(
         self, tenant_id: str, credential_id: str, *, seen_version: int | None, trigger: str

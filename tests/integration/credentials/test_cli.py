@@ -238,3 +238,13 @@ def test_rotate_refuses_an_empty_blank_or_unsendable_value_and_keeps_the_old_one
     assert "api_key: Value error" in output
     assert castiel_json("credentials", "show", "k1", "--json")["version"] == 1
     assert SECRET in (cli / "secrets.json").read_text()
+
+
+def test_a_second_add_on_a_connection_is_refused_naming_rotate_and_the_first_keeps_it(cli: Path) -> None:
+    castiel(*add("--type", "api_key", "--value", SECRET, "--id", "k1"))
+    result = invoke(*add("--type", "bearer_token", "--value", "other-value", "--id", "b2"))
+    assert result.exit_code == 1, result.output
+    assert "already has credential k1" in result.output
+    assert "castiel credentials rotate k1" in result.output
+    assert [item["id"] for item in castiel_json("credentials", "list", "--json")] == ["k1"]
+    assert castiel_json("connections", "list", "--json")[0]["credentialId"] == "k1"
