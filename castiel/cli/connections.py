@@ -1,8 +1,8 @@
 """``castiel connections``: a tenant's links to provider accounts.
 
-``remove`` refuses a connection that tasks or webhook registrations still use, unless ``--cascade``: then they go
-first (registrations through ``WebhookAdmin``, which deletes their secrets as ``webhooks remove`` does), and the
-connection last, so an interrupted cascade is finished by running it again.
+``remove`` refuses a connection that tasks, webhook registrations or credentials still use, unless ``--cascade``:
+then they go first (registrations through ``WebhookAdmin``, which deletes their secrets as ``webhooks remove`` does;
+credentials value and metadata), and the connection last, so an interrupted cascade is finished by running it again.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, wit
 from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
 from castiel.cli.lookup import create_named, find_named
 from castiel.cli.webhooks import admin_on
-from castiel.errors import PreconditionFailed
+from castiel.credentials.records import CredentialRecords, list_credentials
+from castiel.errors import NotFound, PreconditionFailed
 from castiel.models import (
     ConflictStrategy,
     Connection,
+    CredentialMetadata,
     DedupStrategy,
     Provider,
     SyncMode,
@@ -31,6 +33,7 @@ from castiel.models import (
 )
 from castiel.ports import DocumentStore, Filter, Query, SecretStore
 from castiel.sync.pull import mapping_of
+from castiel.telemetry import log_event
 from castiel.webhooks.admin import WebhookAdmin
 from castiel.webhooks.registrations import WebhookRegistrations
 
@@ -106,8 +109,24 @@ def connections_add(
     )
     if mapping is not None:
         mapping_of(connection)  # a ConfigError naming every problem: nothing is stored
-    stored = run(with_store(lambda store: create_named(store, connection, "connection"), create=True))
-    echo_json(public(stored))
+
+    async def add(store: DocumentStore) -> dict[str, Any]:
+        if connection.credential_id is not None:
+            await _existing_credential(store, connection.tenant_id, connection.credential_id)
+        return await create_named(store, connection, "connection")
+
+    echo_json(public(run(with_store(add, create=True))))
+
+
+async def _existing_credential(store: DocumentStore, tenant_id: str, credential_id: str) -> None:
+    """``NotFound`` unless the tenant has that credential: a connection naming none would fail every sync."""
+    try:
+        await store.read(CredentialMetadata.container, credential_id, tenant_id)
+    except NotFound:
+        raise NotFound(
+            f"credential {credential_id} of tenant {tenant_id} does not exist: add the connection without"
+            " --credential, then `castiel credentials add --connection` gives it one"
+        ) from None
 
 
 @connections_app.command("list")
@@ -147,30 +166,37 @@ def connections_remove(
     connection_id: Annotated[str, typer.Argument(help="Connection id.")],
     tenant: Annotated[str, typer.Option(help="Its tenant (needed only when the id is in several tenants).")] = "",
     cascade: Annotated[
-        bool, typer.Option("--cascade", help="Also remove its tasks and webhook registrations (with their secrets).")
+        bool,
+        typer.Option(
+            "--cascade", help="Also remove its tasks, webhook registrations (with their secrets) and credentials."
+        ),
     ] = False,
 ) -> None:
-    """Delete a connection; refused while tasks or webhook registrations use it, unless --cascade."""
+    """Delete a connection; refused while tasks, webhook registrations or credentials use it, unless --cascade."""
 
     async def remove(store: DocumentStore) -> str:
         connection = await find_named(store, Connection, "connection", connection_id, tenant)
         name = f"connection {connection.id!r} of tenant {connection.tenant_id!r}"
         tasks, registrations = await _users(store, connection)
-        if (tasks or registrations) and not cascade:
-            users = _describe(tasks, registrations)
+        credentials = await _credentials(store, connection, registrations)
+        if (tasks or registrations or credentials) and not cascade:
+            users = _describe(tasks, registrations, credentials)
             raise PreconditionFailed(f"{name} is used by {users}: remove them first, or pass --cascade")
         running = [task.id for task in tasks if task.status is TaskStatus.RUNNING]
         if running:
             raise PreconditionFailed(f"{name} has running tasks ({', '.join(running)}): pause them first")
         if registrations:
             await with_secrets(lambda secrets: _remove_registrations(store, secrets, registrations))
+        if credentials:
+            await with_secrets(lambda secrets: _remove_credentials(CredentialRecords(store, secrets), credentials))
         try:
             for task in tasks:
                 await store.delete(SyncTask.container, task.id, task.tenant_id, if_match=task.etag)
             await store.delete(Connection.container, connection.id, connection.tenant_id, if_match=connection.etag)
         except PreconditionFailed:
             raise PreconditionFailed(f"{name} or one of its tasks changed meanwhile: run the command again") from None
-        return f"removed {name}" + (f" and its {_describe(tasks, registrations)}" if tasks or registrations else "")
+        used = tasks or registrations or credentials
+        return f"removed {name}" + (f" and its {_describe(tasks, registrations, credentials)}" if used else "")
 
     typer.echo(run(with_store(remove)))
 
@@ -197,9 +223,33 @@ async def _remove_registrations(
     await admin_on(store, secrets, remove_each)
 
 
-def _describe(tasks: list[SyncTask], registrations: list[WebhookRegistration]) -> str:
-    """``task(s) t1, t2 and webhook registration(s) r1``: what uses a connection, by id."""
+async def _credentials(
+    store: DocumentStore, connection: Connection, registrations: list[WebhookRegistration]
+) -> list[CredentialMetadata]:
+    """The credentials that authenticate ``connection`` (its own, and any other still naming it), but not the
+    signing secrets of its registrations: removing a registration removes its secret."""
+    signing = {registration.credential_id for registration in registrations}
+    return [
+        credential
+        for credential in await list_credentials(store, connection.tenant_id)
+        if credential.id not in signing
+        and (credential.connection_id == connection.id or credential.id == connection.credential_id)
+    ]
+
+
+async def _remove_credentials(records: CredentialRecords, credentials: list[CredentialMetadata]) -> None:
+    for credential in credentials:
+        await records.delete(credential)
+        log_event("credentials.removed", credential_id=credential.id, reason="connection removed")
+
+
+def _describe(
+    tasks: list[SyncTask], registrations: list[WebhookRegistration], credentials: list[CredentialMetadata]
+) -> str:
+    """``task(s) t1, t2 and webhook registration(s) r1 and credential(s) c1``: what uses a connection, by id."""
     parts = [f"task(s) {', '.join(task.id for task in tasks)}"] if tasks else []
     if registrations:
         parts.append(f"webhook registration(s) {', '.join(registration.id for registration in registrations)}")
+    if credentials:
+        parts.append(f"credential(s) {', '.join(credential.id for credential in credentials)}")
     return " and ".join(parts)

@@ -248,3 +248,26 @@ def test_a_second_add_on_a_connection_is_refused_naming_rotate_and_the_first_kee
     assert "castiel credentials rotate k1" in result.output
     assert [item["id"] for item in castiel_json("credentials", "list", "--json")] == ["k1"]
     assert castiel_json("connections", "list", "--json")[0]["credentialId"] == "k1"
+
+
+def test_a_connection_naming_an_unknown_credential_is_refused_and_not_stored(cli: Path) -> None:
+    result = invoke(
+        "connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh4", "--credential", "nosuchcred"
+    )
+    assert result.exit_code == 1, result.output
+    assert "credential nosuchcred of tenant acme does not exist" in result.output
+    assert [item["id"] for item in castiel_json("connections", "list", "--json")] == ["gh"]
+    castiel(*add("--type", "api_key", "--value", SECRET, "--id", "k1"))
+    castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh5", "--credential", "k1")
+
+
+def test_removing_a_connection_is_refused_while_its_credential_exists_and_cascade_removes_it(cli: Path) -> None:
+    castiel(*add("--type", "api_key", "--value", SECRET, "--id", "k1"))
+    result = invoke("connections", "remove", "gh")
+    assert result.exit_code == 1, result.output
+    assert "is used by credential(s) k1: remove them first, or pass --cascade" in result.output
+    assert [item["id"] for item in castiel_json("credentials", "list", "--json")] == ["k1"]
+    assert "and its credential(s) k1" in castiel("connections", "remove", "gh", "--cascade")
+    assert castiel_json("credentials", "list", "--json") == []
+    assert castiel_json("connections", "list", "--json") == []
+    assert SECRET not in (cli / "secrets.json").read_text()
