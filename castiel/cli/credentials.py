@@ -19,7 +19,7 @@ import redis.asyncio
 import typer
 
 from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_redis, with_secrets, with_store
-from castiel.cli.flags import ID_RULE, check_id, check_optional_id
+from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
 from castiel.cli.lookup import find_named, read_named
 from castiel.clock import now_utc
 from castiel.credentials.connect import (
@@ -142,7 +142,8 @@ def credentials_list(
 ) -> None:
     """List credentials, one line each (--json: an array of their metadata)."""
 
-    echo_items(run(with_store(lambda store: list_credentials(store, tenant or None))), as_json, _line)
+    listed = run(with_store(lambda store: list_credentials(store, tenant or None)))
+    echo_items([_shown(metadata) for metadata in listed], as_json, _line)
 
 
 def _line(item: dict[str, Any]) -> str:
@@ -218,16 +219,21 @@ def credentials_connect(
         ),
     ] = None,
     scope: Annotated[str, typer.Option(help="Scopes to ask for, as the provider spells them.")] = "",
-    authorize_url_override: Annotated[str, typer.Option("--authorize-url", help="Override the authorize URL.")] = "",
-    token_url: Annotated[str, typer.Option("--token-url", help="Override the token endpoint.")] = "",
+    authorize_url_override: Annotated[
+        str, typer.Option("--authorize-url", callback=check_http_url, help="Override the authorize URL.")
+    ] = "",
+    token_url: Annotated[
+        str, typer.Option("--token-url", callback=check_http_url, help="Override the token endpoint.")
+    ] = "",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Loopback port for the redirect (0: any).")] = 0,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the authorisation.")] = 300,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL.")] = False,
 ) -> None:
     """Authorise a connection in the browser (OAuth code flow with PKCE, loopback redirect) and store the grant."""
     client = _client(client_id, client_secret, client_file)
-    token_url = token_url or client.get("token_url", "")
-    authorize_override = authorize_url_override or client.get("authorize_url", "")
+    # A client file's endpoints are checked like the flags: a URL that cannot work fails now, not after the wait.
+    token_url = token_url or check_http_url(client.get("token_url", ""))
+    authorize_override = authorize_url_override or check_http_url(client.get("authorize_url", ""))
 
     async def connect(vault: CredentialVault, store: DocumentStore) -> CredentialMetadata:
         conn = await read_named(store, Connection, "connection", connection, tenant)

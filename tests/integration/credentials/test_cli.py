@@ -271,3 +271,34 @@ def test_removing_a_connection_is_refused_while_its_credential_exists_and_cascad
     assert castiel_json("credentials", "list", "--json") == []
     assert castiel_json("connections", "list", "--json") == []
     assert SECRET not in (cli / "secrets.json").read_text()
+
+
+def test_list_json_prints_the_same_objects_as_show(cli: Path) -> None:
+    castiel(*add("--type", "bearer_token", "--value", SECRET, "--id", "b1"))
+    (listed,) = castiel_json("credentials", "list", "--json")
+    assert listed == castiel_json("credentials", "show", "b1", "--json")
+    assert listed["expiresAt"] is None
+    assert listed["lastRefreshedAt"] is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown"),
+    [
+        (["--authorize-url", "not a url"], "'not a url' is not an http(s) URL"),
+        (["--token-url", "ftp://x"], "'ftp://x' is not an http(s) URL"),
+        (["--client-file", "{client}"], "'ftp://token' is not an http(s) URL"),
+    ],
+)
+def test_connect_refuses_an_endpoint_that_is_not_http_before_waiting(
+    cli: Path, tmp_path: Path, flags: list[str], shown: str
+) -> None:
+    client = tmp_path / "client.json"
+    client.write_text(json.dumps({"installed": {"client_id": "c", "token_uri": "ftp://token"}}))
+    given = [flag.format(client=client) for flag in flags]
+    identity = [] if "--client-file" in flags else ["--client-id", "c"]
+    result = invoke(
+        "credentials", "connect", "--tenant", "acme", "--connection", "gh", *identity, *given, "--no-browser"
+    )
+    assert result.exit_code == 2, result.output
+    assert shown in result.output
+    assert "Open this URL" not in result.output
