@@ -12,7 +12,7 @@ from castiel.devhost.sandboxed import sandbox_url_of
 from castiel.errors import ConfigError, NotFound
 from castiel.http_errors import HTTPX_ERRORS
 from castiel.sandbox.server import SandboxServer
-from castiel.sandbox.state import DEFAULT_RECORDS, Sandbox
+from castiel.sandbox.state import API_PATHS, DEFAULT_RECORDS, Sandbox
 
 DEFAULT_PORT = 8099
 
@@ -40,9 +40,17 @@ async def _serve(port: int, records: int) -> None:
         await server.serve_forever()
 
 
+def _check_provider(value: str) -> str:
+    if value not in API_PATHS:
+        raise typer.BadParameter(f"{value!r} is not a sandbox provider: {', '.join(API_PATHS)}")
+    return value
+
+
 @sandbox_app.command("edit")
 def sandbox_edit(
-    provider: Annotated[str, typer.Argument(help="salesforce, notion, slack, github or google.")],
+    provider: Annotated[
+        str, typer.Argument(callback=_check_provider, help="salesforce, notion, slack, github or google.")
+    ],
     record_ids: Annotated[
         list[str] | None, typer.Option("--id", help="A record to edit (repeatable); default: the first --count.")
     ] = None,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_store
+from castiel.cli.flags import check_id
 from castiel.cli.lookup import read_document
 from castiel.models import Shard
 from castiel.ports import Filter, Query, QueryPage
@@ -21,7 +22,7 @@ _SHOWN_CHARS = 40
 
 @shards_app.command("list")
 def shards_list(
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    tenant: Annotated[str, typer.Option(callback=check_id, help="Tenant id.")],
     shard_type: Annotated[str, typer.Option("--type", help="Only shards of this type (contact, issue …).")] = "",
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted shards (tombstones).")] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
@@ -55,7 +56,7 @@ def _short(value: object) -> str:
 @shards_app.command("show")
 def shards_show(
     shard_id: Annotated[str, typer.Argument(help="Shard id.")],
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    tenant: Annotated[str, typer.Option(callback=check_id, help="Tenant id.")],
 ) -> None:
     """Print one shard as JSON."""
     echo_json(public(run(with_store(lambda store: read_document(store, Shard.container, "shard", shard_id, tenant)))))

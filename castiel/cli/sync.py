@@ -17,6 +17,7 @@ import typer
 from castiel.backends.data_dir import require_data_dir
 from castiel.cli.common import echo_json, public, run, settings
 from castiel.cli.exits import RUNTIME
+from castiel.cli.flags import check_id
 from castiel.models import SyncResult
 from castiel.runtime import Runtime, settle_heap
 from castiel.sync.pull import PageHook, PageSaved
@@ -26,8 +27,8 @@ sync_app = typer.Typer(no_args_is_help=True, help="Run syncs by hand.")
 
 @sync_app.command("run")
 def sync_run(
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    connection: Annotated[str, typer.Option(help="Connection id.")],
+    tenant: Annotated[str, typer.Option(callback=check_id, help="Tenant id.")],
+    connection: Annotated[str, typer.Option(callback=check_id, help="Connection id.")],
     entity_type: Annotated[str, typer.Option("--entity-type", help="Only this entity type (default: all).")] = "",
     full: Annotated[bool, typer.Option("--full", help="From the start, not from the last checkpoint.")] = False,
 ) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, settings, with_store
-from castiel.cli.flags import ID_RULE, check_optional_id
+from castiel.cli.flags import ID_RULE, check_id, check_optional_id
 from castiel.cli.lookup import create_named, find_named, read_named
 from castiel.cli.status import collect_host
 from castiel.clock import now_utc
@@ -35,8 +35,8 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Scheduled sync tasks.")
 
 @tasks_app.command("add")
 def tasks_add(
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    connection: Annotated[str, typer.Option(help="Connection id.")],
+    tenant: Annotated[str, typer.Option(callback=check_id, help="Tenant id.")],
+    connection: Annotated[str, typer.Option(callback=check_id, help="Connection id.")],
     mode: Annotated[SyncMode, typer.Option(help="pull, push or bidirectional.")] = SyncMode.PULL,
     priority: Annotated[Priority, typer.Option(help="high, normal or low.")] = Priority.NORMAL,
     interval: Annotated[int, typer.Option(min=1, help="Minutes between runs.")] = 60,
@@ -110,8 +110,11 @@ def _line(item: dict[str, Any]) -> str:
     )
 
 
-TaskId = Annotated[str, typer.Argument(help="Task id.")]
-TaskTenant = Annotated[str, typer.Option(help="The task's tenant (needed only when the id is in several tenants).")]
+TaskId = Annotated[str, typer.Argument(callback=check_id, help="Task id.")]
+TaskTenant = Annotated[
+    str,
+    typer.Option(callback=check_optional_id, help="The task's tenant (needed only when the id is in several tenants)."),
+]
 _RETRYABLE = (TaskStatus.FAILED, TaskStatus.PAUSED)
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import Iterator
 from types import TracebackType
 
 import uvicorn
 
-from castiel.errors import ConfigError
+from castiel.errors import ConfigError, PermanentError
 from castiel.sandbox.app import build_app
 from castiel.sandbox.state import Sandbox
 
@@ -56,7 +57,11 @@ class SandboxServer:
             sock.bind(self._address)
         except OSError as exc:
             sock.close()
-            raise ConfigError(f"the sandbox cannot listen on {self._address[0]}:{self._address[1]}: {exc}") from None
+            message = f"the sandbox cannot listen on {self._address[0]}:{self._address[1]}: {exc}"
+            # A port in use or reserved is the machine's state, not a bad flag (as for the dev host's own port).
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PermanentError(message) from None
+            raise ConfigError(message) from None
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         async with asyncio.timeout(_START_TIMEOUT):
             while not self._server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event

@@ -158,5 +158,5 @@ async def test_sandbox_serve_prints_each_base_url_and_serves_until_interrupted()
 
 async def test_sandbox_serve_on_a_port_in_use_is_one_line(sandboxed: SandboxServer) -> None:
     port = sandboxed.url.rsplit(":", 1)[1]
-    result = await castiel("sandbox", "serve", "--port", port, expect=2)
+    result = await castiel("sandbox", "serve", "--port", port, expect=1)
     assert result.stderr.startswith(f"error: the sandbox cannot listen on 127.0.0.1:{port}")

@@ -201,16 +201,25 @@ def test_a_serve_flag_naming_what_does_not_exist_is_a_usage_error(data_dir: Path
     assert not data_dir.exists()
 
 
-def test_serve_on_a_busy_port_is_a_runtime_error(data_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        (["serve", "--port"], "choose another --port"),
+        (["serve", "--port", "0", "--sandbox", "--sandbox-port"], "the sandbox cannot listen on 127.0.0.1:"),
+        (["sandbox", "serve", "--port"], "the sandbox cannot listen on 127.0.0.1:"),
+    ],
+    ids=["serve", "serve-sandbox", "sandbox-serve"],
+)
+def test_a_busy_port_is_a_runtime_error(data_dir: Path, command: list[str], named: str) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        done = castiel_process(data_dir, "serve", "--port", str(taken.getsockname()[1]))
+        done = castiel_process(data_dir, *command, str(taken.getsockname()[1]))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
-    assert "choose another --port" in done.stderr.strip().splitlines()[-1]
+    assert named in done.stderr.strip().splitlines()[-1]
 
 
 def test_status_says_no_serve_runs_and_when_the_scheduler_would_fire(seeded: Path) -> None:

@@ -81,6 +81,25 @@ BAD_INPUT = [
     pytest.param(["connections", "remove", "nope"], 1, "connection 'nope' not found", id="remove-unknown-connection"),
     pytest.param(["connections", "remove", "gh"], 1, "is used by task(s) t1", id="remove-connection-in-use"),
     pytest.param(["tasks", "launch"], 2, "No such command 'launch'", id="unknown-command"),
+    pytest.param(["tasks", "remove", "bad id!"], 2, "'bad id!' is not a valid id", id="remove-malformed-task-id"),
+    pytest.param(["tasks", "retry", "t1", "--tenant", "Acme"], 2, "'--tenant': 'Acme' is not", id="retry-bad-tenant"),
+    pytest.param(["tasks", "pause", "T1"], 2, "'T1' is not a valid id", id="pause-malformed-task-id"),
+    pytest.param([*TASK[:3], "BAD_T", *TASK[4:]], 2, "'--tenant': 'BAD_T' is not", id="task-add-bad-tenant"),
+    pytest.param([*TASK[:5], "g h"], 2, "'--connection': 'g h' is not", id="task-add-bad-connection"),
+    pytest.param(["shards", "list", "--tenant", "BAD_T"], 2, "'--tenant': 'BAD_T' is not", id="shards-list-bad-tenant"),
+    pytest.param(
+        ["shards", "show", "s1", "--tenant", "a/b"], 2, "'--tenant': 'a/b' is not", id="shards-show-bad-tenant"
+    ),
+    pytest.param(
+        ["sync", "run", "--tenant", "acme", "--connection", "GH"], 2, "'--connection': 'GH' is not", id="sync-bad-id"
+    ),
+    pytest.param(
+        ["sandbox", "edit", "nope", "--url", "http://127.0.0.1:9"],
+        2,
+        "'nope' is not a sandbox provider: salesforce, notion, slack, github, google",
+        id="sandbox-edit-unknown-provider",
+    ),
+    pytest.param(["sandbox", "edit", "nope"], 2, "'nope' is not a sandbox provider", id="sandbox-edit-none-running"),
     pytest.param(["--verbose"], 2, "No such option: --verbose", id="unknown-root-option"),
 ]
 
