@@ -3,7 +3,8 @@
 Independent of the Functions runtime: it takes a ``WebhookRequest`` and returns a ``WebhookResponse``;
 ``castiel.triggers`` converts to and from ``azure.functions`` types. The order is fixed:
 
-1. registration lookup (cached) → 404; body over 1 MiB → 413;
+1. registration lookup (cached) → 404; body over 1 MiB → 413. An id not of a registration id's shape is answered 404
+   without a lookup and without echoing it;
 2. signature → 401 (audited; health is derived from the audit);
 3. handshakes (Slack ``url_verification``, GitHub ``ping``, Notion's unsigned verification token: kept as one more
    candidate for an operator to confirm while the registration's verification is open, else 409);
@@ -19,7 +20,9 @@ group-commits what arrives meanwhile: a 2xx is only sent once the changes are st
 answer, they do not decide it. Bad input is always a 4xx with a JSON reason, never a 500. A fault on our side — a
 backend unreachable (document store, secret store, queue, Google's keys), a corrupt secrets file, a registration
 whose secrets cannot verify — is never the sender's: 503 with one generic reason so the provider retries, the detail
-only in an ERROR log line and the audit.
+only in an ERROR log line and the audit. Request input that reaches a log line or the audit's registration id (the
+URL's id, a delivery id, a source address) goes through ``untrusted.printable``: escaped and bounded, never a raw
+control character.
 """
 
 from __future__ import annotations
@@ -46,11 +49,14 @@ from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.notion_verification import MAX_CANDIDATES, VerificationCandidates, fingerprint, implausible
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
+from castiel.webhooks.untrusted import is_registration_id, printable
 from castiel.webhooks.verifier_cache import VerifierCache
 
 MAX_BODY_BYTES = 1024 * 1024
 UNAVAILABLE_REASON = "temporarily unable to process the delivery; retry"
 """The one reason of every 503: the fault is ours (a backend, a secrets file, a registration that cannot verify)."""
+NO_REGISTRATION_REASON = "no active webhook registration at this URL"
+"""The 404 reason for an id that is not of a registration id's shape: such an id is never echoed."""
 
 # Audit lines are written after the answer, so they wait to share one write with the lines of the next requests:
 # one store call per 50 ms under load instead of one per event-loop turn, next to the enqueues that gate answers.
@@ -131,6 +137,11 @@ class WebhookReceiver:
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
         """Answer one delivery; never raises for anything the sender controls, nor for a backend's fault (503)."""
         started = self._clock()
+        if not is_registration_id(request.registration_id):
+            response = WebhookResponse.error(404, NO_REGISTRATION_REASON)
+            answer = _Answer(DeliveryOutcome.UNKNOWN_REGISTRATION, response)
+            self._audit(printable(request.registration_id), None, answer, started)
+            return response
         try:
             registration = await self._registrations.find(request.registration_id)
         except CastielError as exc:
@@ -251,7 +262,7 @@ class WebhookReceiver:
             "webhook.verification_candidate",
             registration_id=registration.id,
             fingerprint=fingerprint(token),
-            source=request.source_address,
+            source=_shown(request.source_address),
         )
         return _Answer(DeliveryOutcome.HANDSHAKE, _handshake_response(handshake))
 
@@ -301,7 +312,7 @@ class WebhookReceiver:
             provider=provider,
             outcome=answer.outcome,
             status=response.status,
-            delivery_id=answer.delivery_id,
+            delivery_id=_shown(answer.delivery_id),
         )
 
 
@@ -325,6 +336,10 @@ def _unavailable(
         "webhook.unavailable", level=logging.ERROR, registration_id=registration_id, outcome=outcome, error=str(exc)
     )
     return _Answer(outcome, WebhookResponse.error(503, UNAVAILABLE_REASON), delivery_id, detail=str(exc))
+
+
+def _shown(value: str | None) -> str | None:
+    return None if value is None else printable(value)
 
 
 def _is_unsigned_notion_verification(registration: WebhookRegistration, request: WebhookRequest) -> bool:

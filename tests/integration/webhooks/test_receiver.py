@@ -35,8 +35,9 @@ from castiel.webhooks.notion_verification import (
     VerificationCandidates,
     fingerprint,
 )
-from castiel.webhooks.receiver import MAX_BODY_BYTES, WebhookResponse
+from castiel.webhooks.receiver import MAX_BODY_BYTES, NO_REGISTRATION_REASON, WebhookResponse
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
+from castiel.webhooks.untrusted import MAX_SHOWN, printable
 
 from .conftest import (
     DELIVERY_ID,
@@ -115,6 +116,57 @@ async def test_an_unknown_or_disabled_registration_is_a_404_with_only_an_audit_l
     assert error(response) == "no active webhook registration 'reg-github'"
     assert await harness.queued() == []
     assert await outcomes(harness, "reg-github") == [("unknown_registration", 404, None)]
+
+
+def assert_one_line_each(caplog: pytest.LogCaptureFixture, bound: int = 1000) -> None:
+    """No log line carries a raw control character (a forged line, a NUL) or runs past ``bound`` characters."""
+    for record in caplog.records:
+        message = record.getMessage()
+        assert message.isprintable(), message
+        assert len(message) <= bound
+
+
+FORGED_LINE = "x\n2026-12-01 00:00:00,000 ERROR forged line"
+
+
+@pytest.mark.parametrize(
+    "registration_id",
+    [FORGED_LINE, "x\x00\ufffd", "x\x85y\u2028z", "x" * 3000, "Reg-GitHub", "reg--github"],
+    ids=["newline", "nul", "c1-and-line-separator", "3000-chars", "upper-case", "double-hyphen"],
+)
+async def test_an_id_not_shaped_like_a_registration_id_is_a_404_that_never_echoes_it(
+    harness: Harness, caplog: pytest.LogCaptureFixture, registration_id: str
+) -> None:
+    await harness.register("github")
+
+    with caplog.at_level(logging.DEBUG):
+        response = await harness.post(registration_id, SAMPLES["github"].body, SAMPLES["github"].headers())
+        audits = await harness.audits(printable(registration_id))
+
+    assert response.status == 404
+    assert error(response) == NO_REGISTRATION_REASON
+    assert [(a.outcome, a.status_code) for a in audits] == [("unknown_registration", 404)]
+    assert audits[0].registration_id.isprintable()
+    assert len(audits[0].registration_id) <= MAX_SHOWN + 20
+    assert_one_line_each(caplog)
+    assert await harness.queued() == []
+
+
+async def test_a_delivery_id_and_a_source_address_reach_the_log_escaped(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.register("github")
+    await harness.register("notion", with_secret=False)
+
+    with caplog.at_level(logging.DEBUG):
+        accepted = await harness.deliver("github", headers={"X-GitHub-Delivery": "d\x85e\u2028f" + "g" * 5000})
+        offered = await offer(harness, PLANTED, source="203.0.113.66:1\x85forged")
+        await harness.receiver.drain()
+
+    assert (accepted.status, offered.status) == (202, 200)
+    assert 'delivery_id="d\\x85e\\u2028f' in caplog.text
+    assert "source=203.0.113.66:1\\x85forged" in caplog.text
+    assert_one_line_each(caplog)
 
 
 @pytest.mark.parametrize(
