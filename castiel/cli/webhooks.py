@@ -8,6 +8,7 @@ Redis lock as ``castiel credentials rotate``.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -28,6 +29,7 @@ from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.health import outcomes_named, recent_deliveries, registration_health
 from castiel.webhooks.notion_verification import FINGERPRINT_DIGITS
 from castiel.webhooks.registrations import WebhookRegistrations
+from castiel.webhooks.untrusted import printable
 from castiel.webhooks.verifiers import (
     AUDIENCE_SETTING,
     ORGANIZATION_ID_SETTING,
@@ -38,6 +40,7 @@ from castiel.webhooks.verifiers import (
 
 T = TypeVar("T")
 _GRACE_DAYS = ROTATION_GRACE.days
+_REASON_SHOWN = 1000  # characters of a delivery's reason on its line
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook registrations.")
 
@@ -51,6 +54,8 @@ def _provider_settings(provider: Provider, audience: str, service_account: str, 
     if provider is Provider.GOOGLE:
         given = {AUDIENCE_SETTING: audience, SERVICE_ACCOUNT_SETTING: service_account}
         return {name: value for name, value in given.items() if value}
+    if audience or service_account:
+        raise typer.BadParameter("--audience and --service-account are for Google push subscriptions only")
     if organization_id:
         if provider is not Provider.SALESFORCE:
             raise typer.BadParameter("--organization-id is for Salesforce Outbound Messages only")
@@ -89,8 +94,12 @@ def add(
             conn, provider, secret=secret or None, settings=settings, events=names, rotation=rotation
         )
 
-    registration = run(_with_admin(register))
-    echo_json({**public(registration), "path": f"/webhooks/{registration.id}/events"})
+    echo_json(_shown(run(_with_admin(register))))
+
+
+def _shown(registration: WebhookRegistration) -> dict[str, Any]:
+    """A registration as ``add`` and ``list --json`` print it: its stored fields and the URL path it answers on."""
+    return {**public(registration), "path": f"/webhooks/{registration.id}/events"}
 
 
 async def _with_admin(work: Callable[[WebhookAdmin, DocumentStore], Awaitable[T]]) -> T:
@@ -117,7 +126,7 @@ def list_registrations(
     """Every registration, one line each (id, provider, tenant/connection, status), or --json as `add` prints them.
     Secrets are never printed: only their names."""
     found = run(with_store(lambda store: WebhookRegistrations(store).list(tenant or None)))
-    echo_items(found, as_json, _registration_line)
+    echo_items([_shown(registration) for registration in found], as_json, _registration_line)
 
 
 def _registration_line(item: dict[str, Any]) -> str:
@@ -162,20 +171,25 @@ def deliveries(
 ) -> None:
     """Recent deliveries from the audit, newest first: time, outcome, HTTP status, delivery id and reason."""
 
+    # Deliveries to an id nobody registered are audited too (404s), under the id as the receiver logs it.
+    audited_as = printable(registration_id)
+
     async def read(store: DocumentStore) -> list[WebhookAudit]:
         selected = outcomes_named(outcome) if outcome else ()
-        found = await recent_deliveries(store, registration_id, outcomes=selected, limit=limit)
-        # Deliveries to an id nobody registered are audited too (404s): list them, but name a typo as one.
+        found = await recent_deliveries(store, audited_as, outcomes=selected, limit=limit)
+        # List them, but name a typo as one.
         if not found and await WebhookRegistrations(store).find(registration_id) is None:
-            raise NotFound(f"no webhook registration {registration_id!r}, and no matching delivery to it in the audit")
+            raise NotFound(f"no webhook registration '{audited_as}', and no matching delivery to it in the audit")
         return found
 
     echo_items(run(with_store(read)), as_json, _delivery_line)
 
 
 def _delivery_line(item: dict[str, Any]) -> str:
-    parts = (item["receivedAt"], item["outcome"], str(item["statusCode"]), item.get("deliveryId") or "-")
-    return "  ".join((*parts, item.get("reason") or "")).rstrip()
+    """One delivery on one line: what a sender sent (its delivery id, a reason quoting it) is escaped."""
+    delivery_id = printable(item["deliveryId"]) if item.get("deliveryId") else "-"
+    parts = (item["receivedAt"], item["outcome"], str(item["statusCode"]), delivery_id)
+    return "  ".join((*parts, printable(item.get("reason") or "", _REASON_SHOWN))).rstrip()
 
 
 @webhooks_app.command("rotate")
@@ -254,6 +268,13 @@ def _parse_header(raw: str) -> tuple[str, str]:
     return name.strip().lower(), value.strip()
 
 
+def _check_now(value: float | None) -> float | None:
+    # A NaN compares false with every bound, so a replay window would accept any timestamp as of it.
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a time: give a UNIX time in seconds")
+    return value
+
+
 @webhooks_app.command("verify")
 def verify(
     provider: Annotated[Provider, typer.Option(help="Who signed it.")],
@@ -262,7 +283,9 @@ def verify(
     ],
     secret: Annotated[list[str] | None, typer.Option(help="Signing secret (repeat for rotation).")] = None,
     header: Annotated[list[str] | None, typer.Option(help="'Name: value' (repeat).")] = None,
-    now: Annotated[float | None, typer.Option(help="Verify as of this UNIX time (default: now).")] = None,
+    now: Annotated[
+        float | None, typer.Option(callback=_check_now, help="Verify as of this UNIX time (default: now).")
+    ] = None,
     audience: Audience = "",
     service_account: ServiceAccount = "",
     organization_id: OrganizationId = "",

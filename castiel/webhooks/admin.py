@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
+from adapters.providers import ADAPTER_TYPES
 from castiel.credentials.types import WebhookSecret
 from castiel.credentials.vault import CredentialVault
 from castiel.errors import AlreadyExists, ConfigError, NotFound, PreconditionFailed
@@ -41,6 +42,8 @@ from castiel.telemetry import log_event
 from castiel.webhooks.notion_verification import Candidate, VerificationCandidates
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.verifiers import check_verifiable
+
+_ADAPTER_PROVIDERS = frozenset(adapter.provider for adapter in ADAPTER_TYPES)
 
 
 class WebhookAdmin:
@@ -64,7 +67,10 @@ class WebhookAdmin:
         """Register an endpoint for ``connection``; ``secret`` (when given) becomes the new registration's
         ``webhook_secret`` credential, with ``rotation`` as its policy, before the registration exists.
 
-        ``ConfigError`` (and nothing stored) when the secret and settings could never verify a delivery. A Notion
+        ``ConfigError`` (and nothing stored) when the secret and settings could never verify a delivery, or when
+        the events could never reach an adapter: ``provider`` must be the connection's, or ``standard`` — a source
+        signing in the Standard Webhooks format on the connection's behalf, whose events are its records, read through
+        its provider's adapter like any other webhook event (``castiel.sync.ingest``). A Notion
         registration takes no secret: its secret is the verification token Notion sends, once an operator confirms
         it, so it starts with verification open."""
         notion = provider is Provider.NOTION
@@ -77,6 +83,7 @@ class WebhookAdmin:
             check_verifiable(provider, [secret] if secret else [], settings)
         if rotation is not None and not secret:
             raise ConfigError(f"this {provider.value} registration verifies without a secret: nothing to rotate")
+        _check_source(connection, provider)
         registration_id = uuid.uuid4().hex
         registration = WebhookRegistration(
             id=registration_id,
@@ -250,6 +257,22 @@ class WebhookAdmin:
         with suppress(NotFound):
             await self._secrets.delete_secret(name)
         return True
+
+
+def _check_source(connection: Connection, provider: Provider) -> None:
+    """``ConfigError`` unless a ``provider`` registration's events on ``connection`` can reach an adapter: the outbound
+    worker reads each event's record through the adapter of the connection's provider."""
+    if connection.provider not in _ADAPTER_PROVIDERS:
+        raise ConfigError(
+            f"connection {connection.id} is a {connection.provider.value} connection: no adapter reads its records,"
+            " so none of its webhook events could be synced"
+        )
+    if provider not in (connection.provider, Provider.STANDARD):
+        raise ConfigError(
+            f"connection {connection.id} is a {connection.provider.value} connection: its registrations are"
+            f" {connection.provider.value}, or standard for a source signing in the Standard Webhooks format, not"
+            f" {provider.value}"
+        )
 
 
 def _no_candidate(registration_id: str, wanted: str) -> NotFound:

@@ -112,8 +112,14 @@ def build_verifier(
         if google_keys is None:
             raise ConfigError("Google push verification needs the shared Google signing-key cache")
         return GooglePushVerifier(google_keys, audience=audience, service_account=service_account)
-    if provider is Provider.SALESFORCE and settings.get(ORGANIZATION_ID_SETTING):
-        return OrganizationIdVerifier(str(settings[ORGANIZATION_ID_SETTING]))
+    if provider is Provider.SALESFORCE:
+        if settings.get(ORGANIZATION_ID_SETTING):
+            return OrganizationIdVerifier(str(settings[ORGANIZATION_ID_SETTING]))
+        if not secrets:
+            raise ConfigError(
+                "a salesforce registration needs a secret (its Apex callouts sign in the Standard Webhooks format) or"
+                " an organization id (SOAP Outbound Messages)"
+            )
     scheme = _HMAC_BY_PROVIDER.get(provider)
     if scheme is None:
         raise ConfigError(f"no webhook verification for provider {provider}")

@@ -103,9 +103,11 @@ async def add_github(secret: str) -> dict[str, Any]:
 
 @pytest.fixture
 def connection(data_dir: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Connection ``gh`` of tenant ``acme``; commands take the credential service's locks on the session's Redis."""
+    """Connections ``gh`` (GitHub) and ``nt`` (Notion) of tenant ``acme``; commands take the credential service's
+    locks on the session's Redis."""
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh")
+    castiel("connections", "add", "--tenant", "acme", "--provider", "notion", "--id", "nt")
 
 
 # ---------------------------------------------------------------- one secret per registration
@@ -370,7 +372,7 @@ ATTACKER_FROM = "203.0.113.66:40022"
 
 async def add_notion() -> dict[str, Any]:
     return await cli_json(  # type: ignore[no-any-return]
-        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "notion"
+        "webhooks", "add", "--tenant", "acme", "--connection", "nt", "--provider", "notion"
     )
 
 
@@ -392,7 +394,7 @@ def fingerprint_of(token: str) -> str:
 
 async def test_notion_registrations_take_no_secret_at_add(connection: None, receiver: Receiver) -> None:
     output = await cli_fails(
-        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "notion", "--secret", "x", expect=2
+        "webhooks", "add", "--tenant", "acme", "--connection", "nt", "--provider", "notion", "--secret", "x", expect=2
     )
     assert "takes no secret" in output
     assert await (await receiver()).registrations.list() == []
@@ -592,11 +594,116 @@ async def test_list_prints_one_line_each_or_the_json_add_printed(connection: Non
     listed = await cli_json("webhooks", "list", "--json")
     lines = (await cli("webhooks", "list")).splitlines()
 
-    added = {item["id"]: {key: value for key, value in item.items() if key != "path"} for item in (github, notion)}
-    assert {item["id"]: item for item in listed} == added
+    assert {item["id"]: item for item in listed} == {item["id"]: item for item in (github, notion)}
     assert sorted(lines) == sorted(
         [
             f"{github['id']}  github  acme/gh  active",
-            f"{notion['id']}  notion  acme/gh  active  verification open",
+            f"{notion['id']}  notion  acme/nt  active  verification open",
         ]
     )
+
+
+# ---------------------------------------------------------------- who may sign a connection's events
+
+
+@pytest.mark.parametrize("provider", ["slack", "notion", "google", "salesforce"])
+async def test_a_registration_of_another_provider_than_its_connections_is_refused(
+    connection: None, data_dir: Path, receiver: Receiver, provider: str
+) -> None:
+    flags = {"notion": (), "google": ("--audience", "a", "--service-account", "s@p.iam.gserviceaccount.com")}
+    secret = () if provider in flags else ("--secret", "abc")
+    output = await cli_fails(
+        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", provider,
+        *flags.get(provider, ()), *secret, expect=2,
+    )  # fmt: skip
+
+    assert "connection gh is a github connection: its registrations are github, or standard" in output
+    assert await (await receiver()).registrations.list() == []
+    assert not (data_dir / "secrets.json").exists()
+
+
+async def test_a_standard_registration_delivers_its_events_as_the_connections(
+    connection: None, receiver: Receiver
+) -> None:
+    secret = "whsec_" + base64.b64encode(b"standard-webhooks-key-0123456789").decode()
+    registration = await cli_json(
+        "webhooks", "add", "--tenant", "acme", "--connection", "gh", "--provider", "standard", "--secret", secret
+    )
+    harness = await receiver()
+    sample = SAMPLES["standard"]
+
+    response = await harness.post(
+        registration["id"], sample.body, {**sample.headers(), **STANDARD.sign(sample.body, secret, now=harness.clock())}
+    )
+
+    assert response.status == 202
+    (change,) = await harness.queued()
+    assert (change.tenant_id, change.connection_id, change.integration_id) == ("acme", "gh", "github")
+
+
+@pytest.mark.parametrize("provider", ["standard", "github"])
+async def test_no_registration_on_a_connection_no_adapter_reads(
+    connection: None, receiver: Receiver, provider: str
+) -> None:
+    await cli("connections", "add", "--tenant", "acme", "--provider", "standard", "--id", "relay")
+    secret = "whsec_" + base64.b64encode(b"standard-webhooks-key-0123456789").decode()
+
+    output = await cli_fails(
+        "webhooks", "add", "--tenant", "acme", "--connection", "relay", "--provider", provider, "--secret", secret,
+        expect=2,
+    )  # fmt: skip
+
+    assert "connection relay is a standard connection: no adapter reads its records" in output
+    assert await (await receiver()).registrations.list() == []
+
+
+# ---------------------------------------------------------------- flags that do not apply
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (("--provider", "salesforce"), "a salesforce registration needs a secret"),
+        (("--provider", "github", "--secret", "x", "--audience", "foo"), "--audience and --service-account are for"),
+        (("--provider", "github", "--secret", "x", "--service-account", "s@p.iam"), "--audience and --service-account"),
+        (("--provider", "github", "--secret", "x", "--organization-id", "00D5e000000ABCD"), "--organization-id is for"),
+    ],
+)
+async def test_add_refuses_what_does_not_apply_to_the_provider_naming_it(
+    connection: None, receiver: Receiver, flags: tuple[str, ...], reason: str
+) -> None:
+    output = await cli_fails("webhooks", "add", "--tenant", "acme", "--connection", "gh", *flags, expect=2)
+
+    assert reason in output
+    assert await (await receiver()).registrations.list() == []
+
+
+@pytest.mark.parametrize("now", ["nan", "inf", "-inf"])
+async def test_verify_refuses_a_now_that_is_not_a_time(data_dir: Path, tmp_path: Path, now: str) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(b"{}")
+    header = "X-Slack-Request-Timestamp: 1000"
+
+    output = await cli_fails(
+        "webhooks", "verify", "--provider", "slack", "--secret", "s", "--header", header, "--body-file", str(body),
+        "--now", now, expect=2,
+    )  # fmt: skip
+
+    assert "is not a time" in output
+
+
+async def test_deliveries_to_an_id_of_another_shape_are_listed_one_line_each_escaped(
+    connection: None, receiver: Receiver
+) -> None:
+    forged = "x\n2026-12-01 00:00:00,000 ERROR forged line"
+    harness = await receiver()
+    assert (await harness.post(forged, b"{}", {})).status == 404
+    await harness.receiver.drain()
+
+    lines = (await cli("webhooks", "deliveries", forged)).splitlines()
+    missing = await cli_fails("webhooks", "deliveries", "y\x85" + "z" * 3000, expect=1)
+
+    assert len(lines) == 1
+    assert lines[0].endswith("  unknown_registration  404  -  no active webhook registration at this URL")
+    assert "y\\x85zzz" in missing
+    assert len(missing) < 400

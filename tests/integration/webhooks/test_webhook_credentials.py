@@ -40,6 +40,7 @@ from castiel.webhooks.registrations import REVALIDATE_SECONDS, WebhookRegistrati
 from .conftest import SAMPLES, SECRETS, TENANT, Harness, auth_headers
 
 GITHUB = Connection(id="conn-github", tenant_id=TENANT, integration_id="github", provider=Provider.GITHUB)
+NOTION = Connection(id="conn-notion", tenant_id=TENANT, integration_id="notion", provider=Provider.NOTION)
 FIRST = "gh-first-secret-Wq71Kd"
 ROTATED = "gh-rotated-secret-Pz38Hn"
 STANDARD_SECRET = SECRETS["standard"]
@@ -130,7 +131,7 @@ async def test_add_makes_the_secret_a_credential_whose_metadata_holds_no_value(
 async def test_a_notion_registration_gets_its_credential_when_an_operator_confirms_the_token(
     harness: Harness, operator: Operator
 ) -> None:
-    registration = await operator.admin.add(GITHUB, Provider.NOTION, secret=None, settings={})
+    registration = await operator.admin.add(NOTION, Provider.NOTION, secret=None, settings={})
     assert registration.credential_id is None
     token, renewed = SECRETS["notion"], "secret_renewedNotionToken5Hx2Qw8"
     assert await offer(harness, registration.id, token) == 200
