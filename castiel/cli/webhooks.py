@@ -67,7 +67,9 @@ def _provider_settings(provider: Provider, audience: str, service_account: str, 
 def add(
     tenant: Annotated[str, typer.Option(help="Tenant id.")],
     connection: Annotated[str, typer.Option(help="Connection id the events belong to.")],
-    provider: Annotated[Provider, typer.Option(help="Who signs the deliveries.")],
+    provider: Annotated[
+        Provider, typer.Option(help="Who signs the deliveries: the connection's provider, or standard.")
+    ],
     secret: Annotated[str, typer.Option(help="Signing secret (HMAC providers, Salesforce signed callouts).")] = "",
     audience: Audience = "",
     service_account: ServiceAccount = "",
