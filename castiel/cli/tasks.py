@@ -19,7 +19,7 @@ from castiel.cli.lookup import create_named, find_named, read_named
 from castiel.cli.status import collect_host
 from castiel.clock import now_utc
 from castiel.devhost.timers import next_fire
-from castiel.errors import CastielError, PreconditionFailed
+from castiel.errors import AlreadyExists, CastielError, PreconditionFailed
 from castiel.models import (
     Connection,
     Priority,
@@ -29,6 +29,7 @@ from castiel.models import (
     format_utc,
 )
 from castiel.ports import DocumentStore, Filter, Query
+from castiel.sync.inbound import PULLING
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Scheduled sync tasks.")
 
@@ -45,10 +46,14 @@ def tasks_add(
         str, typer.Option("--id", callback=check_optional_id, help=f"Task id ({ID_RULE}; generated when empty).")
     ] = "",
 ) -> None:
-    """Schedule a sync of a connection and print the task as JSON; stderr says when the scheduler picks it up."""
+    """Schedule a sync of a connection and print the task as JSON; stderr says when the scheduler picks it up.
+    A connection has one pull (or bidirectional) task, which covers all its entity types and holds their checkpoints:
+    a second is refused."""
 
     async def add(store: DocumentStore) -> dict[str, Any]:
         conn = await read_named(store, Connection, "connection", connection, tenant)
+        if mode in PULLING:
+            await _refuse_a_second_pull(store, conn)
         now = now_utc()
         task = SyncTask(
             id=task_id or uuid.uuid4().hex,
@@ -66,6 +71,19 @@ def tasks_add(
     added = public(run(with_store(add)))
     echo_json(added)
     typer.echo(pickup_note(SyncTask.model_validate(added)), err=True)
+
+
+async def _refuse_a_second_pull(store: DocumentStore, connection: Connection) -> None:
+    """Two pulling tasks would pull the connection twice, each from its own checkpoints (``sync run`` on one only)."""
+    query = Query(filters=(Filter("connectionId", "==", connection.id),), partition_key=connection.tenant_id)
+    tasks = [SyncTask.model_validate(doc) for doc in (await store.query(SyncTask.container, query)).items]
+    pulling = sorted(task.id for task in tasks if task.sync_mode in PULLING)
+    if pulling:
+        raise AlreadyExists(
+            f"connection {connection.id!r} of tenant {connection.tenant_id!r} already has pull task {pulling[0]!r},"
+            " which covers all its entity types: change that one (`castiel tasks pause|retry|remove`) rather than"
+            " add a second"
+        )
 
 
 def pickup_note(task: SyncTask) -> str:

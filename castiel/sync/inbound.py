@@ -70,7 +70,8 @@ from castiel.telemetry import correlation, log_event, new_correlation_id
 from castiel.telemetry.spans import annotate
 
 _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
-_PULLING = (SyncMode.PULL, SyncMode.BIDIRECTIONAL)
+PULLING = (SyncMode.PULL, SyncMode.BIDIRECTIONAL)
+"""The modes whose task pulls its connection; a connection has one such task, which holds its checkpoints."""
 
 Outcome = tuple[SyncResult, CastielError | None]
 """An execution's result document, and the error the queue worker raises to settle its message (None: complete)."""
@@ -228,7 +229,7 @@ class InboundSync:
             raise NotFound(f"connection {connection_id!r} of tenant {tenant_id!r} not found") from None
         query = Query(filters=(Filter("connectionId", "==", connection_id),), partition_key=tenant_id)
         tasks = [SyncTask.model_validate(doc) for doc in (await self._store.query(SyncTask.container, query)).items]
-        pulling = sorted((task for task in tasks if task.sync_mode in _PULLING), key=lambda task: task.id)
+        pulling = sorted((task for task in tasks if task.sync_mode in PULLING), key=lambda task: task.id)
         if not pulling:
             raise NotFound(
                 f"connection {connection_id!r} of tenant {tenant_id!r} has no pull or bidirectional sync task "

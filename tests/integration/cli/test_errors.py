@@ -37,7 +37,16 @@ BAD_INPUT = [
     ),
     pytest.param([*TASK, "--id", "a/b"], 2, "'--id': 'a/b' is not a valid id", id="task-id-with-slash"),
     pytest.param([*TASK[:-1], "nope"], 1, "connection 'nope' of tenant 'acme' not found", id="unknown-connection"),
-    pytest.param([*TASK, "--id", "t1"], 1, "task 't1' of tenant 'acme' already exists", id="task-id-taken"),
+    pytest.param(
+        [*TASK, "--id", "t1", "--mode", "push"], 1, "task 't1' of tenant 'acme' already exists", id="task-id-taken"
+    ),
+    pytest.param(
+        [*TASK, "--id", "t2"],
+        1,
+        "connection 'gh' of tenant 'acme' already has pull task 't1', which covers all its entity types",
+        id="second-pull-task",
+    ),
+    pytest.param([*TASK, "--mode", "bidirectional"], 1, "already has pull task 't1'", id="second-pulling-task"),
     pytest.param([*TASK, "--priority", "urgent"], 2, "'--priority'", id="unknown-priority"),
     pytest.param(list(TASK[:4]), 2, "Missing option '--connection'", id="missing-option"),
     pytest.param([*CONNECTION[:3], "", *CONNECTION[4:]], 2, "'--tenant': '' is not", id="empty-tenant"),
