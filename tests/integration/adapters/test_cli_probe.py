@@ -52,7 +52,7 @@ async def add_github(server: SandboxServer, repository: str = "acme/widgets") ->
     await castiel(
         "connections", "add", "--tenant", "acme", "--provider", "github", "--id", "gh",
         "--base-url", server.base_urls()["github"], "--settings", json.dumps({"repository": repository}),
-        "--credential", "gh-token", "--conflict-strategy", "newest_wins", "--dedup-strategy", "content_hash",
+        "--conflict-strategy", "newest_wins", "--dedup-strategy", "content_hash",
     )  # fmt: skip
     await castiel(
         "credentials", "add", "--tenant", "acme", "--connection", "gh", "--type", "bearer_token",
