@@ -84,7 +84,7 @@ def test_a_connection_in_use_is_refused_naming_its_users_and_nothing_changes(see
 
 
 def test_cascade_removes_the_tasks_registrations_and_their_secrets_and_nothing_else(seeded: Path) -> None:
-    castiel("connections", "add", "--tenant", "acme", "--provider", "notion", "--id", "other")
+    castiel("connections", "add", "--tenant", "acme", "--provider", "github", "--id", "other")
     castiel("tasks", "add", "--tenant", "acme", "--connection", "gh", "--id", "t1")
     castiel("tasks", "add", "--tenant", "acme", "--connection", "other", "--id", "t2")
     removed = register_webhook("gh")
