@@ -48,7 +48,7 @@ def test_an_edit_of_the_first_records_at_a_given_url(sandbox: tuple[Sandbox, str
     ("args", "code", "says"),
     [
         (["sandbox", "edit", "github"], 2, "no sandbox runs on this data directory"),
-        (["sandbox", "edit", "myspace", "--url", "{url}"], 1, "no sandbox provider 'myspace'"),
+        (["sandbox", "edit", "myspace", "--url", "{url}"], 2, "'myspace' is not a sandbox provider"),
         (["sandbox", "edit", "github", "--id", "42", "--url", "{url}"], 1, "sandbox github has no record '42'"),
         (["sandbox", "edit", "github", "--url", "http://127.0.0.1:{port}"], 1, "does not answer"),
     ],
