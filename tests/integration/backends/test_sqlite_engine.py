@@ -65,10 +65,13 @@ async def test_a_reader_holding_an_old_snapshot_neither_blocks_commits_nor_loses
 
 async def test_close_stops_the_checkpointer_and_leaves_everything_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "castiel.db"
+    # Only this database's threads: another test's database still open in this process has a thread of that name.
+    earlier = set(threading.enumerate())
     database = SqliteDatabase(path, SCHEMA)
     await database.write(insert(16))
     await database.close()
-    assert not [thread for thread in threading.enumerate() if thread.name == "sqlite-checkpoint-castiel"]
+    ours = set(threading.enumerate()) - earlier
+    assert not [thread for thread in ours if thread.name == "sqlite-checkpoint-castiel"]
     assert not path.with_name("castiel.db-wal").exists()  # the last connection checkpointed and removed it
     conn = sqlite3.connect(path)
     try:
