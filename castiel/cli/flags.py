@@ -1,26 +1,22 @@
 """Flag values checked while the command line is parsed, so a bad one is a usage error (exit 2) and changes nothing.
 
-Ids: tenant, connection and task ids become Cosmos DB document ids and parts of Key Vault secret names
-(``{tenant}--{connection}--…``). Key Vault allows only letters, digits and ``-`` in a name, compares names
-case-insensitively, and we join parts with ``--``; so an id is 1-36 lowercase letters, digits and single hyphens
-between them (a UUID fits). Two tenants can then never share a secret name, and every id is a valid Cosmos id.
+Ids follow the rule of ``castiel.models.ids`` (they become Cosmos DB ids and parts of Key Vault secret names).
 """
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 import typer
 
-MAX_ID_LENGTH = 36
-ID_RULE = f"1-{MAX_ID_LENGTH} lowercase letters, digits and single hyphens between them"
-_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+from castiel.models.ids import ID_RULE, is_valid_id
+
+__all__ = ["ID_RULE", "check_http_url", "check_id", "check_optional_id"]
 
 
 def check_id(value: str) -> str:
     """``value`` if it is a safe id (see the module docstring), else ``typer.BadParameter`` saying the rule."""
-    if len(value) > MAX_ID_LENGTH or _ID.fullmatch(value) is None:
+    if not is_valid_id(value):
         raise typer.BadParameter(f"{value!r} is not a valid id: ids are {ID_RULE}")
     return value
 

@@ -7,20 +7,17 @@ lines and floods them. ``printable`` escapes every character that is not printab
 
 from __future__ import annotations
 
-import re
+from castiel.models.ids import is_valid_id
 
 MAX_SHOWN = 200
 """The most characters of request input a log line or audit field shows."""
 
-# The CLI's id rule (``castiel.cli.flags``): every registration id has it, whether generated (``uuid4().hex``) or
-# stored by an older version, so an id of another shape names no registration and is answered without a lookup.
-MAX_REGISTRATION_ID_LENGTH = 36
-_REGISTRATION_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-
 
 def is_registration_id(value: str) -> bool:
-    """Whether ``value`` has the shape of a registration id (1-36 lowercase letters, digits, single hyphens)."""
-    return len(value) <= MAX_REGISTRATION_ID_LENGTH and _REGISTRATION_ID.fullmatch(value) is not None
+    """Whether ``value`` has the shape of a registration id: every one keeps the id rule (``castiel.models.ids``),
+    whether generated (``uuid4().hex``) or stored by an older version, so an id of another shape names no
+    registration and is answered without a lookup."""
+    return is_valid_id(value)
 
 
 def printable(text: str, limit: int = MAX_SHOWN) -> str:
