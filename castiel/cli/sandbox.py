@@ -11,7 +11,7 @@ from castiel.cli.common import echo_json, run, settings
 from castiel.devhost.sandboxed import sandbox_url_of
 from castiel.errors import ConfigError, NotFound
 from castiel.http_errors import HTTPX_ERRORS
-from castiel.sandbox.server import SandboxServer
+from castiel.sandbox.server import SandboxServer, stop_signals
 from castiel.sandbox.state import API_PATHS, DEFAULT_RECORDS, Sandbox
 
 DEFAULT_PORT = 8099
@@ -33,11 +33,12 @@ def sandbox_serve(
 
 
 async def _serve(port: int, records: int) -> None:
-    async with SandboxServer(Sandbox(records=records), port=port, own_signals=True) as server:
-        for provider, url in server.base_urls().items():
-            typer.echo(f"{provider:<11} {url}")
-        typer.echo(f"{'controls':<11} {server.url}/_sandbox")
-        await server.serve_forever()
+    with stop_signals() as stop:
+        async with SandboxServer(Sandbox(records=records), port=port) as server:
+            for provider, url in server.base_urls().items():
+                typer.echo(f"{provider:<11} {url}")
+            typer.echo(f"{'controls':<11} {server.url}/_sandbox")
+            await stop.wait()
 
 
 def _check_provider(value: str) -> str:

@@ -6,8 +6,9 @@ obtained from it leads the adapter to the Salesforce stand-in. On exit the serve
 
 Signals belong to whoever runs the loop. uvicorn's own handling replaces the process's SIGINT/SIGTERM handlers while
 it serves and raises the signal again once it has stopped: inside ``castiel serve --sandbox`` that turned one Ctrl-C
-into the host's graceful stop and, 0.1 s later, its forced stop. So the server leaves signals alone unless told it
-owns the process (``own_signals``: ``castiel sandbox serve``, where Ctrl-C stops it).
+into the host's graceful stop and, 0.1 s later, its forced stop, and on its own the re-raised signal met asyncio's
+handler or none depending on timing. So the server leaves signals alone: the dev host stops it, and ``castiel sandbox
+serve`` waits for SIGINT or SIGTERM itself (``stop_signals``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import signal
 import socket
 from collections.abc import Iterator
 from types import TracebackType
@@ -37,12 +39,12 @@ class _SignalsLeftAlone(uvicorn.Server):
 
 
 class SandboxServer:
-    """``sandbox`` served at ``http://<host>:<port>``; with ``own_signals``, SIGINT or SIGTERM stops it."""
+    """``sandbox`` served at ``http://<host>:<port>`` until the context exits."""
 
-    def __init__(self, sandbox: Sandbox, *, host: str = "127.0.0.1", port: int = 0, own_signals: bool = False) -> None:
+    def __init__(self, sandbox: Sandbox, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sandbox = sandbox
         config = uvicorn.Config(build_app(sandbox), host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config) if own_signals else _SignalsLeftAlone(config)
+        self._server = _SignalsLeftAlone(config)
         self._address = (host, port)
         self._task: asyncio.Task[None] | None = None
         self.url = ""
@@ -81,7 +83,22 @@ class SandboxServer:
         """Each provider's ``baseUrl``."""
         return self.sandbox.base_urls(self.url)
 
-    async def serve_forever(self) -> None:
-        """Wait until the server is told to stop (Ctrl-C in ``castiel sandbox serve``)."""
-        if self._task is not None:
-            await self._task
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs (in the running loop): for ``castiel sandbox serve``,
+    which owns its process. Entered before anything is printed, so a signal sent as soon as it is is handled."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    taken: list[signal.Signals] = []
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+            except RuntimeError:  # a loop off the main thread (a test's runner): the signals are not its to take
+                break
+            taken.append(signum)
+        yield stop
+    finally:
+        for signum in taken:
+            loop.remove_signal_handler(signum)
