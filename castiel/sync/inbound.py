@@ -188,6 +188,11 @@ class InboundSync:
                 connection = await self._connection(task)
                 annotate(provider=connection.provider.value)
             paused_until = await self._puller.pull(running, connection, recorder, options, hooks)
+            if paused_until is not None:
+                return await settle.paused(paused_until), None
+            # Inside the try: a store failing as the run ends is settled like any other failure of the run.
+            result = await recorder.finish("succeeded")
+            await running.move(TaskStatus.PENDING, result_id=result.id)
         except InvalidGrant as exc:
             return await settle.ended("needs_reauth", TaskStatus.NEEDS_REAUTH, exc), None
         except RateLimited as exc:
@@ -206,10 +211,6 @@ class InboundSync:
             if manual:  # a worker's run stays running: its message is delivered again and resumes it
                 await settle.stopped(exc)
             raise
-        if paused_until is not None:
-            return await settle.paused(paused_until), None
-        result = await recorder.finish("succeeded")
-        await running.move(TaskStatus.PENDING, result_id=result.id)
         log_event("inbound.pulled", task_id=task.id, pages=result.pages, **result.counts.model_dump())
         return result, None
 

@@ -16,9 +16,11 @@ import pytest
 from castiel.backends.embedded_redis import EmbeddedRedis
 from castiel.backends.sqlite_engine import DATABASE_FILE
 from castiel.backends.sqlite_store import SqliteDocumentStore
+from castiel.errors import RetryableError
 from castiel.ratelimit.limiter import RateLimiter
 from castiel.sandbox.app import build_app
 from castiel.sandbox.state import Sandbox
+from castiel.sync.results import ResultRecorder
 from tests.integration.cli.helpers import castiel, castiel_json, invoke
 from tests.integration.credentials.conftest import serving
 
@@ -185,6 +187,23 @@ def test_a_run_stopped_by_a_bug_before_the_pull_leaves_its_task_pending_not_runn
     assert (task["status"], task["lastError"]) == ("pending", "stopped by RuntimeError: boom at the rate check")
     (last,) = castiel_json("status", "--json")["lastResults"]
     assert (last["status"], last["id"]) == ("failed", task["lastResultId"])
+
+
+def test_a_store_failing_as_a_run_ends_leaves_its_task_pending_not_running(
+    github: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finish = ResultRecorder.finish
+
+    async def unreachable_when_succeeding(self: ResultRecorder, status: str, error: str | None = None) -> Any:
+        if status == "succeeded":
+            raise RetryableError("database castiel.db is unreachable")
+        return await finish(self, status, error)
+
+    monkeypatch.setattr(ResultRecorder, "finish", unreachable_when_succeeding)
+    failed = sync_run(expect=1)
+    assert (failed["status"], failed["error"]) == ("failed", "database castiel.db is unreachable")
+    (task,) = castiel_json("tasks", "list", "--json")
+    assert (task["status"], task["lastResultId"]) == ("pending", failed["id"])
 
 
 def test_a_failed_pull_prints_its_result_and_exits_1_with_the_reason(github: Sandbox) -> None:
