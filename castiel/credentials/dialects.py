@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 import httpx
 from pydantic import SecretStr
 
+from castiel.credentials.types import is_sendable
 from castiel.errors import ConfigError, InvalidGrant, PermanentError, RateLimited, RetryableError
 from castiel.models import Provider
 
@@ -160,6 +161,12 @@ def read_grant(dialect: Dialect, response: httpx.Response, scrub: Callable[[str]
     access_token = _text(body.get("access_token"))
     if access_token is None:
         raise PermanentError(f"{name} token endpoint answered without an access_token")
+    if not is_sendable(access_token):
+        # Stored, it would fail every request with the token in httpx's error: refused here, never quoted.
+        raise PermanentError(
+            f"{name} token endpoint answered an access_token that cannot go into a header (control or non-ASCII"
+            " characters); not stored"
+        )
     refresh_token = _text(body.get("refresh_token"))
     return TokenGrant(
         access_token=SecretStr(access_token),

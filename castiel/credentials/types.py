@@ -62,10 +62,15 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def is_sendable(text: str) -> bool:
+    """Whether ``text`` can go into a header value as it is: printable ASCII."""
+    return _HEADER_VALUE.fullmatch(text) is not None
+
+
 def _sendable(text: str) -> str:
     # httpx sends a str header as ASCII and h11 refuses control characters: either would fail every request later,
     # with the value in the error, so it is refused here, before anything is stored.
-    if not _HEADER_VALUE.fullmatch(text):
+    if not is_sendable(text):
         raise ValueError("must be printable ASCII (no control characters such as a trailing CR or newline)")
     return text
 

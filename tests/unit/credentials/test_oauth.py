@@ -293,6 +293,13 @@ async def test_an_error_description_quoting_a_secret_is_scrubbed() -> None:
     assert "refresh token *** was revoked" in str(caught.value)
 
 
+async def test_an_access_token_that_cannot_go_into_a_header_is_refused_and_never_quoted() -> None:
+    body = {"access_token": "new-at\r\n", "expires_in": 3600, "token_type": "bearer"}
+    with pytest.raises(PermanentError, match="cannot go into a header") as caught:
+        await refresh_with(Provider.GOOGLE, user_grant(), httpx.Response(200, json=body))
+    assert "new-at" not in str(caught.value)
+
+
 async def test_without_a_refresh_token_there_is_nothing_to_refresh_with() -> None:
     value = parse_credential("oauth2_authorization_code", {"access_token": "a"})
     with pytest.raises(InvalidGrant, match="no refresh token"):
