@@ -7,6 +7,9 @@ the etag read, and only if the field still holds the value the conflict left in 
 than the decision being made, and is refused rather than overwritten.
 
 A duplicate candidate (fuzzy dedup) is never merged: taking ``local`` marks it reviewed, the two shards kept apart.
+
+Only an open conflict is decided. One already resolved — by its rule when it was detected, or by a person — is
+refused with when and how, changing nothing: deciding it again would flip the shard back and forth.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ async def resolve(
     store: DocumentStore, conflict: dict[str, Any], take: Take, *, clock: Clock = system_clock
 ) -> Resolved:
     """Resolve ``conflict`` (a stored ``conflicts`` document) by taking one side."""
+    if conflict.get("status") != ConflictStatus.OPEN.value:
+        raise PreconditionFailed(f"conflict {conflict.get('id')} is not open: {_how_resolved(conflict)}")
     now = format_utc(now_utc(clock))
     changed: dict[str, Any] = {}
     if conflict.get("kind", "field") == "duplicate":
@@ -53,6 +58,16 @@ async def resolve(
     doc = {key: value for key, value in conflict.items() if not key.startswith("_")} | update
     stored = await store.replace(Conflict.container, doc, if_match=conflict.get("_etag"))
     return Resolved(stored, changed)
+
+
+def _how_resolved(conflict: dict[str, Any]) -> str:
+    """When and how a conflict that is no longer open was decided, in words."""
+    when = conflict.get("resolvedAt") or "an unknown time"
+    if conflict.get("kind") == "duplicate":
+        return f"reviewed at {when}, the shards kept apart"
+    # A rule decides as the conflict is detected; a person's decision comes later.
+    by = f"by its rule {conflict.get('rule')}" if when == conflict.get("detectedAt") else "by hand"
+    return f"resolved {by} at {when}, keeping the {conflict.get('kept')} value"
 
 
 async def _take_side(store: DocumentStore, conflict: Conflict, take: Take, now: str) -> dict[str, Any]:

@@ -140,6 +140,32 @@ def test_a_conflict_waits_for_a_person_who_takes_a_side(github: Sandbox, data_di
     assert sync_run()["counts"]["conflicts"] == 0
 
 
+def test_a_conflict_no_longer_open_is_refused_and_nothing_changes(github: Sandbox, data_dir: Path) -> None:
+    sync_run()
+    first = open_issue_ids(github)[0]
+    (shard,) = [
+        s for s in castiel_json("shards", "list", "--tenant", "acme", "--json") if s["externalIds"]["gh"] == first
+    ]
+    asyncio.run(edit_locally(data_dir, shard["id"], title="Renamed here"))
+    (remote,) = github.edit("github", ids=[first])
+    sync_run()
+    (conflict,) = castiel_json("conflicts", "list", "--tenant", "acme", "--json")
+    resolved = castiel_json("conflicts", "resolve", conflict["id"], "--take", "remote")
+    before = castiel_json("shards", "show", shard["id"], "--tenant", "acme")
+
+    again = invoke("conflicts", "resolve", conflict["id"], "--take", "local")
+
+    assert again.exit_code == 1, again.output
+    assert again.stderr == (
+        f"error: conflict {conflict['id']} is not open: resolved by hand at {resolved['resolvedAt']},"
+        " keeping the remote value\n"
+    )
+    assert castiel_json("shards", "show", shard["id"], "--tenant", "acme") == before
+    assert before["data"]["title"] == remote["title"]
+    (stored,) = castiel_json("conflicts", "list", "--tenant", "acme", "--all", "--json")
+    assert stored == resolved
+
+
 async def edit_locally(data_dir: Path, shard_id: str, **fields: Any) -> None:
     """A local edit of a shard, as ``castiel shards update`` will make it."""
     store = SqliteDocumentStore(data_dir / DATABASE_FILE)
