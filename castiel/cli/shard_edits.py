@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from castiel.cli.common import echo_json, public, run, with_queue, with_store
-from castiel.sync.local import LocalEdits
+from castiel.sync.local import LocalEdit, LocalEdits
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -29,21 +29,26 @@ def shards_update(
     """Set fields of one shard and push the change to every connection that syncs its type (origin local).
 
     Prints the shard as written; says on stderr whether the change was queued (setting a field to the value it has
-    changes and sends nothing).
+    changes and sends nothing), where it goes, and which fields do not go out to which connection. A field that a
+    connection owns read-only and no connection takes is refused (exit 2), nothing changed.
     """
     fields = parse_assignments(assignments)
 
-    async def update() -> tuple[dict[str, Any], bool]:
+    async def update() -> LocalEdit:
         return await with_store(lambda store: with_queue(
             lambda queue, config: LocalEdits(store, queue, config.service_bus_queue_outbound).update(
                 tenant, shard_id, fields)))  # fmt: skip
 
-    shard, changed = run(update())
-    echo_json(public(shard))
-    if changed:
-        typer.echo(f"queued: {', '.join(sorted(fields))} of shard {shard_id} go out to its connections", err=True)
-    else:
+    edit = run(update())
+    echo_json(public(edit.shard))
+    if not edit.changed:
         typer.echo(f"unchanged: shard {shard_id} already has these values; nothing was queued", err=True)
+        return
+    names = ", ".join(sorted(edit.changed))
+    targets = ", ".join(edit.reach.targets) or "no connection (none pushes this shard type)"
+    typer.echo(f"queued: {names} of shard {shard_id} go out to {targets}", err=True)
+    for held in edit.reach.withheld:
+        typer.echo(f"not to {held.connection_id}: {', '.join(held.fields)} ({held.reason})", err=True)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from castiel.models import Connection, SyncMode
 from castiel.ports import DocumentStore, Filter, Query
 from castiel.sync.mapping import ConnectionMapping, EntityMapping
 from castiel.sync.pull import mapping_of
+from castiel.sync.reach import Syncing
 
 _PUSHING = frozenset({SyncMode.PUSH, SyncMode.BIDIRECTIONAL})
 _MAPPINGS_CACHED = 512
@@ -54,14 +55,7 @@ class TargetFinder:
 
     async def connections(self, tenant_id: str) -> list[Connection]:
         """The tenant's active connections (one query)."""
-        query = Query(filters=(Filter("status", "==", "active"),), partition_key=tenant_id)
-        found: list[Connection] = []
-        while True:
-            page = await self._store.query(Connection.container, query)
-            found += [Connection.model_validate(doc) for doc in page.items]
-            if page.continuation is None:
-                return found
-            query = Query(query.filters, query.partition_key, continuation=page.continuation)
+        return await active_connections(self._store, tenant_id)
 
     def mapping(self, connection: Connection) -> ConnectionMapping:
         """The connection's compiled entity mapping (``ConfigError`` when it does not compile)."""
@@ -76,19 +70,58 @@ class TargetFinder:
 
     def target(self, connection: Connection, shard_type: str) -> Target | None:
         """``connection`` as a target of ``shard_type``; None when it does not push it."""
-        if connection.sync_direction not in _PUSHING or connection.status != "active":
+        if not pushes(connection):
             return None
         try:
-            mappings = self.mapping(connection).for_shard_type(shard_type)
+            entity = shard_type_mapping(connection, self.mapping(connection), shard_type)
             adapter = self._adapters.get(connection.provider)
         except PermanentError:
             return None  # no adapter, or a mapping that no longer compiles: the connection's own pulls report it
-        wanted = [m for m in mappings if not connection.entity_types or m.entity_type in connection.entity_types]
-        if not wanted:
+        if entity is None:
             return None
-        return Target(connection, wanted[0], adapter.address_fields, adapter.delete_keeps_record)
+        return Target(connection, entity, adapter.address_fields, adapter.delete_keeps_record)
 
     def targets(self, connections: Sequence[Connection], shard_type: str, *, source: str | None) -> list[Target]:
         """The targets of ``shard_type`` among ``connections``, ``source`` left out, by connection id."""
         found = [self.target(connection, shard_type) for connection in connections if connection.id != source]
         return sorted((target for target in found if target is not None), key=lambda target: target.id)
+
+
+async def active_connections(store: DocumentStore, tenant_id: str) -> list[Connection]:
+    """The tenant's active connections (one query)."""
+    query = Query(filters=(Filter("status", "==", "active"),), partition_key=tenant_id)
+    found: list[Connection] = []
+    while True:
+        page = await store.query(Connection.container, query)
+        found += [Connection.model_validate(doc) for doc in page.items]
+        if page.continuation is None:
+            return found
+        query = Query(query.filters, query.partition_key, continuation=page.continuation)
+
+
+def pushes(connection: Connection) -> bool:
+    """Whether changes are pushed to ``connection``: active, syncing ``push`` or ``bidirectional``."""
+    return connection.sync_direction in _PUSHING and connection.status == "active"
+
+
+def shard_type_mapping(connection: Connection, mapping: ConnectionMapping, shard_type: str) -> EntityMapping | None:
+    """The entity mapping ``connection`` takes ``shard_type`` through: the first by name among its ``entityTypes``
+    (all, when it lists none); None when it does not map the shard type."""
+    for entity in mapping.for_shard_type(shard_type):
+        if not connection.entity_types or entity.entity_type in connection.entity_types:
+            return entity
+    return None
+
+
+def syncing(connections: Sequence[Connection], shard_type: str) -> list[Syncing]:
+    """The ``connections`` that map ``shard_type``, each with its mapping and whether it is pushed to (a connection
+    whose mapping no longer compiles is left out: its own pulls report it)."""
+    found: list[Syncing] = []
+    for connection in connections:
+        try:
+            entity = shard_type_mapping(connection, mapping_of(connection), shard_type)
+        except PermanentError:
+            continue
+        if entity is not None:
+            found.append(Syncing(connection.id, pushes(connection), entity))
+    return found

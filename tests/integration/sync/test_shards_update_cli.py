@@ -103,3 +103,62 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert "Traceback" not in result.output
     assert queued(data_dir) == []
     assert castiel_json("shards", "show", "shard-1", "--tenant", "acme")["data"] == SHARD["data"]
+
+
+GITHUB_TASKS = {
+    "issue": {"shardType": "task", "fields": {"title": "title", "number": {"field": "number", "readOnly": True}}}
+}
+NOTION_TASKS = {"page": {"shardType": "task", "fields": {"properties.Name.title[0].text.content": "title",
+                                                         "properties.Estimate.number": "estimate"}}}  # fmt: skip
+
+
+def connect(data_dir: Path, connection_id: str, provider: str, mapping: dict[str, Any], *extra: str) -> None:
+    path = data_dir.parent / f"{connection_id}.json"
+    path.write_text(json.dumps(mapping))
+    castiel("connections", "add", "--tenant", "acme", "--provider", provider, "--id", connection_id,
+            "--mapping", str(path), *extra)  # fmt: skip
+
+
+@pytest.fixture
+def task(data_dir: Path) -> dict[str, Any]:
+    """Shard ``shard-1`` of type ``task``, synced by GitHub connection ``gh`` (which owns ``number`` read-only)."""
+    connect(data_dir, "gh", "github", GITHUB_TASKS)
+    seeded = {**SHARD, "data": {"title": "Write the docs", "estimate": 3, "number": 21}}
+    seed(data_dir, seeded)
+    return seeded
+
+
+def test_a_field_only_read_only_connections_map_is_refused_and_nothing_changes(
+    data_dir: Path, task: dict[str, Any]
+) -> None:
+    result = invoke("shards", "update", "shard-1", "--tenant", "acme", "--set", "title=Pushed by hand",
+                    "--set", "number=999")  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: read-only on the connections that sync task shards, and written by none: number by gh. A local value"
+        " would never go out, and would hide the provider's own; nothing was changed\n"
+    )
+    assert queued(data_dir) == []
+    assert castiel_json("shards", "show", "shard-1", "--tenant", "acme")["data"] == task["data"]
+
+
+def test_the_update_says_which_fields_do_not_go_out_to_which_connection(data_dir: Path, task: dict[str, Any]) -> None:
+    connect(data_dir, "notion", "notion", {"page": {**NOTION_TASKS["page"], "fields": {
+        **NOTION_TASKS["page"]["fields"], "properties.Number.number": "number"}}})  # fmt: skip
+    connect(data_dir, "archive", "notion", NOTION_TASKS, "--direction", "pull")
+
+    result = invoke("shards", "update", "shard-1", "--tenant", "acme", "--set", "title=Pushed by hand",
+                    "--set", "number=999", "--set", "estimate=3", "--set", "note=x")  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "queued: note, number, title of shard shard-1 go out to gh, notion",
+        "not to archive: note, number (not in its mapping)",
+        "not to archive: title (it syncs pull only)",
+        "not to gh: note (not in its mapping)",
+        "not to gh: number (read-only there)",
+        "not to notion: note (not in its mapping)",
+    ]
+    [change] = queued(data_dir)
+    assert change.changes == {"title": "Pushed by hand", "number": 999, "note": "x"}

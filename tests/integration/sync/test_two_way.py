@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from castiel.errors import ConfigError
 from castiel.models import Conflict, DeletePolicy, Operation, Provider, SyncResult
 from castiel.sync.local import LocalEdits
 from tests.integration.sync.two_way import OUTBOUND, TENANT, TwoWay
@@ -180,9 +181,10 @@ async def test_a_local_edit_goes_to_every_connection_of_the_shard_type(two: TwoW
     shard = await two.shard_of(GITHUB, "1000000001")
     edits = LocalEdits(two.world.store, two.world.queue, OUTBOUND, clock=two.world.clock)
 
-    written, changed = await edits.update(TENANT, shard["id"], {"title": "Renamed by hand"})
-    assert changed
-    assert written["fieldSources"]["title"] == "local"
+    edit = await edits.update(TENANT, shard["id"], {"title": "Renamed by hand"})
+    assert edit.changed == {"title": "Renamed by hand"}
+    assert edit.shard["fieldSources"]["title"] == "local"
+    assert edit.reach.targets == ("github", "notion")
     assert await two.drain() == 1
 
     page_id = shard["externalIds"]["notion"]
@@ -191,6 +193,47 @@ async def test_a_local_edit_goes_to_every_connection_of_the_shard_type(two: TwoW
         ("notion", "PATCH", f"{NOTION_PAGES}/{page_id}"),
     ]
     assert two.world.sandbox.github.issues.get("1000000001").body["title"] == "Renamed by hand"
-    _, again = await edits.update(TENANT, shard["id"], {"title": "Renamed by hand"})
-    assert not again
+    again = await edits.update(TENANT, shard["id"], {"title": "Renamed by hand"})
+    assert again.changed == {}
     assert await two.queued() == 0
+
+
+async def test_a_read_only_field_is_refused_by_hand_and_never_turns_later_edits_into_conflicts(two: TwoWay) -> None:
+    # GitHub alone, bidirectional, local_wins; its mapping owns ``number`` read-only.
+    github = await two.connect(GITHUB)
+    await two.pull(GITHUB)
+    shard = await two.shard_of(GITHUB, "1000000001")
+    issue_number = shard["data"]["number"]
+    edits = LocalEdits(two.world.store, two.world.queue, OUTBOUND, clock=two.world.clock)
+
+    with pytest.raises(ConfigError, match=r"read-only on the connections that sync task shards.*number by github"):
+        await edits.update(TENANT, shard["id"], {"title": "Pushed by hand", "number": 999})
+    assert (await two.shard_of(GITHUB, "1000000001"))["data"] == shard["data"]
+    assert await two.queued() == 0
+
+    edit = await edits.update(TENANT, shard["id"], {"title": "Pushed by hand"})
+    assert (edit.reach.targets, edit.reach.withheld) == (("github",), ())
+    await two.drain()
+    assert two.world.sandbox.github.issues.get("1000000001").body["title"] == "Pushed by hand"
+
+    # A shard that an earlier release let take number=999 (it never went out): GitHub's later edits of the title
+    # are news, not conflicts, each time.
+    await poison(two, shard["id"], number=999)
+    for _ in range(2):
+        two.world.clock.advance(60)
+        [issue] = two.world.sandbox.edit("github", ids=["1000000001"])
+        result = await two.world.pull(github)
+        assert (result.counts.updated, result.counts.conflicts) == (1, 0)
+        after = await two.shard_of(GITHUB, "1000000001")
+        assert after["data"]["title"] == issue["title"]
+        assert after["sync"]["github"]["snapshot"]["number"] == issue_number
+    assert await two.world.docs(Conflict.container, TENANT) == []
+
+
+async def poison(two: TwoWay, shard_id: str, **fields: object) -> None:
+    """Local values written straight into a shard, as ``shards update`` let through before it checked them."""
+    shard = await two.world.store.read("shards", shard_id, TENANT)
+    doc = {key: value for key, value in shard.items() if not key.startswith("_")}
+    doc["data"] = {**shard["data"], **fields}
+    doc["fieldSources"] = {**shard["fieldSources"], **dict.fromkeys(fields, "local")}
+    await two.world.store.replace("shards", doc, if_match=shard["_etag"])
