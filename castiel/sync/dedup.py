@@ -10,8 +10,10 @@ link:
 - ``content_hash``: is the shard of its type whose ``data`` is exactly its mapped fields (``contentHash``), if any.
 - ``composite_key``: is the shard of its type with the same normalised natural key (``matchKeys``: e-mail or
   name + company, case and whitespace folded) that no other record of this connection holds, if any.
-- ``fuzzy``: creates its shard, and ``duplicate_candidates`` reports existing shards whose key is similar
-  (rapidfuzz ``token_sort_ratio`` ≥ the connection's threshold) for a person to review. Never merged.
+- ``fuzzy``: creates its shard, and ``duplicate_candidates`` reports the shards whose key is similar (rapidfuzz
+  ``token_sort_ratio`` ≥ the connection's threshold) for a person to review: existing shards, and the shards of
+  the page's earlier new records — a page's bounds are arbitrary, so two alike records are reported whether they
+  came in one page or two. Each pair once, the best ``MAX_CANDIDATES`` per record. Never merged.
 
 A page is decided in four pure steps around three batched store calls, never a query per record::
 
@@ -46,6 +48,10 @@ from castiel.sync.mapping import ConnectionMapping, MappedRecord
 _WORDS = re.compile(r"\w+")
 _ID_CACHE = 8192  # a page asks for each id several times (reads, decisions, writes): hash it once
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+MAX_CANDIDATES = 3
+"""Duplicate candidates recorded per new record at most, the best scores first: a person reviews a few likely
+matches, not every shard of a block (e-mails of one domain all score alike)."""
 
 
 class RecordAction(StrEnum):
@@ -328,16 +334,18 @@ def duplicate_candidates(
     decisions: Sequence[Decision], found: Iterable[Mapping[str, Any]], ctx: DedupContext, detected_at: datetime
 ) -> list[dict[str, Any]]:
     """``fuzzy``: a ``DuplicateCandidate`` document for each record that creates a shard and each shard (found by
-    ``match_queries``, or created earlier in the same page) whose key is similar; each pair once, best key."""
+    ``match_queries``, or created earlier in the same page) whose key is similar: each pair once, by its best key;
+    at most ``MAX_CANDIDATES`` per record, the best scores first (ties by shard id)."""
     pool: list[tuple[str, str, dict[str, str]]] = [
         (doc["id"], doc["shardType"], dict(doc.get("matchKeys") or {})) for doc in found if not doc.get("deleted")
     ]
-    best: dict[tuple[str, str], DuplicateCandidate] = {}
+    docs: list[dict[str, Any]] = []
     for decision in decisions:
         if decision.action is not RecordAction.CREATE:
             continue
         item = decision.record
         keys = match_keys(item.fields, ctx.mapping.entity(item.entity_type).keys)
+        best: dict[str, tuple[float, str, str, str]] = {}
         for other_id, other_type, other_keys in pool:
             if other_type != item.shard_type or other_id == decision.shard_id:
                 continue
@@ -346,21 +354,37 @@ def duplicate_candidates(
                 if other is None or block(other) != block(value):
                     continue
                 score = fuzz.token_sort_ratio(value.replace("\x1f", " "), other.replace("\x1f", " "))
-                pair = (min(decision.shard_id, other_id), max(decision.shard_id, other_id))
-                if score >= ctx.fuzzy_threshold and (pair not in best or score > best[pair].score):
-                    best[pair] = DuplicateCandidate(
-                        id=stable_id("duplicate", ctx.tenant_id, *pair),
-                        tenant_id=ctx.tenant_id,
-                        status=ConflictStatus.OPEN,
-                        shard_id=decision.shard_id,
-                        candidate_shard_id=other_id,
-                        shard_type=item.shard_type,
-                        connection_id=ctx.connection_id,
-                        key=name,
-                        value=value,
-                        candidate_value=other,
-                        score=round(score, 2),
-                        detected_at=detected_at,
-                    )
+                if score >= ctx.fuzzy_threshold and (other_id not in best or score > best[other_id][0]):
+                    best[other_id] = (score, name, value, other)
+        ranked = sorted(best.items(), key=lambda entry: (-entry[1][0], entry[0]))[:MAX_CANDIDATES]
+        docs += [_candidate(decision, other_id, *found_by, ctx, detected_at) for other_id, found_by in ranked]
         pool.append((decision.shard_id, item.shard_type, keys))
-    return [candidate.to_doc() for _, candidate in sorted(best.items())]
+    return docs
+
+
+def _candidate(
+    decision: Decision,
+    other_id: str,
+    score: float,
+    key: str,
+    value: str,
+    other: str,
+    ctx: DedupContext,
+    detected_at: datetime,
+) -> dict[str, Any]:
+    # The id is the unordered pair's: a redone page, or the pair met from either side, writes one document.
+    pair = sorted((decision.shard_id, other_id))
+    return DuplicateCandidate(
+        id=stable_id("duplicate", ctx.tenant_id, *pair),
+        tenant_id=ctx.tenant_id,
+        status=ConflictStatus.OPEN,
+        shard_id=decision.shard_id,
+        candidate_shard_id=other_id,
+        shard_type=decision.record.shard_type,
+        connection_id=ctx.connection_id,
+        key=key,
+        value=value,
+        candidate_value=other,
+        score=round(score, 2),
+        detected_at=detected_at,
+    ).to_doc()

@@ -143,7 +143,10 @@ class PagePipeline:
         async with timer.phase(Phase.SHARD):
             writes = build_page(decisions, links, ctx, self._settings, now, retention=self._retention)
         async with timer.phase(Phase.CONFLICTS):
-            conflicts = writes.conflicts + self._candidates(decisions, found, now)
+            candidates = self._candidates(decisions, found, now)
+            # Counted with the field conflicts: both are what ``castiel conflicts list`` shows for review.
+            writes.counts.conflicts += len(candidates)
+            conflicts = writes.conflicts + candidates
         async with timer.phase(Phase.SAVE):
             for container, operations in ((SHARDS, writes.shards), (CONFLICTS, conflicts), (LINKS, writes.links)):
                 if operations:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from castiel.models import DedupStrategy, DuplicateCandidate
 from castiel.ports import Filter, Query
 from castiel.sync.dedup import (
+    MAX_CANDIDATES,
     DedupContext,
     RecordAction,
     block,
@@ -353,6 +354,26 @@ def test_fuzzy_reports_candidates_and_never_merges(page: list[MappedRecord], exp
     assert [(own.get(c.candidate_shard_id, c.candidate_shard_id), c.score) for c in candidates] == expected
     for candidate in candidates:
         assert (candidate.status, candidate.shard_type, candidate.connection_id) == ("open", "contact", "sf")
+
+
+def test_fuzzy_keeps_the_best_few_candidates_per_record_each_pair_once() -> None:
+    # Ten alike existing shards and a page of ten alike records: every pair scores over the threshold.
+    found = [shard(f"hub-{n}", matchKeys={"name__company": f"bob stone{n}\x1finitech"}) for n in range(10)]
+    page = [contact(f"c{n}", Name=f"Bob Stone{n}", Company="Initech") for n in range(10)]
+    strategy = ctx(DedupStrategy.FUZZY)
+
+    decisions = decide(page, {}, found, strategy)
+    docs = duplicate_candidates(decisions, found, strategy, T0)
+    candidates = [DuplicateCandidate.model_validate(doc) for doc in docs]
+
+    assert len(candidates) == MAX_CANDIDATES * len(page)
+    assert len({c.id for c in candidates}) == len(candidates)
+    for decision, item in zip(decisions, page, strict=True):
+        mine = [c for c in candidates if c.shard_id == decision.shard_id]
+        assert [c.score for c in mine] == sorted((c.score for c in mine), reverse=True)
+        n = item.external_id[1:]
+        assert mine[0].candidate_shard_id == f"hub-{n}"  # its exact twin first
+        assert mine[0].score == 100.0
 
 
 def test_fuzzy_queries_the_blocks_of_the_page_s_keys() -> None:
