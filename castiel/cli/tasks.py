@@ -30,6 +30,7 @@ from castiel.models import (
 )
 from castiel.ports import DocumentStore, Filter, Query
 from castiel.sync.inbound import PULLING
+from castiel.webhooks.untrusted import printable
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Scheduled sync tasks.")
 
@@ -122,10 +123,15 @@ def tasks_list(
 
 def _line(item: dict[str, Any]) -> str:
     task = SyncTask.model_validate(item)
-    return (
+    line = (
         f"{task.id}  {task.status.value:<12} {task.priority.value:<6} next={task.next_run_at:%Y-%m-%d %H:%M:%S}Z"
         f"  tenant={task.tenant_id} connection={task.connection_id}"
     )
+    if task.paused_until is not None:
+        line += f"  until={format_utc(task.paused_until)}"
+    if task.last_error:
+        line += f"  error={printable(task.last_error, _ERROR_SHOWN)}"
+    return line
 
 
 TaskId = Annotated[str, typer.Argument(callback=check_id, help="Task id.")]
@@ -133,6 +139,7 @@ TaskTenant = Annotated[
     str,
     typer.Option(callback=check_optional_id, help="The task's tenant (needed only when the id is in several tenants)."),
 ]
+_ERROR_SHOWN = 120  # a list line shows the start of a task's last error; `--json` has all of it
 _RETRYABLE = (TaskStatus.FAILED, TaskStatus.PAUSED)
 
 

@@ -272,8 +272,9 @@ class _Settle:
         return result
 
     async def paused(self, until: datetime) -> SyncResult:
-        result = await self._recorder.finish("paused", f"provider paused the connection until {until.isoformat()}")
-        await self._running.move(TaskStatus.PAUSED, result_id=result.id, paused_until=until)
+        reason = f"provider paused the connection until {until.isoformat()}"
+        result = await self._recorder.finish("paused", reason)
+        await self._running.move(TaskStatus.PAUSED, error=reason, result_id=result.id, paused_until=until)
         return result
 
     async def stopped(self, error: BaseException) -> None:

@@ -99,6 +99,16 @@ def test_pausing_a_task_the_provider_paused_makes_the_pause_indefinite(seeded: P
     assert run_scheduler(seeded, clock=lambda: far_ahead) == 0
 
 
+def test_a_task_line_shows_until_when_its_pause_ends_and_its_last_error_on_one_line(seeded: Path) -> None:
+    castiel("tasks", "add", "--tenant", "acme", "--connection", "gh", "--id", "t1")
+    until = now_utc() + timedelta(hours=1)
+    set_status(seeded, TaskStatus.PAUSED, paused_until=until, last_error="429 from github:\nslow down " + "x" * 300)
+
+    (line,) = castiel("tasks", "list").splitlines()
+    assert f"  until={format_utc(until)}  error=429 from github:\\nslow down x" in line
+    assert line.endswith("…(+207 chars)")
+
+
 def test_remove_deletes_the_task(seeded: Path) -> None:
     castiel("tasks", "add", "--tenant", "acme", "--connection", "gh", "--id", "t1")
     assert castiel("tasks", "remove", "t1") == "removed task 't1' of tenant 'acme'\n"

@@ -120,6 +120,7 @@ async def test_a_provider_pause_mid_pull_pauses_the_task_and_the_next_run_resume
     assert task.status is TaskStatus.PAUSED
     assert task.paused_until is not None
     assert (task.paused_until - paused.started_at).total_seconds() == pytest.approx(3600, abs=1)
+    assert task.last_error == f"provider paused the connection until {task.paused_until.isoformat()}"
     assert not await world.queue.peek(QUEUE)  # completed, not retried: the scheduler resumes the task
 
     world.clock.advance(3601)
