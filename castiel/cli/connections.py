@@ -1,47 +1,52 @@
 """``castiel connections``: a tenant's links to provider accounts.
 
-``remove`` refuses a connection that tasks, webhook registrations or credentials still use, unless ``--cascade``:
-then they go first (registrations through ``WebhookAdmin``, which deletes their secrets as ``webhooks remove`` does;
-credentials value and metadata), and the connection last, so an interrupted cascade is finished by running it again.
+``add`` and ``update`` check a connection whole before storing it: its policy flags fit its strategies
+(``connection_fields``) and its mapping fits its provider. ``remove`` is ``connection_removal``.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_secrets, with_store
+from castiel.cli.common import JsonFlag, echo_items, echo_json, public, run, with_store
+from castiel.cli.connection_fields import (
+    FALLBACK,
+    SOURCE_PRIORITY,
+    THRESHOLD,
+    DeletePolicyFlag,
+    FallbackFlag,
+    SourcePriorityFlag,
+    ThresholdFlag,
+    check_policy,
+    id_list,
+)
+from castiel.cli.connection_removal import remove_connection
 from castiel.cli.flags import ID_RULE, check_http_url, check_id, check_optional_id
 from castiel.cli.lookup import create_named, find_named
-from castiel.cli.webhooks import admin_on
-from castiel.credentials.records import CredentialRecords, list_credentials
 from castiel.errors import NotFound, PreconditionFailed
 from castiel.models import (
     ConflictStrategy,
     Connection,
     CredentialMetadata,
     DedupStrategy,
+    DeletePolicy,
     Provider,
     SyncMode,
-    SyncTask,
-    TaskStatus,
-    WebhookRegistration,
 )
-from castiel.ports import DocumentStore, Filter, Query, SecretStore
+from castiel.ports import DocumentStore, Query
 from castiel.sync.pull import mapping_of
-from castiel.telemetry import log_event
-from castiel.webhooks.admin import WebhookAdmin
-from castiel.webhooks.registrations import WebhookRegistrations
 
 connections_app = typer.Typer(no_args_is_help=True, help="Tenant connections to providers.")
 
 
-def _json_object(value: str) -> str:
-    """``value`` if empty or a JSON object, else ``typer.BadParameter``."""
+def _json_object(value: str | None) -> str | None:
+    """``value`` if absent, empty or a JSON object, else ``typer.BadParameter``."""
     if not value:
         return value
     try:
@@ -51,6 +56,28 @@ def _json_object(value: str) -> str:
     if not isinstance(parsed, dict):
         raise typer.BadParameter(f"{value[:60]!r} is not a JSON object")
     return value
+
+
+SettingsFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--settings",
+        callback=_json_object,
+        help='Provider settings as a JSON object, e.g. {"repository": "acme/widgets"}.',
+    ),
+]
+MappingFlag = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        exists=True,
+        dir_okay=False,
+        help="Entity mappings, a JSON file: {entityType: {shardType, fields, derived, relationships, keys}}.",
+    ),
+]
+ConflictFlag = Annotated[ConflictStrategy | None, typer.Option(help="Conflict strategy.", show_default=False)]
+DedupFlag = Annotated[DedupStrategy | None, typer.Option(help="Dedup strategy.", show_default=False)]
+DirectionFlag = Annotated[SyncMode | None, typer.Option(help="Sync direction.", show_default=False)]
 
 
 @connections_app.command("add")
@@ -66,14 +93,7 @@ def connections_add(
     base_url: Annotated[
         str, typer.Option("--base-url", callback=check_http_url, help="Provider API base URL (http or https).")
     ] = "",
-    settings: Annotated[
-        str,
-        typer.Option(
-            "--settings",
-            callback=_json_object,
-            help='Provider settings as a JSON object, e.g. {"repository": "acme/widgets"}.',
-        ),
-    ] = "",
+    settings: SettingsFlag = None,
     credential: Annotated[
         str,
         typer.Option("--credential", callback=check_optional_id, help="Id of the credential it authenticates with."),
@@ -82,17 +102,15 @@ def connections_add(
         ConflictStrategy, typer.Option(help="Conflict strategy.")
     ] = ConflictStrategy.LOCAL_WINS,
     dedup_strategy: Annotated[DedupStrategy, typer.Option(help="Dedup strategy.")] = DedupStrategy.EXTERNAL_ID,
-    mapping: Annotated[
-        Path | None,
-        typer.Option(
-            "--mapping",
-            exists=True,
-            dir_okay=False,
-            help="Entity mappings, a JSON file: {entityType: {shardType, fields, derived, relationships, keys}}.",
-        ),
-    ] = None,
+    mapping: MappingFlag = None,
+    delete_policy: DeletePolicyFlag = None,
+    source_priority: SourcePriorityFlag = None,
+    field_merge_fallback: FallbackFlag = None,
+    fuzzy_threshold: ThresholdFlag = None,
 ) -> None:
-    """Add a connection and print it as JSON; a mapping is checked against the provider's entity types first."""
+    """Add a connection and print it as JSON; its flags and mapping are checked first, and nothing is stored when
+    they do not fit."""
+    policy = _policy(delete_policy, source_priority, field_merge_fallback, fuzzy_threshold)
     connection = Connection(
         id=connection_id or uuid.uuid4().hex,
         tenant_id=tenant,
@@ -106,9 +124,9 @@ def connections_add(
         conflict_strategy=conflict_strategy,
         dedup_strategy=dedup_strategy,
         entity_mappings=_mapping_file(mapping) if mapping is not None else {},
+        **policy,
     )
-    if mapping is not None:
-        mapping_of(connection)  # a ConfigError naming every problem: nothing is stored
+    _check(connection, policy, mapping)
 
     async def add(store: DocumentStore) -> dict[str, Any]:
         if connection.credential_id is not None:
@@ -116,6 +134,74 @@ def connections_add(
         return await create_named(store, connection, "connection")
 
     echo_json(public(run(with_store(add, create=True))))
+
+
+@connections_app.command("update")
+def connections_update(
+    connection_id: Annotated[str, typer.Argument(help="Connection id.")],
+    tenant: Annotated[str, typer.Option(help="Its tenant (needed only when the id is in several tenants).")] = "",
+    conflict_strategy: ConflictFlag = None,
+    dedup_strategy: DedupFlag = None,
+    direction: DirectionFlag = None,
+    settings: SettingsFlag = None,
+    mapping: MappingFlag = None,
+    delete_policy: DeletePolicyFlag = None,
+    source_priority: SourcePriorityFlag = None,
+    field_merge_fallback: FallbackFlag = None,
+    fuzzy_threshold: ThresholdFlag = None,
+) -> None:
+    """Change what is given of a connection, nothing else, and print it as JSON (as add does); the result is checked
+    as add checks a new one, and written only if the connection did not change meanwhile."""
+    changes: dict[str, Any] = _policy(delete_policy, source_priority, field_merge_fallback, fuzzy_threshold)
+    given = {
+        "conflict_strategy": conflict_strategy,
+        "dedup_strategy": dedup_strategy,
+        "sync_direction": direction,
+        "settings": json.loads(settings) if settings is not None else None,
+        "entity_mappings": _mapping_file(mapping) if mapping is not None else None,
+    }
+    changes |= {name: value for name, value in given.items() if value is not None}
+    if not changes:
+        raise typer.BadParameter("nothing to change: give at least one option (see --help)")
+
+    async def update(store: DocumentStore) -> dict[str, Any]:
+        current = await find_named(store, Connection, "connection", connection_id, tenant)
+        updated = Connection.model_validate(current.model_dump() | changes)
+        _check(updated, changes, mapping)
+        try:
+            return await store.replace(Connection.container, updated.to_doc(), if_match=current.etag)
+        except PreconditionFailed:
+            raise PreconditionFailed(
+                f"connection {current.id!r} of tenant {current.tenant_id!r} changed meanwhile: run the command again"
+            ) from None
+
+    echo_json(public(run(with_store(update))))
+
+
+def _policy(
+    delete_policy: DeletePolicy | None,
+    source_priority: str | None,
+    field_merge_fallback: ConflictStrategy | None,
+    fuzzy_threshold: float | None,
+) -> dict[str, Any]:
+    """The policy flags given, as ``Connection`` fields."""
+    given = {
+        "delete_policy": delete_policy,
+        "source_priority": id_list(source_priority) if source_priority is not None else None,
+        "field_merge_fallback": field_merge_fallback,
+        "fuzzy_threshold": fuzzy_threshold,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+_FLAGS = {"source_priority": SOURCE_PRIORITY, "field_merge_fallback": FALLBACK, "fuzzy_threshold": THRESHOLD}
+
+
+def _check(connection: Connection, given: Mapping[str, Any], mapping: Path | None) -> None:
+    """``typer.BadParameter`` (policy) or ``ConfigError`` (mapping) when ``connection`` must not be stored."""
+    check_policy(connection, {flag for name, flag in _FLAGS.items() if name in given})
+    if mapping is not None:
+        mapping_of(connection)  # a ConfigError naming every problem: nothing is stored
 
 
 async def _existing_credential(store: DocumentStore, tenant_id: str, credential_id: str) -> None:
@@ -173,83 +259,4 @@ def connections_remove(
     ] = False,
 ) -> None:
     """Delete a connection; refused while tasks, webhook registrations or credentials use it, unless --cascade."""
-
-    async def remove(store: DocumentStore) -> str:
-        connection = await find_named(store, Connection, "connection", connection_id, tenant)
-        name = f"connection {connection.id!r} of tenant {connection.tenant_id!r}"
-        tasks, registrations = await _users(store, connection)
-        credentials = await _credentials(store, connection, registrations)
-        if (tasks or registrations or credentials) and not cascade:
-            users = _describe(tasks, registrations, credentials)
-            raise PreconditionFailed(f"{name} is used by {users}: remove them first, or pass --cascade")
-        running = [task.id for task in tasks if task.status is TaskStatus.RUNNING]
-        if running:
-            raise PreconditionFailed(f"{name} has running tasks ({', '.join(running)}): pause them first")
-        if registrations:
-            await with_secrets(lambda secrets: _remove_registrations(store, secrets, registrations))
-        if credentials:
-            await with_secrets(lambda secrets: _remove_credentials(CredentialRecords(store, secrets), credentials))
-        try:
-            for task in tasks:
-                await store.delete(SyncTask.container, task.id, task.tenant_id, if_match=task.etag)
-            await store.delete(Connection.container, connection.id, connection.tenant_id, if_match=connection.etag)
-        except PreconditionFailed:
-            raise PreconditionFailed(f"{name} or one of its tasks changed meanwhile: run the command again") from None
-        used = tasks or registrations or credentials
-        return f"removed {name}" + (f" and its {_describe(tasks, registrations, credentials)}" if used else "")
-
-    typer.echo(run(with_store(remove)))
-
-
-async def _users(store: DocumentStore, connection: Connection) -> tuple[list[SyncTask], list[WebhookRegistration]]:
-    """The tasks and webhook registrations of ``connection``."""
-    query = Query(partition_key=connection.tenant_id, filters=(Filter("connectionId", "==", connection.id),))
-    tasks = [SyncTask.model_validate(doc) for doc in (await store.query(SyncTask.container, query)).items]
-    registrations = [
-        registration
-        for registration in await WebhookRegistrations(store).list(connection.tenant_id)
-        if registration.connection_id == connection.id
-    ]
-    return tasks, registrations
-
-
-async def _remove_registrations(
-    store: DocumentStore, secrets: SecretStore, registrations: list[WebhookRegistration]
-) -> None:
-    async def remove_each(admin: WebhookAdmin) -> None:
-        for registration in registrations:
-            await admin.remove(registration.id)
-
-    await admin_on(store, secrets, remove_each)
-
-
-async def _credentials(
-    store: DocumentStore, connection: Connection, registrations: list[WebhookRegistration]
-) -> list[CredentialMetadata]:
-    """The credentials that authenticate ``connection`` (its own, and any other still naming it), but not the
-    signing secrets of its registrations: removing a registration removes its secret."""
-    signing = {registration.credential_id for registration in registrations}
-    return [
-        credential
-        for credential in await list_credentials(store, connection.tenant_id)
-        if credential.id not in signing
-        and (credential.connection_id == connection.id or credential.id == connection.credential_id)
-    ]
-
-
-async def _remove_credentials(records: CredentialRecords, credentials: list[CredentialMetadata]) -> None:
-    for credential in credentials:
-        await records.delete(credential)
-        log_event("credentials.removed", credential_id=credential.id, reason="connection removed")
-
-
-def _describe(
-    tasks: list[SyncTask], registrations: list[WebhookRegistration], credentials: list[CredentialMetadata]
-) -> str:
-    """``task(s) t1, t2 and webhook registration(s) r1 and credential(s) c1``: what uses a connection, by id."""
-    parts = [f"task(s) {', '.join(task.id for task in tasks)}"] if tasks else []
-    if registrations:
-        parts.append(f"webhook registration(s) {', '.join(registration.id for registration in registrations)}")
-    if credentials:
-        parts.append(f"credential(s) {', '.join(credential.id for credential in credentials)}")
-    return " and ".join(parts)
+    typer.echo(run(with_store(lambda store: remove_connection(store, connection_id, tenant, cascade=cascade))))
