@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from castiel.clock import now_utc
+from castiel.credentials.records import list_credentials
 from castiel.credentials.types import Credential, WebhookSecret, parse_credential
 from castiel.credentials.webhook_secrets import WebhookSecrets
 from castiel.errors import AlreadyExists, NotFound
@@ -21,8 +22,10 @@ from castiel.models import (
     SyncMode,
     SyncTask,
     VerificationState,
+    WebhookAudit,
     WebhookRegistration,
 )
+from castiel.ports import DocumentStore, Query
 from castiel.sandbox.github import REPOSITORY
 from castiel.sandbox.notion import DATABASE_ID
 from castiel.sandbox.oauth import PATHS as OAUTH_PATHS
@@ -91,15 +94,62 @@ DEMO_CONNECTIONS = (
 )
 
 
+SANDBOX_INSTANCE = "sandboxInstance"
+"""The settings key of a demo connection naming the sandbox (``Sandbox.instance``) it was seeded against."""
+
+TENANT_CONTAINERS = (
+    SyncTask.container,
+    "sync-results",
+    "shards",
+    "external-ids",
+    "conflicts",
+    "token-refresh-audit",
+    Connection.container,
+)
+"""What the demo tenant holds besides its registrations and credentials (removed through their own services)."""
+
+
+async def start_over_if_stale(runtime: Runtime, instance: str) -> bool:
+    """Remove the whole demo tenant when a demo connection was seeded against another sandbox than ``instance``
+    (or before sandboxes were told apart). That sandbox's records are gone, since a sandbox starts afresh: kept, the
+    links to them would read as deletes on the new one, and what Castiel created there would never be written
+    again. True when it was removed."""
+    page = await runtime.store.query(Connection.container, Query(partition_key=DEMO_TENANT))
+    demo_ids = {spec.id for spec in DEMO_CONNECTIONS}
+    stale = [doc["id"] for doc in page.items
+             if doc["id"] in demo_ids and doc.get("settings", {}).get(SANDBOX_INSTANCE) != instance]  # fmt: skip
+    if not stale:
+        return False
+    for registration in await runtime.registrations.list(DEMO_TENANT):
+        await runtime.registrations.remove(registration.id)  # and forgotten by the host's cache
+        await _remove_all(runtime.store, WebhookAudit.container, registration.id)
+    for credential in await list_credentials(runtime.store, DEMO_TENANT):
+        await runtime.credentials.remove(credential)  # the secret's value with it
+    for container in TENANT_CONTAINERS:
+        await _remove_all(runtime.store, container, DEMO_TENANT)
+    log_event("sandbox.demo_started_over", tenant=DEMO_TENANT, stale_connections=",".join(sorted(stale)))
+    return True
+
+
+async def _remove_all(store: DocumentStore, container: str, partition_key: str) -> None:
+    query = Query(partition_key=partition_key, limit=500)
+    while items := (await store.query(container, query)).items:
+        for doc in items:
+            with suppress(NotFound):
+                await store.delete(container, doc["id"], partition_key)
+
+
 CredentialFor = Callable[[Connection], Credential]
 """The credential a new demo connection gets."""
 
 
 async def seed_demo(runtime: Runtime, sandbox: Sandbox, sandbox_url: str, host_url: str) -> list[Subscription]:
     """The demo tenant against the sandbox at ``sandbox_url`` (``seed_tenant``), with credentials the sandbox's OAuth
-    stand-in issues."""
+    stand-in issues; started over first when it was seeded against an earlier sandbox (``start_over_if_stale``)."""
     sandbox.oauth.register_client(DEMO_CLIENT_ID)
-    return await seed_tenant(runtime, base_urls(sandbox_url), host_url, oauth_grants(sandbox, sandbox_url))
+    await start_over_if_stale(runtime, sandbox.instance)
+    urls = base_urls(sandbox_url)
+    return await seed_tenant(runtime, urls, host_url, oauth_grants(sandbox, sandbox_url), instance=sandbox.instance)
 
 
 async def seed_tenant(
@@ -108,13 +158,16 @@ async def seed_tenant(
     host_url: str,
     credential_for: CredentialFor,
     connections: Sequence[DemoConnection] = DEMO_CONNECTIONS,
+    *,
+    instance: str = "",
 ) -> list[Subscription]:
-    """The demo tenant, idempotently: each connection (its base URL brought up to date), its credential (when it has
-    none), its sync task (due now when new) and its webhook registration. Returns where each provider's webhooks
-    must be sent: the registrations' URLs on the host at ``host_url``, with their signing secrets."""
+    """The demo tenant, idempotently: each connection (its base URL brought up to date; new ones record the sandbox
+    ``instance`` in their settings), its credential (when it has none), its sync task (due now when new) and its
+    webhook registration. Returns where each provider's webhooks must be sent: the registrations' URLs on the host
+    at ``host_url``, with their signing secrets."""
     subscriptions = []
     for spec in connections:
-        connection = await _connection(runtime, spec, urls[spec.provider.value])
+        connection = await _connection(runtime, spec, urls[spec.provider.value], instance)
         if connection.credential_id is None:
             credential = credential_for(connection)
             await runtime.credentials.add(DEMO_TENANT, connection.id, credential, credential_id=f"{connection.id}-key")
@@ -146,7 +199,7 @@ def oauth_grants(sandbox: Sandbox, sandbox_url: str) -> CredentialFor:
     return credential
 
 
-async def _connection(runtime: Runtime, spec: DemoConnection, base_url: str) -> Connection:
+async def _connection(runtime: Runtime, spec: DemoConnection, base_url: str, instance: str) -> Connection:
     try:
         found = await runtime.store.read(Connection.container, spec.id, DEMO_TENANT)
     except NotFound:
@@ -157,7 +210,7 @@ async def _connection(runtime: Runtime, spec: DemoConnection, base_url: str) -> 
             provider=spec.provider,
             base_url=base_url,
             entity_types=list(spec.entity_types),
-            settings=spec.settings,
+            settings=spec.settings | ({SANDBOX_INSTANCE: instance} if instance else {}),
             entity_mappings=spec.mappings or {},
             sync_direction=spec.direction,
         )

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -64,6 +65,8 @@ class Sandbox:
         self.providers: dict[str, ProviderApi] = {
             api.name: api for api in (self.salesforce, self.notion, self.slack, self.github, self.google)
         }
+        self.instance = uuid.uuid4().hex
+        """Tells this sandbox from any earlier one: each starts afresh, so data seeded against another is stale."""
         self.listeners: list[ChangeListener] = []
         """Told of every change of a record, whoever made it (an API write, a control): the webhooks' source."""
         self._watch()
