@@ -147,10 +147,13 @@ class SlackAdapter(BaseAdapter):
                 when=_error_in("internal_error", "fatal_error", "service_unavailable", "request_timeout"),
                 reason="Slack error",
             ),
+            # The channel is the connection's configuration, not a record: a push into a channel that is gone must
+            # not mark every record it carries deleted on this connection.
+            Rule(Action.FAIL, status=200, when=_error_in("channel_not_found"), reason="the connection's channel"),
             Rule(
                 Action.NOT_FOUND,
                 status=200,
-                when=_error_in("channel_not_found", "message_not_found", "thread_not_found"),
+                when=_error_in("message_not_found", "thread_not_found"),
                 reason="not found",
             ),
             Rule(Action.FAIL, status=200, when=_not_ok, reason="refused"),

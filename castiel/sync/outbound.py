@@ -23,6 +23,7 @@ and does not hold the others back.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -134,6 +135,10 @@ class OutboundSync:
         result = await self._finish(change, result_id, started, shard_id, outcomes, None, retry)
         if retry is not None:
             raise retry
+        if result.status == "failed":
+            # A target refused the change for good: dead-lettered with the reason, so an operator sees it in the
+            # queue and resubmits it once the cause is fixed (the targets already in step are then skipped).
+            raise PermanentError(result.error or "a target refused the change")
         return result
 
     async def _shard(self, tenant_id: str, shard_id: str) -> dict[str, Any] | None:
@@ -172,12 +177,14 @@ class OutboundSync:
         sync_finished("outbound", result)
         log_event(
             "outbound.change",
+            level=logging.WARNING if failed else logging.INFO,
             origin=change.origin.value,
             operation=change.operation.value,
             shard_id=shard_id,
             status=status,
             pushed=sum(outcome.status == "pushed" for outcome in outcomes),
             targets=len(outcomes),
+            error=result.error if failed else None,
         )
         return result
 

@@ -19,6 +19,7 @@ one whose outcome is unknown (a 5xx, a timeout, a crash) keeps it, and no second
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -158,8 +159,8 @@ class Pusher:
         if unknown and plan.operation is Operation.CREATE:
             note = f" (it may have landed: not sent again for {self._confirm_after.total_seconds():.0f} s)"
             failed = Pushed(failed.outcome.model_copy(update={"reason": f"{failed.outcome.reason}{note}"}), error)
-        log_event("outbound.push_failed", connection_id=target.id, shard_id=shard_id, operation=plan.operation.value,
-                  error=failed.outcome.reason)  # fmt: skip
+        log_event("outbound.push_failed", level=logging.WARNING, connection_id=target.id, shard_id=shard_id,
+                  operation=plan.operation.value, error=failed.outcome.reason)  # fmt: skip
         return failed
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from castiel.errors import ConfigError
-from castiel.models import Conflict, DeletePolicy, Operation, Provider, SyncResult
+from castiel.errors import ConfigError, PermanentError
+from castiel.models import Conflict, Connection, DeletePolicy, Operation, Provider, SyncResult
 from castiel.sync.local import LocalEdits
 from tests.integration.sync.two_way import OUTBOUND, TENANT, TwoWay
 
@@ -149,6 +149,35 @@ async def test_a_failing_target_is_retried_alone(two: TwoWay) -> None:
         ("notion", "skipped"),
         ("slack", "pushed"),
     ]
+
+
+async def test_a_target_refusing_for_good_dead_letters_the_change_and_a_resubmission_pushes_only_it(
+    two: TwoWay,
+) -> None:
+    await synced(two, GITHUB, NOTION, SLACK)
+    two.world.clock.advance(60)
+    [issue] = two.world.sandbox.edit("github", ids=["1000000006"])
+    slack = Connection.model_validate(await two.world.store.read(Connection.container, "slack", TENANT))
+    moved = slack.model_copy(update={"settings": {**slack.settings, "channel": "C0GONE0000"}})
+    await two.world.store.replace(Connection.container, moved.to_doc(), if_match=slack.etag)  # Slack: channel_not_found
+
+    [change] = two.webhook(GITHUB, Operation.UPDATE, issue)
+    with pytest.raises(PermanentError, match="slack: .*channel_not_found") as refused:
+        await two.deliver(change)  # the worker dead-letters its message with this reason
+
+    results = [SyncResult.model_validate(doc) for doc in await two.world.docs(SyncResult.container, TENANT)]
+    [result] = [result for result in results if result.shard_id and result.trigger == "webhook"]
+    assert (result.status, result.error) == ("failed", str(refused.value))
+    assert [(target.connection_id, target.status) for target in result.targets] == [
+        ("notion", "pushed"),
+        ("slack", "failed"),
+    ]
+
+    restored = Connection.model_validate(await two.world.store.read(Connection.container, "slack", TENANT))
+    fixed = restored.model_copy(update={"settings": slack.settings})
+    await two.world.store.replace(Connection.container, fixed.to_doc(), if_match=restored.etag)
+    await two.deliver(change, key="resubmitted")  # `castiel queue resubmit`, the cause gone
+    assert sorted(provider for provider, _, _ in two.pushes()) == ["notion", "slack"]
 
 
 async def test_a_change_made_on_the_target_meanwhile_is_merged_before_the_push(two: TwoWay) -> None:
