@@ -2,9 +2,10 @@
 against them, and the stand-ins' signed webhooks sent to the host — a newcomer sees data flow with nothing to set up.
 
 Order of a start: the sandbox listens (so its URL is known), the host's settings point Google's push-token keys at
-the sandbox's JWKS, the host starts; once it answers, the demo tenant is seeded (started over when it was seeded against an
-earlier sandbox, whose records died with it: ``demo.start_over_if_stale``), the sandbox's webhooks are pointed at the registrations, and the scheduler queues
-the tasks that are due — the first pulls. ``<data dir>/sandbox.json`` says where the sandbox is while the host runs
+the sandbox's JWKS, the host starts; once it answers, the demo tenant is seeded (started over when it was seeded
+against an earlier sandbox, whose records died with it: ``demo.start_over_if_stale``), the sandbox's webhooks are
+pointed at the registrations, and the scheduler queues the tasks that are due — the first pulls.
+``<data dir>/sandbox.json`` says where the sandbox is while the host runs
 (``castiel sandbox edit`` reads it).
 """
 
