@@ -162,7 +162,7 @@ async def test_a_target_refusing_for_good_dead_letters_the_change_and_a_resubmis
     await two.world.store.replace(Connection.container, moved.to_doc(), if_match=slack.etag)  # Slack: channel_not_found
 
     [change] = two.webhook(GITHUB, Operation.UPDATE, issue)
-    with pytest.raises(PermanentError, match="slack: .*channel_not_found") as refused:
+    with pytest.raises(PermanentError, match=r"slack: .*channel_not_found") as refused:
         await two.deliver(change)  # the worker dead-letters its message with this reason
 
     results = [SyncResult.model_validate(doc) for doc in await two.world.docs(SyncResult.container, TENANT)]
