@@ -1,6 +1,7 @@
 """The newcomer's first run, as a real process: ``castiel serve --sandbox`` serves the five stand-ins, seeds the demo
 tenant, and pulls every provider; an edit made in the sandbox's GitHub (``castiel sandbox edit``) reaches the sandbox's
-Notion once, by webhook, and nothing comes back to GitHub; a second start on the same data directory adds nothing."""
+Notion once, by webhook, and nothing comes back to GitHub; a second start on the same data directory (a new sandbox)
+starts tenant demo over: the same five connections and registrations, not a second set."""
 
 from __future__ import annotations
 
