@@ -1,28 +1,28 @@
 """Conflicts — six strategies, pure: merging a change from one side (a connection, or ``local``) into a shard.
 
-Every field the change carries is classed on its own against the base, the change's source's snapshot at its last
-sync — never the record as a whole:
+Every field the change carries is classed against the base, the change's source's snapshot at its last sync:
 
 - the same on both sides: nothing to do (a no-op change never conflicts);
-- changed by the source only (``forward``): the source's value is the news, taken;
-- changed locally only (the source still has the base value): the local value is the news, kept;
+- changed by the source only (``forward``): the source's value is the news;
+- changed locally only (``stale``): the source still has the base value, the local one is the news;
 - changed on both sides to different values (``contested``): a conflict. With no base (the first sync of a record
   with a shard that already had a value) every differing field with a local value is contested.
 
-So a field changed on one side only is never a conflict, whatever happened to the record's other fields: a local
-value the source cannot take (a field it maps ``readOnly``) does not turn its later changes of other fields into
-conflicts. The strategies decide the contested fields:
+The strategies differ in what they do when both sides changed the record (``concurrent``: something contested, or
+forward and stale fields together):
 
-- ``local_wins`` / ``manual``: the shard's value stays (``manual`` opens the conflict for a person to decide).
-- ``remote_wins``: the source's value replaces it.
-- ``field_merge``: the configured fallback rule decides (recorded as the rule that decided it).
-- ``newest_wins``: the later timestamp (the shard's per-field version against the change's time); equal times go to
-  the greater canonical value, so both sides of a two-way sync settle on the same value whichever merges first.
+- ``local_wins`` / ``manual``: the shard stays as it is, whole; every dropped source value is recorded (``manual``
+  opens it for a person to decide). ``remote_wins``: the source's version replaces the shard's fields, whole.
+- ``field_merge``: forward fields are taken and stale ones kept, so disjoint changes both survive; each contested
+  field goes to the configured fallback rule (recorded as the rule that decided it).
+- ``newest_wins``: ``field_merge`` whose contested fields go to the later timestamp (the shard's per-field
+  version against the change's time); equal times go to the greater canonical value, so both sides of a two-way
+  sync settle on the same value whichever merges first.
 - ``source_priority``: an ordered list of sources owns the fields: a source's change to a field last set by a
-  higher-ranked source is refused, forward or contested (unlisted sources rank last; equal ranks merge as
-  ``newest_wins``).
+  higher-ranked source is refused (unlisted sources rank last; equal ranks merge as ``newest_wins``).
 
-Every conflict is recorded with its field, both values, the rule that decided it and the side kept.
+Without concurrency, every strategy takes the forward fields (``source_priority`` still refuses a lower-ranked
+source). Every conflict is recorded with its field, both values, the rule that decided it and the side kept.
 """
 
 from __future__ import annotations
@@ -109,29 +109,37 @@ class Merge:
 
 def merge(local: LocalState, change: RemoteChange, settings: ConflictSettings) -> Merge:
     """Merge ``change`` into ``local`` under ``settings`` (see the module docstring)."""
-    forward, contested = _classify(local.data, change)
+    forward, stale, contested = _classify(local.data, change)
     if not forward and not contested:
         return Merge(dict(local.data), {}, {}, {}, ())
     take: dict[str, Any] = {}
     conflicts: list[FieldConflict] = []
+    concurrent = bool(contested) or bool(forward and stale)
     strategy = settings.strategy
     if strategy is ConflictStrategy.SOURCE_PRIORITY:
         _by_priority(local, change, forward, contested, settings.source_priority, take, conflicts)
-        return _result(local, change, take, conflicts)
-    take.update((name, change.fields[name]) for name in forward)
-    rule = settings.fallback if strategy is ConflictStrategy.FIELD_MERGE else strategy
-    for name in contested:
-        kept = _settle(name, local, change, rule, settings.source_priority)
-        if kept == "remote":
-            take[name] = change.fields[name]
-        conflicts.append(_conflict(name, local, change, rule, kept, rule is ConflictStrategy.MANUAL))
+    elif concurrent and strategy in (ConflictStrategy.LOCAL_WINS, ConflictStrategy.MANUAL):
+        opened = strategy is ConflictStrategy.MANUAL
+        for name in sorted(forward + contested):
+            conflicts.append(_conflict(name, local, change, strategy, "local", opened))
+    elif concurrent and strategy is ConflictStrategy.REMOTE_WINS:
+        take.update((name, change.fields[name]) for name in forward + contested + stale)
+        conflicts += [_conflict(name, local, change, strategy, "remote") for name in sorted(contested + stale)]
+    else:
+        take.update((name, change.fields[name]) for name in forward)
+        rule = settings.fallback if strategy is ConflictStrategy.FIELD_MERGE else strategy
+        for name in contested:
+            kept = _settle(name, local, change, rule, settings.source_priority)
+            if kept == "remote":
+                take[name] = change.fields[name]
+            conflicts.append(_conflict(name, local, change, rule, kept, rule is ConflictStrategy.MANUAL))
     return _result(local, change, take, conflicts)
 
 
-def _classify(data: Mapping[str, Any], change: RemoteChange) -> tuple[list[str], list[str]]:
-    """The fields of ``change`` that are news to the shard: (forward, contested), each in the change's field order.
-    A field only the shard changed since the base is in neither: the shard's value stands."""
+def _classify(data: Mapping[str, Any], change: RemoteChange) -> tuple[list[str], list[str], list[str]]:
+    """The differing fields of ``change``: (forward, stale, contested), each in the change's field order."""
     forward: list[str] = []
+    stale: list[str] = []
     contested: list[str] = []
     base = change.base
     for name, remote in change.fields.items():
@@ -142,9 +150,11 @@ def _classify(data: Mapping[str, Any], change: RemoteChange) -> tuple[list[str],
             (forward if ours is _ABSENT or ours is None else contested).append(name)
             continue
         was = base.get(name, _ABSENT)
-        if _differs(was, remote):
+        if not _differs(was, remote):
+            stale.append(name)
+        else:
             (contested if _differs(ours, was) else forward).append(name)
-    return forward, contested
+    return forward, stale, contested
 
 
 def _differs(left: Any, right: Any) -> bool:

