@@ -7,6 +7,8 @@ Every field the change carries is classed against the base, the change's source'
 - changed locally only (``stale``): the source still has the base value, the local one is the news;
 - changed on both sides to different values (``contested``): a conflict. With no base (the first sync of a record
   with a shard that already had a value) every differing field with a local value is contested.
+- a field the source maps ``readOnly`` is its own (``RemoteChange.owned``): when it differs, the source's value is
+  taken as forward, whatever the base — nothing local can have changed it legitimately.
 
 The strategies differ in what they do when both sides changed the record (``concurrent``: something contested, or
 forward and stale fields together):
@@ -80,6 +82,9 @@ class RemoteChange:
     time: str
     base: Mapping[str, Any] | None = None
     field_times: Mapping[str, str] = field(default_factory=dict)
+    owned: frozenset[str] = frozenset()
+    """Fields the source maps ``readOnly``: it alone sets them (nothing pushes them to it), so its value is taken,
+    never a conflict — a shard value it disagrees with (set by an earlier release's local edit) is put right."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,9 @@ def _classify(data: Mapping[str, Any], change: RemoteChange) -> tuple[list[str],
     for name, remote in change.fields.items():
         ours = data.get(name, _ABSENT)
         if not _differs(ours, remote):
+            continue
+        if name in change.owned:
+            forward.append(name)  # the source's alone: what it says is the value, whatever the shard holds
             continue
         if base is None:
             (forward if ours is _ABSENT or ours is None else contested).append(name)

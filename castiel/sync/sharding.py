@@ -149,7 +149,9 @@ class _Page:
         local = LocalState(
             stored.get("data") or {}, stored.get("fieldVersions") or {}, stored.get("fieldSources") or {}
         )
-        result = merge(local, RemoteChange(connection, item.fields, self._time(item), base), self.settings)
+        owned = self.ctx.mapping.entity(item.entity_type).read_only
+        change = RemoteChange(connection, item.fields, self._time(item), base, owned=owned)
+        result = merge(local, change, self.settings)
         doc = _without_store_fields(stored)
         doc["data"] = result.data
         doc["fieldVersions"] = {**local.versions, **result.versions}

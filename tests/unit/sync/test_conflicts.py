@@ -147,6 +147,21 @@ def test_a_change_only_the_source_made_is_taken_under_every_strategy(strategy: C
     assert result.conflicts == ()
 
 
+@pytest.mark.parametrize("strategy", [LW, RW, NW, FM, MA])
+def test_a_field_the_source_owns_read_only_is_taken_from_it_and_never_a_conflict(strategy: ConflictStrategy) -> None:
+    # ``number`` diverged locally (an earlier release took a local edit of it; none goes out): the source's value
+    # puts it right, and its edit of the title is not turned into a conflict by it.
+    local = LocalState({**BASE, "number": 999})
+
+    change = RemoteChange(
+        "gh", {**BASE, "title": "Final", "number": 21}, T2, {**BASE, "number": 21}, owned=frozenset({"number"})
+    )
+    result = merge(local, change, settings(strategy))
+
+    assert result.changed == {"title": "Final", "number": 21}
+    assert result.conflicts == ()
+
+
 def test_a_source_ranked_below_a_field_s_owner_cannot_change_it() -> None:
     local = LocalState(dict(BASE), {}, {"owner": "sf", "title": "notion"})
     change = RemoteChange("notion", {**BASE, "owner": "bob", "title": "Final"}, T2, BASE)
