@@ -138,8 +138,11 @@ def connections_add(
 
 @connections_app.command("update")
 def connections_update(
-    connection_id: Annotated[str, typer.Argument(help="Connection id.")],
-    tenant: Annotated[str, typer.Option(help="Its tenant (needed only when the id is in several tenants).")] = "",
+    connection_id: Annotated[str, typer.Argument(callback=check_id, help="Connection id.")],
+    tenant: Annotated[
+        str,
+        typer.Option(callback=check_optional_id, help="Its tenant (needed only when the id is in several tenants)."),
+    ] = "",
     conflict_strategy: ConflictFlag = None,
     dedup_strategy: DedupFlag = None,
     direction: DirectionFlag = None,

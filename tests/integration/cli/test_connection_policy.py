@@ -124,6 +124,13 @@ def test_update_of_a_missing_connection_is_not_found(data_dir: Path) -> None:
     assert "connection 'nope' of tenant 'acme' not found" in result.stderr
 
 
+def test_update_of_a_malformed_id_is_a_usage_error(data_dir: Path) -> None:
+    castiel_json(*ADD)
+    result = invoke("connections", "update", "Bad Id!", "--delete-policy", "propagate")
+    assert result.exit_code == 2
+    assert "'Bad Id!' is not a valid id" in result.stderr
+
+
 def test_update_is_written_under_the_etag_it_read(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A change made between the read and the write is not overwritten: the update fails and says to run again."""
     castiel_json(*ADD)
