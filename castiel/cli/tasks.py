@@ -30,7 +30,7 @@ from castiel.models import (
 )
 from castiel.ports import DocumentStore, Filter, Query
 from castiel.sync.inbound import PULLING
-from castiel.webhooks.untrusted import printable
+from castiel.text import printable
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Scheduled sync tasks.")
 

@@ -24,12 +24,12 @@ from castiel.credentials.webhook_secrets import ROTATION_GRACE
 from castiel.errors import ConfigError, NotFound, RetryableError, SignatureError
 from castiel.models import Connection, Provider, RotationPolicy, WebhookAudit, WebhookRegistration, format_utc
 from castiel.ports import DocumentStore, SecretStore
+from castiel.text import printable
 from castiel.webhooks.admin import WebhookAdmin
 from castiel.webhooks.google_oidc import GoogleSigningKeys
 from castiel.webhooks.health import outcomes_named, recent_deliveries, registration_health
 from castiel.webhooks.notion_verification import FINGERPRINT_DIGITS
 from castiel.webhooks.registrations import WebhookRegistrations
-from castiel.webhooks.untrusted import printable
 from castiel.webhooks.verifiers import (
     AUDIENCE_SETTING,
     ORGANIZATION_ID_SETTING,

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from castiel.text import escaped
+
 logger = logging.getLogger("castiel")
 
 _correlation_id: ContextVar[str | None] = ContextVar("castiel_correlation_id", default=None)
@@ -55,7 +57,8 @@ def correlation(correlation_id: str | None) -> Iterator[str]:
 
 
 def _render(value: object) -> str:
-    text = str(value)
+    # A value can be a provider's error text or a request's header: escaped, it cannot start a forged line.
+    text = escaped(str(value))
     return f'"{text}"' if (" " in text or not text) else text
 
 

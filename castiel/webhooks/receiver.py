@@ -21,7 +21,7 @@ answer, they do not decide it. Bad input is always a 4xx with a JSON reason, nev
 backend unreachable (document store, secret store, queue, Google's keys), a corrupt secrets file, a registration
 whose secrets cannot verify — is never the sender's: 503 with one generic reason so the provider retries, the detail
 only in an ERROR log line and the audit. Request input that reaches a log line or the audit's registration id (the
-URL's id, a delivery id, a source address) goes through ``untrusted.printable``: escaped and bounded, never a raw
+URL's id, a delivery id, a source address) goes through ``castiel.text.printable``: escaped and bounded, never a raw
 control character.
 """
 
@@ -41,15 +41,16 @@ from castiel.clock import Clock, now_utc, system_clock, to_datetime
 from castiel.coalesce import Coalescer
 from castiel.errors import CastielError, ConfigError, InvalidMessage, RetryableError, SignatureError
 from castiel.models import DeliveryOutcome, Provider, VerificationState, WebhookAudit, WebhookRegistration
+from castiel.models.ids import is_valid_id
 from castiel.ports import DocumentStore, MessageQueue, OutgoingMessage, SecretStore
 from castiel.telemetry import current_correlation_id, log_event, new_correlation_id, new_id
 from castiel.telemetry.outcomes import webhook_answered
+from castiel.text import printable
 from castiel.webhooks.events import Handshake, ParsedDelivery, parse_delivery
 from castiel.webhooks.ledger import DeliveryLedger
 from castiel.webhooks.notion_verification import MAX_CANDIDATES, VerificationCandidates, fingerprint, implausible
 from castiel.webhooks.registrations import WebhookRegistrations
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
-from castiel.webhooks.untrusted import is_registration_id, printable
 from castiel.webhooks.verifier_cache import VerifierCache
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -137,7 +138,9 @@ class WebhookReceiver:
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
         """Answer one delivery; never raises for anything the sender controls, nor for a backend's fault (503)."""
         started = self._clock()
-        if not is_registration_id(request.registration_id):
+        # Every registration id keeps the id rule (generated or stored by an older version): an id of another shape
+        # names none and is answered without a lookup.
+        if not is_valid_id(request.registration_id):
             response = WebhookResponse.error(404, NO_REGISTRATION_REASON)
             answer = _Answer(DeliveryOutcome.UNKNOWN_REGISTRATION, response)
             self._audit(printable(request.registration_id), None, answer, started)

@@ -28,6 +28,7 @@ from castiel.credentials.webhook_secrets import ROTATION_GRACE
 from castiel.errors import CastielError, RetryableError
 from castiel.models import ChangeOrigin, Operation, VerificationState
 from castiel.ports import OutgoingMessage, Query, QueryPage
+from castiel.text import MAX_SHOWN, printable
 from castiel.webhooks.ledger import PENDING_TTL_SECONDS
 from castiel.webhooks.notion_verification import (
     MAX_CANDIDATES,
@@ -37,7 +38,6 @@ from castiel.webhooks.notion_verification import (
 )
 from castiel.webhooks.receiver import MAX_BODY_BYTES, NO_REGISTRATION_REASON, WebhookResponse
 from castiel.webhooks.salesforce_soap import ACK_CONTENT_TYPE, ACKNOWLEDGEMENT
-from castiel.webhooks.untrusted import MAX_SHOWN, printable
 
 from .conftest import (
     DELIVERY_ID,
